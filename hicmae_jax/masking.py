@@ -1,0 +1,59 @@
+"""Masks for pre-training (pure functions, static shapes, usable inside jit).
+
+Masks are boolean with True = masked, in the original's form: video [B, T'*H'*W'] in
+(t, h, w) token order, audio [B, N_audio] time-major. Every sample masks exactly
+int(ratio * count) tokens (the original's count), each sample with its own draw.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def num_masked(num_tokens: int, ratio: float) -> int:
+  """The original's count: int(ratio * num_tokens) (Python truncation)."""
+  if not 0.0 < ratio < 1.0:
+    raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
+  return int(ratio * num_tokens)
+
+
+def _exact_count_mask(key: jax.Array, batch: int, n: int, n_masked: int) -> jax.Array:
+  """[B, n] bool with exactly n_masked True per row, uniformly at random."""
+  noise = jax.random.uniform(key, (batch, n))
+  ranks = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)
+  return ranks < n_masked
+
+
+def tube_mask(key: jax.Array, batch: int, grid: tuple[int, int, int], ratio: float) -> jax.Array:
+  """Video tube masking: one spatial mask per sample shared by all temporal slots.
+
+  grid = (T', H', W') token grid. Returns [B, T'*H'*W'] bool, int(ratio*H'*W')*T' True per row.
+  """
+  t, h, w = grid
+  spatial = _exact_count_mask(key, batch, h * w, num_masked(h * w, ratio))
+  return jnp.broadcast_to(spatial[:, None, :], (batch, t, h * w)).reshape(batch, t * h * w)
+
+
+def random_mask(key: jax.Array, batch: int, num_tokens: int, ratio: float) -> jax.Array:
+  """Audio random masking: [B, N] bool with int(ratio*N) True per row."""
+  return _exact_count_mask(key, batch, num_tokens, num_masked(num_tokens, ratio))
+
+
+def mask_to_ids(mask: jax.Array, num_visible: int) -> tuple[jax.Array, jax.Array]:
+  """Splits token indices by a mask [B, N] (True = masked), both parts in raster order.
+
+  Returns (visible_ids [B, num_visible], masked_ids [B, N - num_visible]). The mask must mask
+  exactly N - num_visible tokens in every row (the sampled masks always do; a mask given from
+  outside is checked by `check_mask_counts`).
+  """
+  ids = jnp.argsort(mask.astype(jnp.int32), axis=1, stable=True)  # visible first, order kept
+  return ids[:, :num_visible], ids[:, num_visible:]
+
+
+def check_mask_counts(mask, expected_masked: int, name: str) -> None:
+  """Host-side check for masks that come from outside the model (e.g. the data pipeline)."""
+  import numpy as np
+  counts = np.asarray(mask).sum(axis=1)
+  if not np.all(counts == expected_masked):
+    raise ValueError(f"{name}: every sample must mask exactly {expected_masked} tokens (the "
+                     f"configured ratio), got counts {sorted(set(counts.tolist()))}")

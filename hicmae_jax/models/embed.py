@@ -1,0 +1,112 @@
+"""Patch embeddings (video tubelets, audio spectrogram patches) and fixed sinusoid positions.
+
+Inputs are channels-last: video [B, T, H, W, C], audio [B, time, freq]. A patch embedding is
+a stride=kernel convolution, done here as patchify + one matmul (same numbers, simpler and
+faster on every backend). The kernel keeps the conv layout [kt, kh, kw, C_in, D] so it maps
+one-to-one onto the original's Conv3d/Conv2d weight.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hicmae_jax.models.layers import torch_default_uniform
+
+
+def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
+  """Fixed 1-D sinusoid table [num_positions, dim] (float32).
+
+  angle(pos, j) = pos / 10000^(2*(j//2)/dim); even j take sin, odd j take cos (interleaved).
+  Computed in float64 and rounded to float32 like the original (also for float64 runs).
+  """
+  pos = np.arange(num_positions, dtype=np.float64)[:, None]
+  j = np.arange(dim)
+  angle = pos / np.power(10000.0, 2 * (j // 2) / dim)[None, :]
+  table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+  return table.astype(np.float32)
+
+
+def patchify_video(video: jax.Array, tubelet: int, patch: int) -> jax.Array:
+  """[B, T, H, W, C] -> [B, N, tubelet*patch*patch*C], tokens in (t, h, w) order.
+
+  Values inside a patch are flattened in (frame, row, col, channel) order.
+  """
+  b, t, h, w, c = video.shape
+  if t % tubelet or h % patch or w % patch:
+    raise ValueError(f"video {video.shape} is not divisible into {tubelet}x{patch}x{patch} "
+                     f"tubelets: frames must be a multiple of {tubelet}, sizes of {patch}")
+  x = video.reshape(b, t // tubelet, tubelet, h // patch, patch, w // patch, patch, c)
+  x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
+  return x.reshape(b, (t // tubelet) * (h // patch) * (w // patch), tubelet * patch * patch * c)
+
+
+def unpatchify_video(patches: jax.Array, shape: tuple[int, ...], tubelet: int,
+                     patch: int) -> jax.Array:
+  """Inverse of patchify_video: [B, N, tubelet*patch*patch*C] -> [B, T, H, W, C]."""
+  b, t, h, w, c = shape
+  x = patches.reshape(b, t // tubelet, h // patch, w // patch, tubelet, patch, patch, c)
+  x = x.transpose(0, 1, 4, 2, 5, 3, 6, 7)
+  return x.reshape(b, t, h, w, c)
+
+
+def patchify_audio(audio: jax.Array, patch: int) -> jax.Array:
+  """[B, time, freq] -> [B, N, patch*patch], tokens time-major, values (time row, freq col)."""
+  b, t, f = audio.shape
+  if t % patch or f % patch:
+    raise ValueError(f"spectrogram {audio.shape[1:]} is not divisible into {patch}x{patch} "
+                     f"patches")
+  x = audio.reshape(b, t // patch, patch, f // patch, patch).transpose(0, 1, 3, 2, 4)
+  return x.reshape(b, (t // patch) * (f // patch), patch * patch)
+
+
+def unpatchify_audio(patches: jax.Array, shape: tuple[int, int, int], patch: int) -> jax.Array:
+  """Inverse of patchify_audio: [B, N, patch*patch] -> [B, time, freq]."""
+  b, t, f = shape
+  x = patches.reshape(b, t // patch, f // patch, patch, patch).transpose(0, 1, 3, 2, 4)
+  return x.reshape(b, t, f)
+
+
+class PatchProjection(nnx.Module):
+  """The conv-as-matmul projection: kernel [*kernel_size, C_in, D] and bias [D]."""
+
+  def __init__(self, kernel_size: tuple[int, ...], in_channels: int, dim: int, *, dtype,
+               param_dtype, rngs: nnx.Rngs):
+    fan_in = int(np.prod(kernel_size)) * in_channels
+    init = torch_default_uniform(fan_in)  # PyTorch's default conv init, as the original
+    self.kernel = nnx.Param(init(rngs.params(), (*kernel_size, in_channels, dim), param_dtype))
+    self.bias = nnx.Param(init(rngs.params(), (dim,), param_dtype))
+    self.dtype = dtype
+
+  def __call__(self, patches: jax.Array) -> jax.Array:
+    """patches [B, N, prod(kernel)*C_in] -> [B, N, D]."""
+    k = self.kernel[...]
+    k = k.reshape(-1, k.shape[-1]).astype(self.dtype)
+    return jnp.dot(patches.astype(self.dtype), k) + self.bias[...].astype(self.dtype)
+
+
+class VideoPatchEmbed(nnx.Module):
+  """Tubelet embedding: [B, T, H, W, 3] -> [B, (T/2)(H/16)(W/16), D]."""
+
+  def __init__(self, dim: int, *, tubelet: int, patch: int, in_channels: int = 3, dtype,
+               param_dtype, rngs: nnx.Rngs):
+    self.tubelet = tubelet
+    self.patch = patch
+    self.proj = PatchProjection((tubelet, patch, patch), in_channels, dim, dtype=dtype,
+                                param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, video: jax.Array) -> jax.Array:
+    return self.proj(patchify_video(video, self.tubelet, self.patch))
+
+
+class AudioPatchEmbed(nnx.Module):
+  """Spectrogram patch embedding: [B, time, freq] -> [B, (time/16)(freq/16), D]."""
+
+  def __init__(self, dim: int, *, patch: int, dtype, param_dtype, rngs: nnx.Rngs):
+    self.patch = patch
+    self.proj = PatchProjection((patch, patch), 1, dim, dtype=dtype, param_dtype=param_dtype,
+                                rngs=rngs)
+
+  def __call__(self, audio: jax.Array) -> jax.Array:
+    return self.proj(patchify_audio(audio, self.patch))
