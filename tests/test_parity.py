@@ -1,0 +1,145 @@
+"""Numerical parity with the original PyTorch HiCMAE (tiny models in tests/data, see FIXTURES.md).
+
+The original-format checkpoints are read without torch, mapped onto our models, and run on the
+reference inputs; outputs must match the original's float32 run (and float64 run, with x64).
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs.common import test_model_config
+from hicmae_jax import objectives
+from hicmae_jax.checkpoints import mapping, torch_format
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.classifier import FinetuneModel
+from hicmae_jax.models.hicmae import PretrainModel
+
+# Tolerances from FIXTURES.md (the original's own float32 noise is below these).
+F32 = dict(outputs=3e-5, logits=1e-5, losses=2e-6)
+F64 = 1e-9
+
+
+def fixture_model_config(dtype: str):
+  # The fixtures mask 24 of 32 video tokens (3 of 4 per slot) and 6 of 8 audio tokens.
+  return test_model_config(video_mask_ratio=0.75, audio_mask_ratio=0.75, dtype=dtype,
+                           param_dtype=dtype, num_classes=5)
+
+
+def loss_config():
+  return ml_collections.ConfigDict(dict(
+      frame_difference=True, contrastive_temperature=0.07, contrastive_group_size=0,
+      video_weight=1.0, audio_weight=1.0, contrastive_weight=0.0025))
+
+
+@pytest.fixture(scope="module")
+def ref(data_dir):
+  return dict(np.load(data_dir / "tiny_reference.npz"))
+
+
+@pytest.fixture
+def x64():
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", False)
+
+
+def _load(model, path, **kw):
+  state_dict = torch_format.read_torch_checkpoint(str(path))["model"]
+  params, dropped = mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model), **kw)
+  params_lib.assign_params(model, params)
+  return dropped
+
+
+def _inputs(ref, dtype):
+  return dict(video=jnp.asarray(ref["input/video"].transpose(0, 2, 3, 4, 1), dtype),
+              audio=jnp.asarray(ref["input/audio"][:, 0], dtype),
+              mask_video=jnp.asarray(ref["input/mask"]),
+              mask_audio=jnp.asarray(ref["input/mask_audio"]))
+
+
+def _check_pretrain(ref, data_dir, dtype, suffix, tol):
+  model = PretrainModel(fixture_model_config(dtype), rngs=nnx.Rngs(0))
+  _load(model, data_dir / "pretrain_tiny.pth")
+  _, aux = objectives.pretrain_loss(model, _inputs(ref, dtype), loss_cfg=loss_config(), key=None,
+                                    deterministic=True)
+  r = lambda k: ref[f"pretrain/{k}{suffix}"]
+  np.testing.assert_allclose(aux["rec_video"], r("rec_video"), atol=tol["outputs"], rtol=0)
+  np.testing.assert_allclose(aux["rec_audio"], r("rec_audio"), atol=tol["outputs"], rtol=0)
+  np.testing.assert_allclose(aux["target_video"], r("target_video"), atol=tol["outputs"], rtol=0)
+  np.testing.assert_allclose(aux["target_audio"], r("target_audio"), atol=tol["outputs"], rtol=0)
+  logits = np.asarray(aux["logits"])[:, 0]  # one group = the whole batch of 3
+  np.testing.assert_allclose(logits, r("logits_per_video"), atol=tol["logits"], rtol=0)
+  np.testing.assert_allclose(logits.transpose(0, 2, 1), r("logits_per_audio"),
+                             atol=tol["logits"], rtol=0)
+  for name in ("loss_video", "loss_audio", "loss_contrastive", "loss"):
+    np.testing.assert_allclose(aux[name], r(name), atol=tol["losses"], rtol=0, err_msg=name)
+
+
+def _check_finetune(ref, data_dir, dtype, suffix, tol):
+  model = FinetuneModel(fixture_model_config(dtype), rngs=nnx.Rngs(0))
+  _load(model, data_dir / "finetune_tiny.pth")
+  batch = _inputs(ref, dtype)
+  out = model(batch["video"], batch["audio"])
+  np.testing.assert_allclose(out["feature"], ref[f"finetune/feature{suffix}"],
+                             atol=tol["outputs"], rtol=0)
+  np.testing.assert_allclose(out["logits"], ref[f"finetune/logits{suffix}"], atol=tol["logits"],
+                             rtol=0)
+
+
+def test_pretrain_parity_float32(ref, data_dir):
+  _check_pretrain(ref, data_dir, "float32", "", F32)
+
+
+def test_finetune_parity_float32(ref, data_dir):
+  _check_finetune(ref, data_dir, "float32", "", F32)
+
+
+def test_pretrain_parity_float64(ref, data_dir, x64):
+  _check_pretrain(ref, data_dir, "float64", "__f64", dict(outputs=F64, logits=F64, losses=F64))
+
+
+def test_finetune_parity_float64(ref, data_dir, x64):
+  _check_finetune(ref, data_dir, "float64", "__f64", dict(outputs=F64, logits=F64, losses=F64))
+
+
+def test_pretrained_weights_into_finetune_model(ref, data_dir):
+  """Encoders and fusion map by name; decoders, projections and mask tokens are dropped."""
+  model = FinetuneModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
+  state_dict = torch_format.read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
+  expected = params_lib.param_shapes(model)
+  encoder_only = {p: s for p, s in expected.items()
+                  if p[0] in ("encoder", "encoder_audio", "encoder_fusion")}
+  params, dropped = mapping.state_dict_to_params(
+      state_dict, encoder_only, drop_prefixes=mapping.PRETRAIN_ONLY_PREFIXES)
+  assert set(params) == set(encoder_only)
+  assert any(k.startswith("decoder.") for k in dropped) and "mask_token" in dropped
+  assert "encoder_to_decoder.weight" in dropped
+  np.testing.assert_array_equal(
+      params[("encoder", "blocks", 0, "attn", "qkv", "kernel")],
+      state_dict["encoder.blocks.0.attn.qkv.weight"].T)
+
+
+def test_mapping_errors_name_the_tensors(data_dir):
+  model = FinetuneModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
+  state_dict = dict(torch_format.read_torch_checkpoint(str(data_dir / "finetune_tiny.pth"))["model"])
+  state_dict.pop("fc_norm.bias")
+  state_dict["head.weight"] = np.zeros((7, 128), np.float32)
+  state_dict["extra.thing"] = np.zeros(3, np.float32)
+  with pytest.raises(mapping.MappingError) as err:
+    mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model))
+  msg = str(err.value)
+  assert "fc_norm.bias" in msg and "extra.thing" in msg
+  assert "head.weight: checkpoint (7, 128), model expects (5, 128)" in msg
+
+
+def test_export_import_round_trip_is_exact(data_dir):
+  state_dict = torch_format.read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
+  model = PretrainModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
+  params, _ = mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model))
+  back = mapping.params_to_state_dict(params)
+  assert list(back) == list(state_dict)
+  for k in state_dict:
+    np.testing.assert_array_equal(back[k], state_dict[k])
