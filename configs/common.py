@@ -56,7 +56,7 @@ def model_config(size: str = "base") -> ml_collections.ConfigDict:
   return m
 
 
-def test_model_config(**overrides) -> ml_collections.ConfigDict:
+def model_config_for_tests(**overrides) -> ml_collections.ConfigDict:
   """The CPU test size with the fixtures' input geometry (32x32 frames, 64x32 spectrogram)."""
   m = model_config("test")
   m.input_size = 32

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs.common import test_model_config
+from configs.common import model_config_for_tests
 from hicmae_jax import objectives
 from hicmae_jax.checkpoints import mapping, torch_format
 from hicmae_jax.models import params as params_lib
@@ -24,7 +24,7 @@ F64 = 1e-9
 
 def fixture_model_config(dtype: str):
   # The fixtures mask 24 of 32 video tokens (3 of 4 per slot) and 6 of 8 audio tokens.
-  return test_model_config(video_mask_ratio=0.75, audio_mask_ratio=0.75, dtype=dtype,
+  return model_config_for_tests(video_mask_ratio=0.75, audio_mask_ratio=0.75, dtype=dtype,
                            param_dtype=dtype, num_classes=5)
 
 

@@ -15,11 +15,17 @@ A `torch.save` file (torch >= 1.6) is an uncompressed zip archive:
 `<name>` is the file stem for files written by `torch.save`, 'archive' for buffers; it
 varies, so the reader locates `*/data.pkl` instead of guessing.
 
+Tensors whose dtype has no legacy storage class (uint16/32/64, float8; torch >= 2.3) are
+`_rebuild_tensor_v3(untyped storage, ..., torch.<dtype>)` calls instead.
+
 Reading: the pickle is untrusted input (checkpoints are downloaded), so it is loaded with
 a restricted unpickler whose `find_class` only hands out the handful of callables that a
 checkpoint of plain state dicts needs, each replaced by a local, side-effect-free
-stand-in. Tensors come back as numpy arrays (copies, never views of the archive), torch
-Parameters as plain arrays, `argparse.Namespace` as `types.SimpleNamespace`.
+stand-in; a linear pre-scan of the opcodes first rejects the few fields with which a
+corrupt pickle makes CPython's unpickler allocate gigabytes. Tensors come back as numpy
+arrays (copies, never views of the archive), torch Parameters as plain arrays,
+`argparse.Namespace` as `types.SimpleNamespace`. Anything wrong raises
+CheckpointFormatError naming the file and the problem.
 
 Writing: the pickle opcodes are emitted directly (no `pickle.Pickler`), because pickling
 the globals `torch._utils._rebuild_tensor_v2` / `torch.FloatStorage` through the standard
@@ -34,6 +40,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import secrets
 import struct
 import sys
@@ -110,10 +117,22 @@ _TORCH_DTYPES: dict[str, np.dtype] = {
 _WRITE_STORAGE: dict[type, str] = {
   dt.type: name for name, dt in _STORAGE_DTYPES.items()
 }
+# Dtypes without a legacy storage class are written the way torch >= 2.3 writes them:
+# `_rebuild_tensor_v3` on an untyped storage plus the torch dtype global.
+_WRITE_V3_DTYPE: dict[type, str] = {
+  np.dtype(np.uint16).type: "uint16",
+  np.dtype(np.uint32).type: "uint32",
+  np.dtype(np.uint64).type: "uint64",
+  np.dtype(ml_dtypes.float8_e4m3fn).type: "float8_e4m3fn",
+  np.dtype(ml_dtypes.float8_e5m2).type: "float8_e5m2",
+  np.dtype(ml_dtypes.float8_e4m3fnuz).type: "float8_e4m3fnuz",
+  np.dtype(ml_dtypes.float8_e5m2fnuz).type: "float8_e5m2fnuz",
+  np.dtype(ml_dtypes.float8_e8m0fnu).type: "float8_e8m0fnu",
+}
 
-# Storage entries above this many bytes that are larger than their storage (only possible
-# with overlapping, e.g. stride-0, views) are refused: a corrupt size field must not make
-# the reader allocate gigabytes.
+# A tensor larger than both its storage and this many bytes (only possible with
+# overlapping, e.g. stride-0, views) is refused: a corrupt size field must not make the
+# reader allocate gigabytes.
 _MAX_EXPANSION_BYTES = 1 << 31
 
 
@@ -329,25 +348,72 @@ def _latin1_encode(text, encoding="latin1", errors="strict"):
   return text.encode("latin1")
 
 
+class _DtypeProxy:
+  """What the `numpy.dtype` stand-in returns: a simple numpy dtype awaiting its BUILD.
+
+  numpy pickles a dtype as `numpy.dtype(spec, align, copy)` followed by BUILD with a state
+  tuple. numpy's own `dtype.__setstate__` crashes the interpreter (segfault, numpy 2.4) on
+  some malformed states, so the state is validated and applied here instead (only the
+  byte order matters for the simple dtypes allowed). Resolved to the real dtype by
+  `_numpy_scalar` and, if one is left in the loaded object, by `_resolve_dtype_proxies`.
+  """
+  __slots__ = ("dtype",)
+
+  def __init__(self, dtype: np.dtype):
+    self.dtype = dtype
+
+  def __setstate__(self, state):
+    if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+            and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)
+            and all(type(v) is int for v in state[5:8])):
+      raise pickle.UnpicklingError(f"unexpected numpy dtype state {state!r:.200}")
+    if state[1] in "<>" and self.dtype.byteorder != "|":
+      self.dtype = self.dtype.newbyteorder(state[1])
+
+
 def _numpy_dtype(spec, align=False, copy=True):
   """`numpy.dtype` stand-in restricted to simple (non-object, non-structured) dtypes."""
-  del copy  # always copy: BUILD then sets state on a private instance, not numpy's singleton
+  del align, copy  # irrelevant for the simple dtypes allowed
   if not isinstance(spec, str) or len(spec) > 16:
-    raise pickle.UnpicklingError(f"numpy.dtype spec must be a short string, got {spec!r}")
+    raise pickle.UnpicklingError(f"numpy.dtype spec must be a short string, got {spec!r:.100}")
   dt = np.dtype(spec)
-  if dt.kind not in "biufcmMSU" or dt.hasobject or dt.fields is not None or dt.subdtype:
+  # No datetimes: their unit travels in the BUILD metadata, which is not interpreted here.
+  if dt.kind not in "biufcSU" or dt.hasobject or dt.fields is not None or dt.subdtype:
     raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not allowed")
-  return np.dtype(spec, bool(align), True)
+  return _DtypeProxy(dt)
 
 
 def _numpy_scalar(dtype, data=None):
   """`numpy.core.multiarray.scalar` stand-in: (simple dtype, raw bytes) -> numpy scalar."""
-  if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.fields is not None \
-      or dtype.subdtype is not None or dtype.kind not in "biufcmMSU":
-    raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype!r} is not allowed")
-  if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-    raise pickle.UnpicklingError(f"numpy scalar data must be {dtype.itemsize} bytes")
-  return np.frombuffer(data, dtype=dtype)[0]
+  if not isinstance(dtype, _DtypeProxy):
+    raise pickle.UnpicklingError(f"numpy scalar needs a numpy dtype, got {dtype!r:.100}")
+  dt = dtype.dtype
+  if not isinstance(data, bytes) or len(data) != dt.itemsize:
+    raise pickle.UnpicklingError(f"numpy scalar data must be {dt.itemsize} bytes")
+  return np.frombuffer(data, dtype=dt)[0]
+
+
+def _resolve_dtype_proxies(obj: Any, seen: set[int]) -> Any:
+  """Replace `_DtypeProxy` objects left in a loaded nest by their numpy dtype (in place
+  for dicts/lists/namespaces, rebuilt for tuples). Only run when a proxy was created."""
+  if isinstance(obj, _DtypeProxy):
+    return obj.dtype
+  if id(obj) in seen or isinstance(obj, (np.ndarray, np.generic, str, bytes, int, float)):
+    return obj
+  seen.add(id(obj))
+  if isinstance(obj, types.SimpleNamespace):
+    _resolve_dtype_proxies(vars(obj), seen)
+  elif isinstance(obj, dict):
+    for key, value in obj.items():
+      obj[key] = _resolve_dtype_proxies(value, seen)  # same keys: safe while iterating
+  elif isinstance(obj, list):
+    for i, value in enumerate(obj):
+      obj[i] = _resolve_dtype_proxies(value, seen)
+  elif isinstance(obj, tuple):
+    items = tuple(_resolve_dtype_proxies(v, seen) for v in obj)
+    if any(a is not b for a, b in zip(items, obj)):
+      return items
+  return obj
 
 
 def _torch_size(value=()):
@@ -374,7 +440,6 @@ def _build_allowed_globals() -> dict[tuple[str, str], Any]:
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("argparse", "Namespace"): types.SimpleNamespace,
     ("_codecs", "encode"): _SafeCallable("_codecs.encode", _latin1_encode),
-    ("numpy", "dtype"): _SafeCallable("numpy.dtype", _numpy_dtype),
     ("torch", "Size"): _SafeCallable("torch.Size", _torch_size),
     ("torch", "device"): _SafeCallable("torch.device", _torch_device),
     ("torch.serialization", "_get_layout"): _SafeCallable("torch.serialization._get_layout",
@@ -407,6 +472,84 @@ def _build_allowed_globals() -> dict[tuple[str, str], Any]:
 
 
 _ALLOWED_GLOBALS = _build_allowed_globals()
+
+
+def _build_opcode_table() -> list[tuple[str, int] | None]:
+  """Per opcode byte: how its argument is laid out ('fixed', n), ('len', width), ('line',
+  lines) or None for an unknown opcode. Derived from pickletools' opcode descriptions."""
+  table: list[tuple[str, int] | None] = [None] * 256
+  for op in pickletools.opcodes:
+    code = ord(op.code)
+    if op.arg is None:
+      table[code] = ("fixed", 0)
+    elif op.arg.n >= 0:
+      table[code] = ("fixed", op.arg.n)
+    elif op.arg.n == pickletools.UP_TO_NEWLINE:
+      table[code] = ("line", 2 if op.name in ("GLOBAL", "INST") else 1)
+    elif op.arg.n == pickletools.TAKEN_FROM_ARGUMENT1:
+      table[code] = ("len", 1)
+    elif op.arg.n in (pickletools.TAKEN_FROM_ARGUMENT4, pickletools.TAKEN_FROM_ARGUMENT4U):
+      table[code] = ("len", 4)
+    elif op.arg.n == pickletools.TAKEN_FROM_ARGUMENT8U:
+      table[code] = ("len", 8)
+  return table
+
+
+_OPCODE_TABLE = _build_opcode_table()
+_CODE_LONG_BINPUT, _CODE_PUT, _CODE_STOP = ord("r"), ord("p"), ord(".")
+
+
+def _prescan_pickle(data: bytes) -> None:
+  """Walk the opcodes of `data` up to STOP, checking every argument fits in the data.
+
+  The C unpickler trusts two kinds of fields that a corrupt pickle can blow up: a memo
+  index (LONG_BINPUT 0x0a000000 makes it allocate a multi-GB memo table) and length
+  prefixes of some opcodes (BYTEARRAY8 allocates before reading). Rejecting memo indices
+  larger than the pickle itself (a real pickler numbers memo entries 0, 1, 2, ..., each
+  costing >= 2 bytes) and lengths beyond the end of the data bounds its memory by a small
+  multiple of the pickle size. Linear in len(data); no objects are built.
+  """
+  n = len(data)
+  pos = 0
+  while pos < n:
+    code = data[pos]
+    layout = _OPCODE_TABLE[code]
+    if layout is None:
+      raise pickle.UnpicklingError(f"invalid pickle opcode 0x{code:02x} at byte {pos}")
+    kind, width = layout
+    start = pos + 1
+    if kind == "fixed":
+      end = start + width
+    elif kind == "len":
+      if start + width > n:
+        raise pickle.UnpicklingError(f"pickle truncated at byte {pos}")
+      length = int.from_bytes(data[start:start + width], "little", signed=(width == 4))
+      if length < 0:
+        raise pickle.UnpicklingError(f"negative length {length} at byte {pos}")
+      end = start + width + length
+    else:
+      end = start
+      for _ in range(width):
+        newline = data.find(b"\n", end)
+        if newline < 0:
+          raise pickle.UnpicklingError(f"pickle truncated at byte {pos} (no newline)")
+        end = newline + 1
+    if end > n:
+      raise pickle.UnpicklingError(
+        f"pickle truncated: opcode at byte {pos} needs {end - n} more bytes")
+    if code == _CODE_LONG_BINPUT or code == _CODE_PUT:
+      try:
+        index = (int.from_bytes(data[start:start + 4], "little") if code == _CODE_LONG_BINPUT
+                 else int(data[start:end - 1]))
+      except ValueError:
+        raise pickle.UnpicklingError(f"bad PUT index at byte {pos}") from None
+      if not 0 <= index < n:
+        raise pickle.UnpicklingError(
+          f"memo index {index} at byte {pos} is implausible for a {n}-byte pickle")
+    if code == _CODE_STOP:  # the unpickler reads nothing after it
+      return
+    pos = end
+  raise pickle.UnpicklingError("pickle has no STOP opcode (truncated)")
 
 
 class _ArchiveReader:
@@ -450,9 +593,7 @@ class _ArchiveReader:
       if info.file_size > need:
         raise self.error(
           f"storage '{record}' has {info.file_size} bytes, expected {need}")
-      if info.compress_size > self.archive_bytes:
-        raise self.error(f"storage '{record}' claims {info.compress_size} bytes, more "
-                         f"than the whole file")
+      _check_entry_sizes(self.path, info, self.archive_bytes)
       data = self.zf.read(info)
       if len(data) != need:
         raise self.error(f"storage '{record}' truncated: need {need} bytes, have {len(data)}")
@@ -487,8 +628,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
     # utf-8: torch's own loader decodes Python-2 era str pickles the same way.
     super().__init__(file, encoding="utf-8")
     self._reader = reader
+    self.made_dtypes = False  # whether any _DtypeProxy may be in the result
+
+  def _make_dtype(self, *args) -> _DtypeProxy:
+    self.made_dtypes = True
+    return _numpy_dtype(*args)
 
   def find_class(self, module: str, name: str) -> Any:
+    if (module, name) == ("numpy", "dtype"):
+      return _SafeCallable("numpy.dtype", self._make_dtype)
     obj = _ALLOWED_GLOBALS.get((module, name))
     if obj is None:
       raise CheckpointFormatError(
@@ -498,6 +646,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
   def persistent_load(self, pid: Any) -> Any:
     return self._reader.persistent_load(pid)
+
+
+# deflate cannot compress better than about 1032:1; a larger claimed ratio is corruption
+# (or a zip bomb) and would only make the reader inflate gigabytes before failing.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_entry_sizes(path: str, info: zipfile.ZipInfo, archive_bytes: int) -> None:
+  """Reject a zip entry whose directory sizes cannot be right, before reading it."""
+  if info.compress_size > archive_bytes:
+    raise CheckpointFormatError(
+      f"{path}: entry '{info.filename}' claims {info.compress_size} bytes, more than the "
+      f"whole file ({archive_bytes})")
+  if info.compress_type == zipfile.ZIP_STORED:
+    if info.compress_size != info.file_size:
+      raise CheckpointFormatError(
+        f"{path}: stored entry '{info.filename}' has inconsistent sizes "
+        f"({info.compress_size} vs {info.file_size})")
+  elif info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+    raise CheckpointFormatError(
+      f"{path}: entry '{info.filename}' claims {info.file_size} bytes from "
+      f"{info.compress_size} compressed: implausible")
 
 
 def _find_data_pkl(names: list[str]) -> str | None:
@@ -567,13 +737,16 @@ def _read_open_file(path: str, f: BinaryIO) -> Any:
       if byteorder not in ("little", "big"):
         raise CheckpointFormatError(f"{path}: unknown byteorder record {byteorder[:20]!r}")
     info = zf.getinfo(pkl_name)
-    if info.compress_size > archive_bytes:
-      raise CheckpointFormatError(f"{path}: data.pkl claims more bytes than the file has")
+    _check_entry_sizes(path, info, archive_bytes)
     pickle_bytes = zf.read(info)
     reader = _ArchiveReader(path, zf, prefix, byteorder != sys.byteorder, archive_bytes)
     unpickler = _RestrictedUnpickler(io.BytesIO(pickle_bytes), reader)
     try:
-      return unpickler.load()
+      _prescan_pickle(pickle_bytes)
+      result = unpickler.load()
+      if unpickler.made_dtypes:
+        result = _resolve_dtype_proxies(result, set())
+      return result
     except CheckpointFormatError:
       raise
     except _TensorError as e:
@@ -739,8 +912,9 @@ class _CheckpointPickler:
 
   def _tensor(self, arr: np.ndarray, where: str) -> None:
     storage_name = _WRITE_STORAGE.get(arr.dtype.type)
-    if storage_name is None or arr.dtype.fields is not None:
-      raise TypeError(f"{where}: numpy dtype {arr.dtype} has no torch storage type")
+    v3_dtype = _WRITE_V3_DTYPE.get(arr.dtype.type)
+    if (storage_name is None and v3_dtype is None) or arr.dtype.fields is not None:
+      raise TypeError(f"{where}: numpy dtype {arr.dtype} has no torch equivalent")
     known = self._array_keys.get(id(arr))
     if known is None:
       data = arr if arr.flags.c_contiguous else arr.copy(order="C")
@@ -757,15 +931,23 @@ class _CheckpointPickler:
     stride = _contiguous_strides(shape)
     numel = math.prod(shape)
 
-    self._global("torch._utils", "_rebuild_tensor_v2")
+    self._global("torch._utils", "_rebuild_tensor_v2" if v3_dtype is None
+                 else "_rebuild_tensor_v3")
     self.out += _MARK
-    # persistent id ('storage', torch.XStorage, key, 'cpu', numel)
+    # persistent id ('storage', torch.XStorage, key, 'cpu', numel); an untyped storage
+    # counts bytes instead of elements.
     self.out += _MARK
     self._str("storage")
-    self._global("torch", storage_name)
-    self._str(key)
-    self._str("cpu")
-    self._int(numel, where)
+    if v3_dtype is None:
+      self._global("torch", storage_name)
+      self._str(key)
+      self._str("cpu")
+      self._int(numel, where)
+    else:
+      self._global("torch.storage", "UntypedStorage")
+      self._str(key)
+      self._str("cpu")
+      self._int(numel * arr.dtype.itemsize, where)
     self.out += _TUPLE + _BINPERSID
     self._int(0, where)  # storage_offset
     self._int_tuple(shape, where)
@@ -773,6 +955,8 @@ class _CheckpointPickler:
     self.out += _FALSE  # requires_grad
     self._global("collections", "OrderedDict")  # backward hooks: empty OrderedDict
     self.out += _EMPTY_TUPLE + _REDUCE
+    if v3_dtype is not None:
+      self._global("torch", v3_dtype)
     self.out += _TUPLE + _REDUCE
 
 
@@ -841,8 +1025,10 @@ def write_torch_checkpoint(path: str | os.PathLike, obj: Any) -> None:
   Args:
     path: destination file; replaced only once the new file is complete.
     obj: a nest of dict/OrderedDict/list/tuple/str/int/float/bool/None and numpy arrays
-      (float32/64/16, bfloat16, int64/32/16/8, uint8, bool, complex64/128; jax arrays
-      are converted with np.asarray). Every array becomes a contiguous CPU tensor with
+      (float32/64/16, bfloat16, int64/32/16/8, uint8, bool, complex64/128, and the
+      torch>=2.3 dtypes uint16/32/64 and float8_*; jax arrays are converted with
+      np.asarray). numpy scalars (np.int64, np.float32, ...) are written as Python
+      ints/floats. Every array becomes a contiguous CPU tensor with
       its own storage (the same array object twice shares one), loadable by
       `torch.load(path)` including torch >= 2.6's `weights_only=True` default.
   Raises:
