@@ -1,0 +1,76 @@
+"""The device mesh and the sharding rules, in one place.
+
+Mesh axes: `data` (pure data parallelism) and `fsdp` (data parallelism that also shards
+parameters and optimizer state). Batches are split over both axes; a parameter is sharded over
+`fsdp` along its largest dimension divisible by the fsdp size (small tensors stay replicated).
+Axis types are Auto (GSPMD propagation) on purpose: `jax.make_mesh` defaults to Explicit.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+BATCH_AXES = ("data", "fsdp")
+# Parameters below this many elements are replicated even under fsdp (not worth the gather).
+MIN_FSDP_SIZE = 2 ** 14
+
+
+def make_mesh(mesh_cfg) -> jax.sharding.Mesh:
+  """mesh_cfg.data / mesh_cfg.fsdp (one may be -1: all remaining devices)."""
+  n = jax.device_count()
+  data, fsdp = int(mesh_cfg.data), int(mesh_cfg.fsdp)
+  if data == -1 and fsdp == -1:
+    raise ValueError("mesh.data and mesh.fsdp cannot both be -1")
+  if data == -1:
+    data = n // fsdp
+  if fsdp == -1:
+    fsdp = n // data
+  if data < 1 or fsdp < 1 or data * fsdp != n:
+    raise ValueError(f"mesh.data={mesh_cfg.data} x mesh.fsdp={mesh_cfg.fsdp} does not use the "
+                     f"{n} devices: their product must equal the device count")
+  return jax.make_mesh((data, fsdp), BATCH_AXES,
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Leading (batch) axis split over every device."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def param_spec(shape: tuple[int, ...], fsdp: int) -> P:
+  """fsdp rule: shard the largest dimension divisible by the fsdp size."""
+  if fsdp <= 1 or int(np.prod(shape)) < MIN_FSDP_SIZE:
+    return P()
+  for dim in sorted(range(len(shape)), key=lambda i: -shape[i]):
+    if shape[dim] % fsdp == 0:
+      spec = [None] * len(shape)
+      spec[dim] = "fsdp"
+      return P(*spec)
+  return P()
+
+
+def tree_shardings(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Shardings for a pytree of arrays (parameters or optimizer state) under the fsdp rule."""
+  fsdp = mesh.shape["fsdp"]
+  return jax.tree.map(lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), fsdp)), tree)
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """Per-process numpy batch -> global arrays split over the mesh (multi-host safe)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
+
+
+def check_batch_divisible(global_batch_size: int, mesh: jax.sharding.Mesh) -> None:
+  n = mesh.devices.size
+  if global_batch_size % n or global_batch_size % jax.process_count():
+    raise ValueError(f"global_batch_size={global_batch_size} must be divisible by the device "
+                     f"count {n} and the process count {jax.process_count()}")

@@ -1,0 +1,464 @@
+"""The trainer: pre-training, fine-tuning and linear probing, top to bottom.
+
+Sections: setup -> data -> model/optimizer -> start (resume order) -> step -> loop (logging,
+checkpoints, evaluation, preemption) -> final evaluation.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from hicmae_jax import checkpointing, evaluate, objectives, optim, sharding, writers
+from hicmae_jax.checkpoints import mapping
+from hicmae_jax.data import pipeline, schema
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.classifier import FinetuneModel
+from hicmae_jax.models.hicmae import PretrainModel
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+  """A non-finite loss or gradient norm (config.nonfinite = 'stop')."""
+
+
+# ------------------------------------------------------------------------------------ config --
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails fast, one line naming the key and the allowed values."""
+  m = config.model
+  if config.kind not in ("pretrain", "finetune", "linear_probe"):
+    raise ValueError(f"config.kind={config.kind!r}; allowed: pretrain, finetune, linear_probe")
+  for key in ("video_mask_ratio", "audio_mask_ratio"):
+    if not 0.0 < m[key] < 1.0:
+      raise ValueError(f"config.model.{key}={m[key]} must be in (0, 1)")
+  if m.input_size % m.patch_size:
+    raise ValueError(f"config.model.input_size={m.input_size} is not divisible by "
+                     f"config.model.patch_size={m.patch_size}")
+  if m.num_frames % m.tubelet_size:
+    raise ValueError(f"config.model.num_frames={m.num_frames} is not divisible by "
+                     f"config.model.tubelet_size={m.tubelet_size}")
+  if m.audio_frames % m.audio_patch_size or m.audio_mel_bins % m.audio_patch_size:
+    raise ValueError(f"config.model.audio_frames/audio_mel_bins ({m.audio_frames}, "
+                     f"{m.audio_mel_bins}) must be divisible by audio_patch_size "
+                     f"{m.audio_patch_size}")
+  if config.kind == "pretrain":
+    if len(m.hierarchy_layers) != m.decoder_depth - 1:
+      raise ValueError(f"config.model.hierarchy_layers={tuple(m.hierarchy_layers)} must have "
+                       f"decoder_depth - 1 = {m.decoder_depth - 1} entries")
+    bad = [i for i in m.hierarchy_layers if not 0 <= i < min(m.video_depth, m.audio_depth)]
+    if bad:
+      raise ValueError(f"config.model.hierarchy_layers={tuple(m.hierarchy_layers)}: layers "
+                       f"must be in [0, {min(m.video_depth, m.audio_depth)})")
+    g = config.loss.contrastive_group_size
+    if g > 0 and config.global_batch_size % g and g < config.global_batch_size:
+      raise ValueError(f"config.loss.contrastive_group_size={g} must divide "
+                       f"config.global_batch_size={config.global_batch_size} (or be 0: global)")
+  if config.nonfinite not in ("stop", "skip"):
+    raise ValueError(f"config.nonfinite={config.nonfinite!r}; allowed: stop, skip")
+  if config.optim.accum_steps < 1:
+    raise ValueError(f"config.optim.accum_steps={config.optim.accum_steps} must be >= 1")
+  if not config.data.train_dir and not config.data.synthetic_dir:
+    raise ValueError("config.data.train_dir is empty: pass --config.data.train_dir=<prepared "
+                     "split> (or config.data.synthetic_dir for the built-in synthetic data)")
+
+
+def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
+  """Generates the built-in synthetic dataset when the config asks for it (demo, tests)."""
+  d = config.data
+  if not d.synthetic_dir:
+    return
+  from hicmae_jax.data import synthetic
+  if jax.process_index() == 0:
+    synthetic.generate(d.synthetic_dir, num_train=d.synthetic_num_train,
+                       num_val=d.synthetic_num_val, num_test=d.synthetic_num_test,
+                       num_classes=d.synthetic_num_classes, frame_size=d.synthetic_frame_size,
+                       num_frames=d.synthetic_num_frames, seed=config.seed, verbose=True)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("synthetic data ready")
+  with config.unlocked():
+    split = "pretrain" if config.kind == "pretrain" else "train"
+    d.train_dir = d.train_dir or os.path.join(d.synthetic_dir, split)
+    if config.kind != "pretrain":
+      d.val_dir = d.val_dir or os.path.join(d.synthetic_dir, "val")
+      d.test_dir = d.test_dir or os.path.join(d.synthetic_dir, "test")
+
+
+# -------------------------------------------------------------------------------------- data --
+
+def train_dataset(config, per_process_batch: int, seed: int):
+  m, d = config.model, config.data
+  common = dict(batch_size=per_process_batch, seed=seed, num_frames=m.num_frames,
+                sampling_rate=d.sampling_rate, input_size=m.input_size,
+                audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins,
+                magnitude_aug=d.magnitude_aug, roll_aug=d.roll_aug,
+                worker_count=d.worker_count, read_threads=d.read_threads,
+                max_skip_fraction=d.max_skip_fraction,
+                skip_check_min_records=d.skip_check_min_records)
+  if config.kind == "pretrain":
+    return pipeline.make_pretrain_dataset(
+        d.train_dir, fixed_crop=d.fixed_crop, multiscale=d.multiscale,
+        num_repeats=d.num_repeats, draw_masks=d.masks_in_pipeline,
+        mask_ratio_video=m.video_mask_ratio, mask_ratio_audio=m.audio_mask_ratio,
+        patch_size=m.patch_size, tubelet_size=m.tubelet_size,
+        audio_patch_size=m.audio_patch_size, **common)
+  return pipeline.make_finetune_train_dataset(
+      d.train_dir, rand_augment=d.rand_augment or None, erase_prob=d.erase_prob,
+      task=m.task, num_classes=m.num_classes or None, mixup_alpha=d.mixup_alpha,
+      cutmix_alpha=d.cutmix_alpha, mixup_switch_prob=d.mixup_switch_prob,
+      label_smoothing=d.label_smoothing, mix_audio=d.mix_audio, **common)
+
+
+# ------------------------------------------------------------------------------------- model --
+
+def build_model(config, seed: int) -> nnx.Module:
+  cls = PretrainModel if config.kind == "pretrain" else FinetuneModel
+  return cls(config.model, rngs=nnx.Rngs(params=seed))
+
+
+def frozen_predicate(config):
+  return "encoders" if config.kind == "linear_probe" else config.optim.freeze
+
+
+def make_tx(config, params, total_steps: int, steps_per_epoch: int):
+  o = ml_collections.ConfigDict(config.optim.to_dict())
+  # The original's scaling rule, on the effective batch (accumulated micro-batches included).
+  effective = config.global_batch_size * config.optim.accum_steps
+  o.lr = config.optim.base_lr * effective / 256
+  o.min_lr = config.optim.min_base_lr * effective / 256
+  o.freeze = frozen_predicate(config)
+  num_encoder_layers = max(config.model.video_depth, config.model.audio_depth)
+  return optim.make_optimizer(o, params, total_steps=total_steps,
+                              steps_per_epoch=steps_per_epoch,
+                              num_encoder_layers=num_encoder_layers,
+                              num_fusion_layers=config.model.fusion_depth), o.lr
+
+
+# -------------------------------------------------------------------------------------- step --
+
+def make_loss_fn(config, view):
+  """(params, batch, key, deterministic) -> (loss, scalar metrics)."""
+  if config.kind == "pretrain":
+    def loss_fn(params, batch, key, deterministic):
+      model = view.merge(params)
+      loss, aux = objectives.pretrain_loss(model, batch, loss_cfg=config.loss, key=key,
+                                           deterministic=deterministic)
+      return loss, {k: aux[k] for k in ("loss", "loss_video", "loss_audio", "loss_contrastive")}
+    return loss_fn
+
+  m = config.model
+
+  def loss_fn(params, batch, key, deterministic):
+    model = view.merge(params)
+    rngs = None if deterministic else nnx.Rngs(dropout=key)
+    out = model(batch["video"], batch["audio"], rngs=rngs, deterministic=deterministic)
+    logits = out["logits"].astype(jnp.float32)
+    if m.task == "classification":
+      target = objectives.classification_targets(batch, m.num_classes,
+                                                 config.data.label_smoothing)
+      loss = objectives.soft_cross_entropy(logits, target)
+      acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+      return loss, {"loss": loss, "train_accuracy": acc}
+    loss = jnp.mean(jnp.square(logits - batch["targets"]))
+    return loss, {"loss": loss}
+  return loss_fn
+
+
+def make_train_step(config, view, tx, state_shardings, mesh):
+  loss_fn = make_loss_fn(config, view)
+  skip_nonfinite = True  # the update is never applied when non-finite; 'stop' also stops
+  base_key = jax.random.key(config.seed)
+
+  def step_fn(state, batch):
+    key = jax.random.fold_in(base_key, state["step"])
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch, key, False)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    if skip_nonfinite:
+      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+      params = keep(params, state["params"])
+      opt_state = keep(opt_state, state["opt_state"])
+    new_state = {
+        "params": params, "opt_state": opt_state, "step": state["step"] + 1,
+        "nonfinite": state["nonfinite"] + (~finite).astype(jnp.int32),
+        "first_nonfinite_step": jnp.where(
+            (~finite) & (state["first_nonfinite_step"] < 0), state["step"],
+            state["first_nonfinite_step"]),
+    }
+    metrics = dict(metrics, grad_norm=grad_norm)
+    return new_state, metrics
+
+  data_sh = sharding.batch_sharding(mesh)
+  return jax.jit(step_fn, in_shardings=(state_shardings, data_sh),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
+# -------------------------------------------------------------------------------------- run --
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks: save, then exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. some test runners)
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    log.warning("SIGTERM received: saving a checkpoint and stopping")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _initial_weights(config, start, view, model, param_shardings):
+  """Weights-only start from `init_from`: ours (any kind) mapped by name."""
+  mngr = checkpointing.manager(start.directory, read_only=True)
+  _, meta = checkpointing.read_meta(start.directory, start.step)
+  src_kind = meta.get("kind", "")
+  ours = view.flat(model)
+  if src_kind == config.kind or (src_kind != "pretrain" and config.kind == "linear_probe"):
+    target = ours
+  else:
+    # A pre-training checkpoint into the fine-tuning model: encoders and fusion by name.
+    from orbax.checkpoint import args as ocp_args
+    raw = mngr.restore(start.step, args=ocp_args.Composite(
+        params=ocp_args.StandardRestore()))["params"]
+    keep = {k: v for k, v in raw.items() if k in ours}
+    dropped = sorted(k for k in raw if k not in ours)
+    missing = sorted(k for k in ours if k not in raw)
+    log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
+             src_kind, len(keep), len(dropped), ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+    log.info("newly initialised (not in the checkpoint): %s", ", ".join(missing))
+    shapes_bad = [f"{k}: {np.shape(v)} vs {ours[k].shape}" for k, v in keep.items()
+                  if tuple(np.shape(v)) != tuple(ours[k].shape)]
+    if shapes_bad:
+      raise mapping.MappingError("init_from shape mismatch: " + "; ".join(shapes_bad))
+    merged = dict(ours)
+    merged.update({k: jnp.asarray(v, ours[k].dtype) for k, v in keep.items()})
+    mngr.close()
+    return jax.device_put(merged, param_shardings)
+  abstract = checkpointing.abstract_like(target, param_shardings)
+  restored = checkpointing.restore(mngr, start.step, params_target=abstract)
+  mngr.close()
+  log.info("init_from %s: all %d tensors loaded (weights only)", start.directory, len(target))
+  return restored["params"]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains as the config says; returns the final metrics (also written to workdir)."""
+  # ---- setup ---------------------------------------------------------------------------------
+  validate_config(config)
+  ensure_synthetic_data(config)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch_divisible(config.global_batch_size, mesh)
+  is_main = jax.process_index() == 0
+  writer = writers.create_writer(workdir, just_logging=not is_main)
+  log.info("devices: %d (%s), processes: %d, mesh: %s", jax.device_count(),
+           jax.devices()[0].platform, jax.process_count(), dict(mesh.shape))
+  per_process = config.global_batch_size // jax.process_count()
+  log.info("global batch %d, per-process batch %d", config.global_batch_size, per_process)
+
+  # ---- data ----------------------------------------------------------------------------------
+  info = schema.DatasetInfo.load(config.data.train_dir)
+  ds = train_dataset(config, per_process, config.seed)
+  clips_per_epoch = info.num_clips * (config.data.num_repeats if config.kind == "pretrain" else 1)
+  steps_per_epoch = max(1, clips_per_epoch // config.global_batch_size)
+  total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
+  total_updates = total_steps // config.optim.accum_steps
+  log.info("train split %s: %d clips, %d steps/epoch, %d steps", config.data.train_dir,
+           info.num_clips, steps_per_epoch, total_steps)
+
+  # ---- model and optimizer -------------------------------------------------------------------
+  with jax.set_mesh(mesh):
+    model = build_model(config, config.seed)
+  view = params_lib.ParamsView(model)
+  params = view.flat(model)
+  param_sh = sharding.tree_shardings(params, mesh)
+  params = jax.device_put(params, param_sh)
+  del model
+  tx, lr = make_tx(config, params, total_updates,
+                   max(1, steps_per_epoch // config.optim.accum_steps))
+  opt_state = jax.jit(tx.init)(params)
+  opt_sh = sharding.tree_shardings(opt_state, mesh)
+  opt_state = jax.device_put(opt_state, opt_sh)
+  n_params = sum(int(np.prod(v.shape)) for v in params.values())
+  log.info("model %s (%s): %s parameters; lr %.3g", config.kind, config.model.size,
+           f"{n_params:,}", lr)
+  if is_main:
+    writer.write_texts(0, {"config": "```\n" + config.to_json(indent=2) + "\n```"})
+    from clu import parameter_overview
+    log.info("parameters:\n%s", parameter_overview.get_parameter_overview(
+        jax.tree.map(np.asarray, {k: v for k, v in params.items()}), include_stats=False))
+
+  scalars = lambda: {"step": jnp.zeros((), jnp.int32), "nonfinite": jnp.zeros((), jnp.int32),
+                     "first_nonfinite_step": jnp.full((), -1, jnp.int32)}
+  state = {"params": params, "opt_state": opt_state, **scalars()}
+  state_sh = {"params": param_sh, "opt_state": opt_sh,
+              **{k: sharding.replicated(mesh) for k in scalars()}}
+  state = jax.device_put(state, state_sh)
+
+  # ---- start: workdir checkpoint -> resume -> init_from -> scratch ---------------------------
+  meta_base = {"kind": config.kind, "model": config.model.to_dict(),
+               "config": json.loads(config.to_json())}
+  start = checkpointing.resolve_start(workdir, config.resume, config.init_from)
+  ckpt_dir = checkpointing.checkpoint_dir(workdir)
+  if start.mode == "workdir" and not config.allow_config_change:
+    _, meta = checkpointing.read_meta(start.directory, start.step)
+    if meta.get("model") != json.loads(json.dumps(config.model.to_dict())):
+      raise ValueError(f"{start.directory} holds checkpoints of a run with another model "
+                       f"config; use a new --workdir or --config.allow_config_change=True")
+  data_iter = iter(ds)
+  if start.mode in ("workdir", "resume"):
+    mngr = checkpointing.manager(start.directory, read_only=start.mode == "resume")
+    train_target = {k: v for k, v in state.items() if k != "params"}
+    restored = checkpointing.restore(
+        mngr, start.step,
+        params_target=checkpointing.abstract_like(state["params"], param_sh),
+        train_target=checkpointing.abstract_like(
+            train_target, {k: v for k, v in state_sh.items() if k != "params"}),
+        data_iter=data_iter)
+    state = {"params": restored["params"], **restored["train"]}
+    log.info("resumed from %s step %d (%s)", start.directory, start.step, start.mode)
+    if start.mode == "resume":
+      mngr.close()
+  elif start.mode == "init_from":
+    state["params"] = _initial_weights(config, start, view, build_model(config, config.seed),
+                                       param_sh)
+  else:
+    log.info("starting from scratch (seed %d)", config.seed)
+  mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints,
+                               async_save=config.async_checkpointing)
+
+  train_step = make_train_step(config, view, tx, state_sh, mesh)
+  first_step = int(state["step"])
+
+  def save(step, force=False):
+    checkpointing.save(mngr, step, params=state["params"],
+                       train={k: v for k, v in state.items() if k != "params"},
+                       data_iter=data_iter, meta=dict(meta_base, step=step), force=force)
+
+  # ---- loop ----------------------------------------------------------------------------------
+  from clu import periodic_actions
+  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=config.log_every_steps)
+  hooks = [report]
+  if is_main and config.profile_steps:
+    hooks.append(periodic_actions.Profile(logdir=workdir, first_profile=config.profile_steps[0],
+                                          num_profile_steps=config.profile_steps[1]
+                                          - config.profile_steps[0]))
+  select_dir = config.data.val_dir
+  best, results = None, {}
+  pending, last_log = [], time.time()
+  step = first_step
+  with _Preemption() as preempt:
+    for step in range(first_step + 1, total_steps + 1):
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        local = next(data_iter)
+        batch = sharding.global_batch(local, mesh)
+        state, metrics = train_step(state, batch)
+      pending.append(metrics)
+      for h in hooks:
+        h(step)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        summary = {k: float(np.mean([jax.device_get(m[k]) for m in pending])) for k in pending[0]}
+        pending = []
+        summary["lr"] = float(optim.current_lr(state["opt_state"]))
+        summary["skipped_records"] = float(getattr(data_iter, "stats", {}).get("skipped", 0))
+        writer.write_scalars(step, summary)
+        log.info("step %d/%d: %s (%.1fs)", step, total_steps,
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())),
+                 time.time() - last_log)
+        last_log = time.time()
+        nonfinite = int(state["nonfinite"])
+        if nonfinite and config.nonfinite == "stop":
+          bad = int(state["first_nonfinite_step"])
+          mngr.wait_until_finished()
+          raise NonFiniteError(
+              f"non-finite loss or gradient norm at step {bad + 1}: the update was not applied "
+              f"and the run stopped; the last good checkpoint in {ckpt_dir} is kept. Set "
+              f"--config.nonfinite=skip to skip such updates instead.")
+      if step % config.checkpoint_every_steps == 0 and step != total_steps:
+        save(step)
+      epoch_done = step % steps_per_epoch == 0
+      epoch = step // steps_per_epoch
+      if (config.kind != "pretrain" and select_dir and epoch_done
+          and config.eval_every_epochs and epoch % config.eval_every_epochs == 0):
+        res = evaluate.run_eval(config, state["params"], view, mesh, select_dir, "val",
+                                class_names=info.class_names)
+        key = "uar" if "uar" in res else "ccc_mean"
+        writer.write_scalars(step, {f"val_{k}": v for k, v in res.items()
+                                    if isinstance(v, (int, float))})
+        log.info("epoch %d validation: %s", epoch, _brief(res))
+        if best is None or res.get(key, 0) > best[1]:
+          best = (epoch, res.get(key, 0))
+      if preempt.requested:
+        save(step, force=True)
+        mngr.wait_until_finished()
+        log.warning("preempted at step %d: checkpoint saved, exiting", step)
+        results = {"preempted_at_step": step}
+        break
+    else:
+      save(step if step > 0 else 0, force=True)
+      mngr.wait_until_finished()
+  mngr.close()
+  if hasattr(data_iter, "close"):
+    data_iter.close()
+  if results.get("preempted_at_step"):
+    writer.flush()
+    return results
+
+  # ---- final evaluation ----------------------------------------------------------------------
+  results = {"step": step, "kind": config.kind}
+  if config.kind != "pretrain":
+    for name, split_dir, mode in (("val", config.data.val_dir, "val"),
+                                  ("test", config.data.test_dir, "test")):
+      if split_dir:
+        res = evaluate.run_eval(config, state["params"], view, mesh, split_dir, mode,
+                                class_names=info.class_names)
+        results[name] = res
+        log.info("final %s: %s", name, _brief(res))
+        writer.write_scalars(step, {f"{name}_{k}": v for k, v in res.items()
+                                    if isinstance(v, (int, float))})
+    if best is not None:
+      results["best_val_epoch"] = best[0]
+  if is_main:
+    checkpointing.write_json(os.path.join(workdir, "results.json"), results)
+  writer.flush()
+  log.info("done: checkpoints in %s, TensorBoard logs in %s, results in %s", ckpt_dir, workdir,
+           os.path.join(workdir, "results.json"))
+  return results
+
+
+def _brief(res: dict) -> str:
+  keys = [k for k in ("uar", "war", "weighted_f1", "pcc_mean", "ccc_mean", "num_clips")
+          if k in res]
+  return ", ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}"
+                   for k in keys)
