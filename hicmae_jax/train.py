@@ -211,6 +211,33 @@ def make_train_step(config, view, tx, state_shardings, mesh):
                  donate_argnums=(0,))
 
 
+# ------------------------------------------------------------------------------------- state --
+
+def init_state(config, mesh, total_updates: int, steps_per_epoch: int):
+  """Builds the model under the mesh and returns (view, tx, state, state shardings, peak lr).
+
+  state = {params (flat dict), opt_state, step, nonfinite, first_nonfinite_step}, placed with
+  the fsdp rule of `sharding.py`.
+  """
+  with jax.set_mesh(mesh):
+    model = build_model(config, config.seed)
+  view = params_lib.ParamsView(model)
+  params = view.flat(model)
+  del model
+  param_sh = sharding.tree_shardings(params, mesh)
+  params = jax.device_put(params, param_sh)
+  tx, lr = make_tx(config, params, total_updates,
+                   max(1, steps_per_epoch // config.optim.accum_steps))
+  opt_state = jax.jit(tx.init)(params)
+  opt_sh = sharding.tree_shardings(opt_state, mesh)
+  scalars = {"step": jnp.zeros((), jnp.int32), "nonfinite": jnp.zeros((), jnp.int32),
+             "first_nonfinite_step": jnp.full((), -1, jnp.int32)}
+  state = {"params": params, "opt_state": opt_state, **scalars}
+  state_sh = {"params": param_sh, "opt_state": opt_sh,
+              **{k: sharding.replicated(mesh) for k in scalars}}
+  return view, tx, jax.device_put(state, state_sh), state_sh, lr
+
+
 # -------------------------------------------------------------------------------------- run --
 
 class _Preemption:
@@ -297,18 +324,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
            info.num_clips, steps_per_epoch, total_steps)
 
   # ---- model and optimizer -------------------------------------------------------------------
-  with jax.set_mesh(mesh):
-    model = build_model(config, config.seed)
-  view = params_lib.ParamsView(model)
-  params = view.flat(model)
-  param_sh = sharding.tree_shardings(params, mesh)
-  params = jax.device_put(params, param_sh)
-  del model
-  tx, lr = make_tx(config, params, total_updates,
-                   max(1, steps_per_epoch // config.optim.accum_steps))
-  opt_state = jax.jit(tx.init)(params)
-  opt_sh = sharding.tree_shardings(opt_state, mesh)
-  opt_state = jax.device_put(opt_state, opt_sh)
+  view, tx, state, state_sh, lr = init_state(config, mesh, total_updates, steps_per_epoch)
+  params, param_sh = state["params"], state_sh["params"]
   n_params = sum(int(np.prod(v.shape)) for v in params.values())
   log.info("model %s (%s): %s parameters; lr %.3g", config.kind, config.model.size,
            f"{n_params:,}", lr)
@@ -316,14 +333,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.write_texts(0, {"config": "```\n" + config.to_json(indent=2) + "\n```"})
     from clu import parameter_overview
     log.info("parameters:\n%s", parameter_overview.get_parameter_overview(
-        jax.tree.map(np.asarray, {k: v for k, v in params.items()}), include_stats=False))
-
-  scalars = lambda: {"step": jnp.zeros((), jnp.int32), "nonfinite": jnp.zeros((), jnp.int32),
-                     "first_nonfinite_step": jnp.full((), -1, jnp.int32)}
-  state = {"params": params, "opt_state": opt_state, **scalars()}
-  state_sh = {"params": param_sh, "opt_state": opt_sh,
-              **{k: sharding.replicated(mesh) for k in scalars()}}
-  state = jax.device_put(state, state_sh)
+        jax.tree.map(np.asarray, dict(params)), include_stats=False))
 
   # ---- start: workdir checkpoint -> resume -> init_from -> scratch ---------------------------
   meta_base = {"kind": config.kind, "model": config.model.to_dict(),

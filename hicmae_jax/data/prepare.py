@@ -1,4 +1,4 @@
-"""Offline shard writer: a split file of clips -> ArrayRecord shards of `schema.encode_clip` records.
+"""Offline shard writer: a split file of clips -> ArrayRecord shards of `schema.encode_clip` bytes.
 
   python -m hicmae_jax.data.prepare --split_file=split01/train.csv --output_dir=data/crema_d \
       --split=train --dataset=crema_d [--root=/data/CREMA-D] [--num_workers=16]

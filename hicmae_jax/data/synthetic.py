@@ -213,7 +213,7 @@ def _write_raw_split(raw_dir: str, split: str, num_clips: int, params: dict,
   order_rng = np.random.default_rng([params["seed"], _SPLIT_IDS[split], 0])
   labels = order_rng.permutation(np.arange(num_clips) % k).tolist()  # balanced, shuffled
   indices = list(range(num_clips))
-  chunk = max(1, math.ceil(num_clips / (4 * num_workers)))  # a few chunks per worker
+  chunk = max(1, math.ceil(num_clips / (4 * max(1, num_workers))))  # a few per worker
   workers = prepare.worker_count(num_workers, math.ceil(num_clips / chunk), num_clips)
   if workers <= 1:
     lines = _render_chunk(raw_dir, split, indices, labels, params)
@@ -269,7 +269,9 @@ def generate(output_dir: str, *, num_train: int, num_val: int, num_test: int,
                      f"{num_frames}")
   t0 = time.time()
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
-  params = {"num_classes": num_classes, "frame_size": frame_size, "num_frames": num_frames,
+  # Everything the raw files depend on; any change starts the folders afresh (below).
+  params = {"num_train": num_train, "num_val": num_val, "num_test": num_test,
+            "num_classes": num_classes, "frame_size": frame_size, "num_frames": num_frames,
             "seed": seed, "as_video": as_video}
   counts = {"train": num_train, "val": num_val, "test": num_test}
   counts = {k: v for k, v in counts.items() if v > 0}

@@ -1,0 +1,78 @@
+"""End to end on synthetic data: pre-train, checkpoint, resume (identical continuation),
+fine-tune from the checkpoint, eval-only from the fine-tuned checkpoint."""
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import test_pretrain
+from hicmae_jax import checkpointing, train
+
+
+def _params(workdir, step):
+  mngr = checkpointing.manager(checkpointing.checkpoint_dir(workdir), read_only=True)
+  raw = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))["params"]
+  mngr.close()
+  return {k: np.asarray(v) for k, v in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("synthetic"))
+
+
+def pretrain_config(synthetic_dir, steps):
+  c = test_pretrain.get_config()
+  c.data.synthetic_dir = synthetic_dir
+  c.num_train_steps = steps
+  return c
+
+
+def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir):
+  # Uninterrupted: 4 steps.
+  full = str(tmp_path / "full")
+  train.run(pretrain_config(synthetic_dir, 4), full)
+  # Interrupted: 2 steps, then a new process-like run continues from the workdir to 4.
+  part = str(tmp_path / "part")
+  train.run(pretrain_config(synthetic_dir, 2), part)
+  assert checkpointing.manager(checkpointing.checkpoint_dir(part),
+                               read_only=True).latest_step() == 2
+  train.run(pretrain_config(synthetic_dir, 4), part)
+  a, b = _params(full, 4), _params(part, 4)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  # and training changed the weights
+  first = _params(full, 2)
+  assert any(not np.array_equal(first[k], a[k]) for k in a)
+
+  # Fine-tune from the pre-trained checkpoint (weights only: encoders + fusion).
+  ft = test_pretrain.get_config("finetune")
+  ft.data.synthetic_dir = synthetic_dir
+  ft.init_from = full
+  ft.num_train_steps = 6   # 6 steps of 4 = one epoch of 24 clips: one validation pass
+  ft_dir = str(tmp_path / "ft")
+  results = train.run(ft, ft_dir)
+  assert {"val", "test"} <= set(results)
+  assert results["test"]["num_clips"] == 8
+  pre, tuned = _params(full, 4), _params(ft_dir, 6)
+  assert any(k.startswith("encoder.") for k in tuned)
+  assert not any(k.startswith("decoder") for k in tuned)
+  assert json.load(open(os.path.join(ft_dir, "results.json")))["test"]["num_clips"] == 8
+
+  # Eval-only from the fine-tuned checkpoint reproduces the final test numbers and writes
+  # nothing into the checkpoint folder.
+  from hicmae_jax import eval_main
+  ckpt_dir = checkpointing.checkpoint_dir(ft_dir)
+  before = sorted(os.walk(ckpt_dir))
+  out = str(tmp_path / "eval.json")
+  ev = test_pretrain.get_config("finetune")
+  ev.data.test_dir = os.path.join(synthetic_dir, "test")
+  report = eval_main.evaluate_checkpoint(ev, ft_dir, results_path=out)
+  assert sorted(os.walk(ckpt_dir)) == before
+  for key in ("war", "uar", "weighted_f1"):
+    assert report[key] == pytest.approx(results["test"][key], abs=1e-9)
+  assert json.load(open(out))["num_clips"] == 8
