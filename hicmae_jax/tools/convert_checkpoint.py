@@ -80,10 +80,6 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], args: Any = None):
       layers = args.get("return_intermediate_features", layers)
     if layers:
       cfg.hierarchy_layers = tuple(int(i) for i in layers)
-    elif len(cfg.hierarchy_layers) != cfg.decoder_depth - 1 or max(
-        cfg.hierarchy_layers) >= min(cfg.video_depth, cfg.audio_depth):
-      raise ConversionError("cannot infer the hierarchy layers (return_intermediate_features)"
-                            " for this depth: pass --hierarchy_layers")
   else:
     head = state_dict["head.weight"]
     cfg.num_classes = int(head.shape[0])
@@ -97,6 +93,7 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], args: Any = None):
 
 
 def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
+                     num_heads: int = 0, decoder_heads: int = 0,
                      overwrite: bool = False) -> dict[str, Any]:
   """Original .pth -> an Orbax checkpoint folder (params + meta) our binaries restore."""
   import jax
@@ -118,6 +115,17 @@ def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
   kind, cfg = infer_model_config(state_dict, args)
   if hierarchy_layers:
     cfg.hierarchy_layers = tuple(hierarchy_layers)
+  # Head counts leave no trace in the tensors: the size table gives them for the released
+  # sizes; other widths need the flags.
+  if kind == "pretrain" and (len(cfg.hierarchy_layers) != cfg.decoder_depth - 1 or max(
+      cfg.hierarchy_layers) >= min(cfg.video_depth, cfg.audio_depth)):
+    raise ConversionError(f"hierarchy layers {tuple(cfg.hierarchy_layers)} do not fit encoder "
+                          f"depth {cfg.video_depth} / decoder depth {cfg.decoder_depth}: pass "
+                          f"--hierarchy_layers (the original's return_intermediate_features)")
+  if num_heads:
+    cfg.num_heads = num_heads
+  if decoder_heads:
+    cfg.decoder_heads = decoder_heads
   cls = PretrainModel if kind == "pretrain" else FinetuneModel
   shapes = params_lib.param_shapes(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
   params, _ = mapping.state_dict_to_params(state_dict, shapes)
@@ -178,6 +186,9 @@ def main(argv=None) -> int:
   parser.add_argument("--export", action="store_true", help="ours -> original layout")
   parser.add_argument("--step", type=int, default=None, help="with --export: which step")
   parser.add_argument("--hierarchy_layers", default="", help="e.g. 3,6,9 (pre-training)")
+  parser.add_argument("--num_heads", type=int, default=0,
+                      help="encoder heads, for widths outside the size table (default dim/64)")
+  parser.add_argument("--decoder_heads", type=int, default=0, help="likewise for the decoders")
   parser.add_argument("--overwrite", action="store_true")
   a = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -191,6 +202,7 @@ def main(argv=None) -> int:
     else:
       layers = tuple(int(x) for x in a.hierarchy_layers.split(",")) if a.hierarchy_layers else None
       report = convert_to_orbax(a.input, a.output, hierarchy_layers=layers,
+                                num_heads=a.num_heads, decoder_heads=a.decoder_heads,
                                 overwrite=a.overwrite)
   except (ConversionError, MappingError, CheckpointFormatError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

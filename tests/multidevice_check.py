@@ -1,0 +1,58 @@
+"""Run in its own process (the device count is fixed when the backend starts):
+8 fake CPU devices; one training step on 1 device, data-parallel over 8, and data x fsdp (2 x 4)
+must give the same parameters. Prints one JSON line with the max differences."""
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ["JAX_PLATFORMS"] = "cpu"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh  # noqa: E402
+
+from configs import test_pretrain  # noqa: E402
+from hicmae_jax import sharding, train  # noqa: E402
+
+
+def mesh_of(data, fsdp):
+  devices = np.array(jax.devices()[:data * fsdp]).reshape(data, fsdp)
+  return Mesh(devices, sharding.BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def one_step(kind, data, fsdp, batch):
+  cfg = test_pretrain.get_config(kind)
+  cfg.global_batch_size = 8
+  cfg.loss.contrastive_group_size = 4
+  mesh = mesh_of(data, fsdp)
+  view, tx, state, state_sh, _ = train.init_state(cfg, mesh, 10, 5)
+  sharded = [k for k, s in state_sh["params"].items() if s.spec != jax.sharding.PartitionSpec()]
+  step = train.make_train_step(cfg, view, tx, state_sh, mesh)
+  for _ in range(2):
+    state, metrics = step(state, sharding.global_batch(batch, mesh))
+  return ({k: np.asarray(v) for k, v in state["params"].items()}, float(metrics["loss"]),
+          sharded)
+
+
+def main():
+  assert jax.device_count() == 8, jax.devices()
+  rng = np.random.default_rng(0)
+  out = {}
+  for kind in ("pretrain", "finetune"):
+    batch = {"video": rng.normal(size=(8, 8, 32, 32, 3)).astype(np.float32),
+             "audio": rng.normal(size=(8, 64, 128)).astype(np.float32)}
+    if kind == "finetune":
+      batch["label"] = rng.integers(0, 3, size=8).astype(np.int32)
+    ref, ref_loss, _ = one_step(kind, 1, 1, batch)
+    for name, (d, f) in {"dp8": (8, 1), "dp2_fsdp4": (2, 4)}.items():
+      params, loss, sharded = one_step(kind, d, f, batch)
+      diff = max(float(np.max(np.abs(params[k] - ref[k]))) for k in ref)
+      out[f"{kind}/{name}"] = {"max_param_diff": diff, "loss_diff": abs(loss - ref_loss),
+                               "num_sharded_params": len(sharded)}
+  print(json.dumps(out))
+
+
+if __name__ == "__main__":
+  main()
