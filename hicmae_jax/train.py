@@ -385,6 +385,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                           num_profile_steps=config.profile_steps[1]
                                           - config.profile_steps[0]))
   select_dir = config.data.val_dir
+  predict = evaluate.make_predict_fn(view, mesh) if config.kind != "pretrain" else None
   best, results = None, {}
   pending, last_log = [], time.time()
   step = first_step
@@ -422,7 +423,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if (config.kind != "pretrain" and select_dir and epoch_done
           and config.eval_every_epochs and epoch % config.eval_every_epochs == 0):
         res = evaluate.run_eval(config, state["params"], view, mesh, select_dir, "val",
-                                class_names=info.class_names)
+                                class_names=info.class_names, predict_fn=predict)
         key = "uar" if "uar" in res else "ccc_mean"
         writer.write_scalars(step, {f"val_{k}": v for k, v in res.items()
                                     if isinstance(v, (int, float))})
@@ -452,7 +453,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                   ("test", config.data.test_dir, "test")):
       if split_dir:
         res = evaluate.run_eval(config, state["params"], view, mesh, split_dir, mode,
-                                class_names=info.class_names)
+                                class_names=info.class_names, predict_fn=predict)
         results[name] = res
         log.info("final %s: %s", name, _brief(res))
         writer.write_scalars(step, {f"{name}_{k}": v for k, v in res.items()

@@ -10,7 +10,14 @@ from absl import flags  # noqa: E402
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Identical programs compiled by several tests (e.g. the same train step in a run and its
+# resumed run) are compiled once.
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("HICMAE_TEST_JAX_CACHE", "/tmp/hicmae_jax_test_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 
