@@ -27,7 +27,7 @@ Config fields (`config.optim`, an ml_collections.ConfigDict):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -224,7 +224,8 @@ def lr_schedule(base_lr: float, min_lr: float, warmup_steps: int,
   return schedule
 
 
-def schedule_table(base_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> np.ndarray:
+def schedule_table(base_lr: float, min_lr: float, warmup_steps: int,
+                   total_steps: int) -> np.ndarray:
   """The original's schedule array (numpy float64), for tests and plots."""
   warm = np.linspace(0, base_lr, warmup_steps) if warmup_steps > 0 else np.array([])
   iters = np.arange(total_steps - warmup_steps)
@@ -359,7 +360,8 @@ def _value(x):
 
 
 def current_lr(opt_state):
-  """The (base, head) lr of the most recent update: the inject_hyperparams state's value.
+  """The schedule's lr of the most recent update (the head's lr; a tensor in layer l gets it
+  times its layer scale), read from the inject_hyperparams state.
 
   Works on a raw optax state and on `nnx.Optimizer.opt_state`. Before the first update it is
   lr(0). Returns a scalar array, or None when the state has no injected lr.

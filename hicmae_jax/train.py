@@ -187,7 +187,7 @@ def make_train_step(config, view, tx, state_shardings, mesh):
     key = jax.random.fold_in(base_key, state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], batch, key, False)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)

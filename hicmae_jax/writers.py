@@ -235,12 +235,14 @@ SHIMMED = install_shim()
 def create_writer(logdir, *, just_logging: bool = False):
   """clu's default writer (logging + TensorBoard event files under logdir).
 
-  Only process 0 writes event files; other processes (and just_logging=True) only log.
+  Only process 0 writes event files; other processes (and just_logging=True, or logdir None)
+  only log.
   """
   import jax
   from clu import metric_writers
-  just_logging = just_logging or jax.process_index() != 0
-  return metric_writers.create_default_writer(os.fspath(logdir), just_logging=just_logging)
+  just_logging = just_logging or jax.process_index() != 0 or logdir is None
+  return metric_writers.create_default_writer(None if logdir is None else os.fspath(logdir),
+                                              just_logging=just_logging)
 
 
 # ---- reading event files back (no TensorBoard needed) -------------------------------------------

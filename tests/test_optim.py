@@ -100,8 +100,8 @@ def test_layer_ids_base():
   assert optim.layer_id(("encoder_fusion", "blocks_audio", 1, "attn", "q_bias"), **kw) == 12
   for other in [("encoder", "norm", "bias"), ("encoder_fusion", "norm", "scale"),
                 ("encoder_fusion", "norm_audio", "bias"), ("video_layer_weights",),
-                ("fc_norm", "scale"), ("head", "kernel"), ("decoder", "blocks", 0, "norm1", "scale"),
-                ("mask_token",)]:
+                ("fc_norm", "scale"), ("head", "kernel"),
+                ("decoder", "blocks", 0, "norm1", "scale"), ("mask_token",)]:
     assert optim.layer_id(other, **kw) == 13, other
   assert optim.layer_id("encoder.blocks.3.attn.q_bias", **kw) == 4  # dotted flat-dict names
 
