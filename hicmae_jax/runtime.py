@@ -15,6 +15,10 @@ def initialize_distributed(coordinator: str = "", num_processes: int = 0,
   """jax.distributed once per process: explicit flags, else the platform's cluster (TPU pods,
   SLURM, Open MPI) when one is detected; a no-op on a single host."""
   if coordinator:
+    if os.environ.get("JAX_PLATFORMS", "cpu").startswith("cpu") or not os.environ.get(
+        "JAX_PLATFORMS"):
+      # CPU processes need a collectives backend for cross-process computations.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
   elif any(k in os.environ for k in ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",

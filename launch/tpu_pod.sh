@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Pre-training on a multi-host TPU VM slice: create (or reuse) the slice, install, copy the
+# code and config, start the train binary on every worker, stream worker 0's log.
+#
+#   launch/tpu_pod.sh [--dry-run] --name=hicmae --zone=us-central2-b --type=v4-32 \
+#       --config=configs/pretrain_base.py --workdir=gs://bucket/hicmae_base [-- extra flags]
+set -euo pipefail
+dry_run=0; name=hicmae; zone=""; type=v4-32; version=tpu-ubuntu2204-base; config=""; workdir=""
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --dry-run) dry_run=1 ;;
+    --name=*) name="${1#*=}" ;;
+    --zone=*) zone="${1#*=}" ;;
+    --type=*) type="${1#*=}" ;;
+    --version=*) version="${1#*=}" ;;
+    --config=*) config="${1#*=}" ;;
+    --workdir=*) workdir="${1#*=}" ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -n "$zone" && -n "$config" && -n "$workdir" ]] || {
+  echo "usage: tpu_pod.sh [--dry-run] --zone=Z --config=C --workdir=W [--name=N --type=T]" >&2; exit 2; }
+run() { if [[ $dry_run -eq 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi; }
+ssh_all() { run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$1"; }
+
+if [[ $dry_run -eq 1 ]] || ! gcloud compute tpus tpu-vm describe "$name" --zone="$zone" >/dev/null 2>&1; then
+  run gcloud compute tpus tpu-vm create "$name" --zone="$zone" --accelerator-type="$type" \
+    --version="$version"
+fi
+run tar czf /tmp/hicmae_code.tgz --exclude=.git --exclude=workdirs .
+run gcloud compute tpus tpu-vm scp /tmp/hicmae_code.tgz "$name":~/ --zone="$zone" --worker=all
+ssh_all "mkdir -p hicmae && tar xzf hicmae_code.tgz -C hicmae && cd hicmae && pip install -q 'jax[tpu]==0.10.2' && pip install -q -r requirements.txt"
+# Every worker runs the same program; jax.distributed.initialize() finds the slice by itself.
+flags=$(printf '%q ' "${extra[@]}")
+ssh_all "cd hicmae && nohup python -m hicmae_jax.main --config=${config} --workdir=${workdir} ${flags} > train.log 2>&1 &"
+run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=0 --command="tail -f hicmae/train.log"
