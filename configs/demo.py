@@ -46,19 +46,20 @@ def get_config():
   c.demo = True
   c.pretrain = p = _shared(common.base_config("pretrain", "test"))
   p.global_batch_size = 16
-  p.num_epochs = 10
-  p.optim.base_lr = 1.5e-3
+  p.num_epochs = 20
+  p.optim.base_lr = 3e-3
   p.optim.warmup_epochs = 1
   c.finetune = f = _shared(common.base_config("finetune", "test"))
   f.model.num_classes = 4
   f.model.drop_path = 0.1
   f.global_batch_size = 16
-  f.num_epochs = 8
-  f.optim.base_lr = 2e-3
+  f.num_epochs = 16
+  f.optim.base_lr = 8e-3
   f.optim.min_base_lr = 1e-5
   f.optim.b2 = 0.999
   f.optim.warmup_epochs = 1
   f.optim.layer_decay = 0.75
   f.data.rand_augment = "rand-m7-n2-mstd0.5-inc1"
   f.eval_every_epochs = 4
+  c.log_every_steps = 40
   return c
