@@ -61,5 +61,4 @@ def get_config():
   f.optim.layer_decay = 0.75
   f.data.rand_augment = "rand-m7-n2-mstd0.5-inc1"
   f.eval_every_epochs = 4
-  c.log_every_steps = 40
   return c

@@ -62,6 +62,12 @@ def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir
   assert any(k.startswith("encoder.") for k in tuned)
   assert not any(k.startswith("decoder") for k in tuned)
   assert json.load(open(os.path.join(ft_dir, "results.json")))["test"]["num_clips"] == 8
+  # Hand check of the reported metrics from the confusion matrix (rows = true class).
+  cm = np.array(results["test"]["confusion_matrix"])
+  assert cm.sum() == 8
+  assert results["test"]["war"] == pytest.approx(100 * np.trace(cm) / cm.sum())
+  recalls = [cm[i, i] / cm[i].sum() for i in range(len(cm)) if cm[i].sum()]
+  assert results["test"]["uar"] == pytest.approx(100 * np.mean(recalls))
 
   # Eval-only from the fine-tuned checkpoint reproduces the final test numbers and writes
   # nothing into the checkpoint folder.

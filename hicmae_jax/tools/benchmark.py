@@ -1,0 +1,314 @@
+"""Benchmarks the training step, the eval forward and the input pipeline; prints a table and
+writes JSON.
+
+  python -m hicmae_jax.tools.benchmark --config=configs/pretrain_base.py --what=step \
+      --batch_size=2 [--steps=20] [--peak_tflops=989] [--find_max_batch] [--out=bench.json]
+  python -m hicmae_jax.tools.benchmark --config=configs/demo.py:pretrain --what=all --split_dir=...
+
+Figures: compile time, steady-state step time (median after warm-up), clips/s, model FLOPs per
+clip (analytic, from the config; cross-checked with XLA's cost analysis), achieved FLOP/s and MFU
+(against --peak_tflops or the known peak of the detected device), compiled peak memory, the
+largest batch that fits (optional), eval forward clips/s, input pipeline clips/s per worker
+count, and how many input workers one device needs at the measured step rate.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+# Dense bf16 peaks (TFLOP/s) of common accelerators, by substring of jax's device_kind.
+KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0, "L4": 121.0,
+                     "TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0,
+                     "TPU v6": 918.0}
+
+
+# ------------------------------------------------------------------------- analytic FLOPs --
+
+def _block(n: int, d: int, mlp: float) -> float:
+  """Forward FLOPs of one Block on n tokens of width d (2 per multiply-add)."""
+  return 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d + 4 * n * d * int(d * mlp)
+
+
+def _csblock(n: int, m: int, d: int, c: int, mlp: float) -> float:
+  """Cross+self block: n queries, m context tokens of width c."""
+  cross = 2 * n * d * d + 2 * m * c * 2 * d + 4 * n * m * d + 2 * n * d * d
+  return cross + _block(n, d, mlp)
+
+
+def pretrain_flops_per_clip(m) -> float:
+  """Forward FLOPs of the pre-training model for one clip (matmuls only)."""
+  from hicmae_jax import masking
+  from hicmae_jax.models.common import geometry
+  geo = geometry(m)
+  t, h, w = geo.video_grid
+  nv = geo.num_video_tokens
+  na = geo.num_audio_tokens
+  kv = nv - masking.num_masked(h * w, m.video_mask_ratio) * t
+  ka = na - masking.num_masked(na, m.audio_mask_ratio)
+  d, dd, r = m.dim, m.decoder_dim, m.mlp_ratio
+  levels = len(m.hierarchy_layers)
+  f = 2 * kv * geo.video_patch_dim * d + 2 * ka * geo.audio_patch_dim * d
+  f += m.video_depth * _block(kv, d, r) + m.audio_depth * _block(ka, d, r)
+  f += m.fusion_depth * (_csblock(kv, ka, d, d, r) + _csblock(ka, kv, d, d, r))
+  for n_all, k, out in ((nv, kv, geo.video_patch_dim), (na, ka, geo.audio_patch_dim)):
+    f += (1 + levels) * 2 * k * d * dd                       # encoder_to_decoder
+    f += _block(n_all, dd, r) + (m.decoder_depth - 1) * _csblock(n_all, k, dd, dd, r)
+    f += 2 * (n_all - k) * dd * out                          # head on masked tokens
+  return float(f)
+
+
+def finetune_flops_per_clip(m) -> float:
+  from hicmae_jax.models.common import geometry
+  geo = geometry(m)
+  nv, na, d, r = geo.num_video_tokens, geo.num_audio_tokens, m.dim, m.mlp_ratio
+  f = 2 * nv * geo.video_patch_dim * d + 2 * na * geo.audio_patch_dim * d
+  f += m.video_depth * _block(nv, d, r) + m.audio_depth * _block(na, d, r)
+  f += m.fusion_depth * (_csblock(nv, na, d, d, r) + _csblock(na, nv, d, d, r))
+  return float(f + 2 * 4 * d * max(m.num_classes, m.num_targets, 1))
+
+
+# ---------------------------------------------------------------------------- measurements --
+
+def _synthetic_batch(config, batch: int, rng):
+  import numpy as np
+  m = config.model
+  out = {"video": rng.normal(size=(batch, m.num_frames, m.input_size, m.input_size, 3)
+                             ).astype(np.float32),
+         "audio": rng.normal(size=(batch, m.audio_frames, m.audio_mel_bins)).astype(np.float32)}
+  if config.kind != "pretrain":
+    out["label"] = rng.integers(0, max(m.num_classes, 1), size=batch).astype(np.int32)
+  return out
+
+
+def _peak_flops(flag_tflops: float) -> tuple[float | None, str]:
+  import jax
+  if flag_tflops > 0:
+    return flag_tflops * 1e12, "flag"
+  kind = jax.devices()[0].device_kind
+  for name, tf in KNOWN_PEAK_TFLOPS.items():
+    if name.lower() in kind.lower():
+      return tf * 1e12 * jax.device_count(), f"known peak of {kind}"
+  return None, f"unknown for {kind}: pass --peak_tflops"
+
+
+def _compiled_memory(compiled) -> int | None:
+  try:
+    ma = compiled.memory_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if ma is None:
+    return None
+  return int(ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+             - ma.alias_size_in_bytes)
+
+
+def _xla_flops(compiled) -> float | None:
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
+  """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
+  import jax
+  import numpy as np
+
+  from hicmae_jax import sharding, train
+  with config.unlocked():
+    config.global_batch_size = batch
+  mesh = sharding.make_mesh(config.mesh)
+  view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
+  step = train.make_train_step(config, view, tx, state_sh, mesh)
+  host = _synthetic_batch(config, batch, np.random.default_rng(0))
+  data = sharding.global_batch(host, mesh)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, data).compile()
+  compile_s = time.perf_counter() - t0
+  times = []
+  for i in range(warmup + steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, data)
+    jax.block_until_ready(metrics["loss"])
+    if i >= warmup:
+      times.append(time.perf_counter() - t)
+  median = statistics.median(times)
+  per_clip = (pretrain_flops_per_clip(config.model) if config.kind == "pretrain"
+              else finetune_flops_per_clip(config.model))
+  train_flops = 3 * per_clip  # forward + backward (2x)
+  xla = _xla_flops(compiled)
+  peak, peak_src = _peak_flops(peak_tflops)
+  achieved = train_flops * batch / median
+  return {
+      "batch": batch, "compile_s": round(compile_s, 2), "step_s_median": round(median, 4),
+      "step_s_min": round(min(times), 4), "clips_per_s": round(batch / median, 2),
+      "model_gflops_per_clip_train": round(train_flops / 1e9, 6),
+      "xla_gflops_per_clip_train": round(xla / batch / 1e9, 6) if xla else None,
+      "achieved_tflops": round(achieved / 1e12, 6),
+      "mfu": round(achieved / peak, 4) if peak else None, "peak_source": peak_src,
+      "peak_memory_gib": (round(_compiled_memory(compiled) / 2**30, 3)
+                          if _compiled_memory(compiled) is not None else None),
+  }
+
+
+def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
+  import jax
+  import numpy as np
+  from flax import nnx
+
+  from hicmae_jax import evaluate, sharding
+  from hicmae_jax.models import params as params_lib
+  from hicmae_jax.models.classifier import FinetuneModel
+  with config.unlocked():
+    config.kind = "finetune"
+    config.model.num_classes = config.model.num_classes or 6
+  mesh = sharding.make_mesh(config.mesh)
+  model = FinetuneModel(config.model, rngs=nnx.Rngs(0))
+  view = params_lib.ParamsView(model)
+  params = view.flat(model)
+  predict = evaluate.make_predict_fn(view, mesh)
+  host = _synthetic_batch(config, batch, np.random.default_rng(0))
+  data = sharding.global_batch({k: host[k] for k in ("video", "audio")}, mesh)
+  times = []
+  for i in range(warmup + steps):
+    t = time.perf_counter()
+    jax.block_until_ready(predict(params, data["video"], data["audio"]))
+    if i >= warmup:
+      times.append(time.perf_counter() - t)
+  median = statistics.median(times)
+  return {"batch": batch, "forward_s_median": round(median, 4),
+          "clips_per_s": round(batch / median, 2)}
+
+
+def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int,
+                   batch: int) -> dict[str, Any]:
+  """Clips/s of the config's training pipeline for each worker count (after one warm-up)."""
+  from hicmae_jax import train
+  out = {}
+  for wc in worker_counts:
+    with config.unlocked():
+      config.data.worker_count = wc
+      config.data.train_dir = split_dir
+    ds = train.train_dataset(config, batch, 0)
+    it = iter(ds)
+    next(it)
+    t = time.perf_counter()
+    for _ in range(num_batches):
+      next(it)
+    out[str(wc)] = round(num_batches * batch / (time.perf_counter() - t), 2)
+    if hasattr(it, "close"):
+      it.close()
+  return {"clips_per_s_by_workers": out, "batch": batch}
+
+
+def find_max_batch(config, start: int) -> int | None:
+  """Doubles the batch until the compiled step no longer fits the device's memory."""
+  import jax
+  import numpy as np
+
+  from hicmae_jax import sharding, train
+  stats = jax.devices()[0].memory_stats() or {}
+  limit = stats.get("bytes_limit")
+  if not limit:
+    return None
+  best, batch = None, start
+  while batch <= 4096:
+    with config.unlocked():
+      config.global_batch_size = batch
+    mesh = sharding.make_mesh(config.mesh)
+    view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
+    step = train.make_train_step(config, view, tx, state_sh, mesh)
+    data = sharding.global_batch(_synthetic_batch(config, batch, np.random.default_rng(0)), mesh)
+    mem = _compiled_memory(step.lower(state, data).compile())
+    if mem is None or mem > limit * jax.device_count():
+      break
+    best, batch = batch, batch * 2
+  return best
+
+
+def main(argv=None) -> int:
+  import argparse
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--config", required=True, help="config file[:arg]; demo: configs/demo.py:pretrain")
+  p.add_argument("--what", default="step", help="comma list of step,eval,pipeline or all")
+  p.add_argument("--batch_size", type=int, default=2)
+  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--peak_tflops", type=float, default=0.0)
+  p.add_argument("--dtype", default="", help="override model.dtype (e.g. bfloat16)")
+  p.add_argument("--remat", action="store_true")
+  p.add_argument("--find_max_batch", action="store_true")
+  p.add_argument("--split_dir", default="", help="prepared split for the pipeline benchmark")
+  p.add_argument("--worker_counts", default="0,1,2")
+  p.add_argument("--pipeline_batches", type=int, default=10)
+  p.add_argument("--out", default="benchmark.json")
+  a = p.parse_args(argv)
+  import absl.logging
+  absl.logging.set_verbosity(absl.logging.WARNING)
+  import importlib.util
+  import jax
+
+  path, _, arg = a.config.partition(":")
+  spec = importlib.util.spec_from_file_location("bench_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  if config.get("demo"):
+    config = config[arg or "pretrain"]
+  with config.unlocked():
+    if a.dtype:
+      config.model.dtype = a.dtype
+    config.model.remat = a.remat or config.model.remat
+    config.loss.contrastive_group_size = 0
+  what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
+  report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
+                            "num_devices": jax.device_count(), "config": a.config,
+                            "kind": config.kind, "size": config.model.size,
+                            "dtype": config.model.dtype, "date": time.strftime("%Y-%m-%d")}
+  if "step" in what:
+    report["train_step"] = bench_step(config.copy_and_resolve_references(), a.batch_size,
+                                      a.steps, a.warmup, a.peak_tflops)
+    if a.find_max_batch:
+      report["train_step"]["max_batch"] = find_max_batch(config.copy_and_resolve_references(),
+                                                         a.batch_size)
+  if "eval" in what:
+    report["eval_forward"] = bench_eval(config.copy_and_resolve_references(), a.batch_size,
+                                        a.steps, a.warmup)
+  if "pipeline" in what:
+    if not a.split_dir:
+      raise SystemExit("--what=pipeline needs --split_dir=<prepared split>")
+    workers = [int(w) for w in a.worker_counts.split(",")]
+    report["pipeline"] = bench_pipeline(config.copy_and_resolve_references(), a.split_dir,
+                                        workers, a.pipeline_batches, a.batch_size)
+    if "train_step" in report:
+      need = report["train_step"]["clips_per_s"]
+      one = report["pipeline"]["clips_per_s_by_workers"].get("0") or 1e-9
+      report["balance"] = {"step_clips_per_s": need,
+                           "pipeline_clips_per_s_one_process": one,
+                           "input_processes_needed_per_device": round(
+                               need / jax.device_count() / one, 2)}
+  print(_table(report))
+  with open(a.out, "w") as f:
+    json.dump(report, f, indent=2)
+  print(f"written to {a.out}")
+  return 0
+
+
+def _table(report: dict[str, Any]) -> str:
+  rows = [("device", report["device"]), ("kind/size/dtype",
+          f"{report['kind']}/{report['size']}/{report['dtype']}")]
+  for section in ("train_step", "eval_forward", "pipeline", "balance"):
+    for k, v in (report.get(section) or {}).items():
+      rows.append((f"{section}.{k}", v))
+  width = max(len(r[0]) for r in rows)
+  return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
