@@ -39,6 +39,7 @@ def main(argv=None) -> int:
   from hicmae_jax.tools import convert_checkpoint
 
   workdir = a.workdir or tempfile.mkdtemp(prefix="bench_convert_")
+  os.makedirs(workdir, exist_ok=True)
   cfg = common.model_config(a.size)
   cfg.num_classes = 6
   cls = PretrainModel if a.kind == "pretrain" else FinetuneModel
