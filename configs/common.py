@@ -152,6 +152,7 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.resume = ""               # another run's workdir/checkpoint folder to continue from
   c.init_from = ""            # weights only: our checkpoint or a converted original one
   c.allow_config_change = False  # refuse to resume a workdir written with another config
+  c.checkpoint_fallback = False   # a damaged latest checkpoint: use the previous one
   c.profile_steps = ()        # e.g. (10, 20): profiler trace window
   return c
 

@@ -298,6 +298,26 @@ def _initial_weights(config, start, view, model, param_shardings):
   return restored["params"]
 
 
+def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
+  """Restores start.step; a corrupt or truncated checkpoint is named by path, and with
+  `fallback` the previous complete ones are tried, newest first."""
+  steps = [start.step] + sorted((s for s in mngr.all_steps() if s < start.step), reverse=True)
+  for i, step in enumerate(steps):
+    path = os.path.join(start.directory, str(step))
+    try:
+      return checkpointing.restore(mngr, step, data_iter=data_iter, **targets), step
+    except Exception as e:  # Orbax/tensorstore raise many types for damaged files
+      if not fallback:
+        raise RuntimeError(
+            f"checkpoint {path} cannot be restored ({type(e).__name__}: {str(e)[:300]}). "
+            f"Pass --config.checkpoint_fallback=True to start from the previous checkpoint "
+            f"instead, or remove the damaged folder.") from e
+      log.error("checkpoint %s cannot be restored (%s: %s); trying the previous one", path,
+                type(e).__name__, str(e)[:300])
+  raise RuntimeError(f"no checkpoint in {start.directory} can be restored "
+                     f"(tried steps {steps})")
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains as the config says; returns the final metrics (also written to workdir)."""
   # ---- setup ---------------------------------------------------------------------------------
@@ -341,7 +361,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start = checkpointing.resolve_start(workdir, config.resume, config.init_from)
   ckpt_dir = checkpointing.checkpoint_dir(workdir)
   if start.mode == "workdir" and not config.allow_config_change:
-    _, meta = checkpointing.read_meta(start.directory, start.step)
+    try:
+      _, meta = checkpointing.read_meta(start.directory, start.step)
+    except Exception:  # a damaged checkpoint: the restore below names it
+      meta = {"model": json.loads(json.dumps(config.model.to_dict()))}
     if meta.get("model") != json.loads(json.dumps(config.model.to_dict())):
       raise ValueError(f"{start.directory} holds checkpoints of a run with another model "
                        f"config; use a new --workdir or --config.allow_config_change=True")
@@ -349,14 +372,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if start.mode in ("workdir", "resume"):
     mngr = checkpointing.manager(start.directory, read_only=start.mode == "resume")
     train_target = {k: v for k, v in state.items() if k != "params"}
-    restored = checkpointing.restore(
-        mngr, start.step,
+    targets = dict(
         params_target=checkpointing.abstract_like(state["params"], param_sh),
         train_target=checkpointing.abstract_like(
-            train_target, {k: v for k, v in state_sh.items() if k != "params"}),
-        data_iter=data_iter)
+            train_target, {k: v for k, v in state_sh.items() if k != "params"}))
+    restored, used = _restore_with_fallback(mngr, start, targets, data_iter,
+                                            config.checkpoint_fallback)
     state = {"params": restored["params"], **restored["train"]}
-    log.info("resumed from %s step %d (%s)", start.directory, start.step, start.mode)
+    log.info("resumed from %s step %d (%s)", start.directory, used, start.mode)
     if start.mode == "resume":
       mngr.close()
   elif start.mode == "init_from":

@@ -1,0 +1,177 @@
+"""Fault injection: preemption (SIGTERM), kill -9, damaged checkpoints, a workdir of another run,
+non-finite values, missing shards. Each test injects the fault and checks what the user sees."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import test_pretrain
+from hicmae_jax import checkpointing, sharding, train
+from hicmae_jax.data import schema, synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("faults_synthetic"))
+  c = test_pretrain.get_config().data
+  synthetic.generate(d, num_train=c.synthetic_num_train, num_val=c.synthetic_num_val,
+                     num_test=c.synthetic_num_test, num_classes=c.synthetic_num_classes,
+                     frame_size=c.synthetic_frame_size, num_frames=c.synthetic_num_frames,
+                     seed=0, verbose=False)
+  return d
+
+
+def _start(workdir, synthetic_dir, *flags):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=os.environ.get("HICMAE_TEST_JAX_CACHE",
+                                                      "/tmp/hicmae_jax_test_cache"))
+  cmd = [sys.executable, "-m", "hicmae_jax.main", "--config=configs/test_pretrain.py",
+         f"--workdir={workdir}", f"--config.data.synthetic_dir={synthetic_dir}",
+         "--config.log_every_steps=1", *flags]
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(proc, text, timeout):
+  """Reads the process output until `text` appears; returns everything read."""
+  seen, deadline = [], time.time() + timeout
+  while time.time() < deadline:
+    line = proc.stdout.readline()
+    if not line:
+      if proc.poll() is not None:
+        break
+      continue
+    seen.append(line)
+    if text in line:
+      return "".join(seen)
+  proc.kill()
+  raise AssertionError(f"{text!r} not seen within {timeout}s:\n" + "".join(seen)[-3000:])
+
+
+def test_sigterm_saves_and_exits_zero_then_kill9_leaves_a_restorable_checkpoint(
+    tmp_path, synthetic_dir):
+  workdir = str(tmp_path / "run")
+  # 1. SIGTERM in the middle of a long run: a checkpoint at the current step, exit code 0.
+  proc = _start(workdir, synthetic_dir, "--config.num_train_steps=100000",
+                "--config.checkpoint_every_steps=100000")
+  _wait_for(proc, "step 3/", timeout=600)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-3000:]
+  assert "preempted at step" in out
+  step = checkpointing.manager(checkpointing.checkpoint_dir(workdir),
+                               read_only=True).latest_step()
+  assert step is not None and step >= 3
+  # 2. The run resumes from it, saves every step, and is killed with SIGKILL mid-run.
+  proc = _start(workdir, synthetic_dir, "--config.num_train_steps=100000",
+                "--config.checkpoint_every_steps=1", "--config.async_checkpointing=True")
+  out = _wait_for(proc, f"step {step + 3}/", timeout=600)
+  assert f"resumed from" in out and f"step {step}" in out
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=60)
+  # 3. Whatever was being written, the latest complete checkpoint restores and training goes on.
+  mngr = checkpointing.manager(checkpointing.checkpoint_dir(workdir), read_only=True)
+  last = mngr.latest_step()
+  assert last is not None and last > step
+  assert not [d for d in os.listdir(checkpointing.checkpoint_dir(workdir))
+              if d.isdigit() and int(d) > last]  # no half-written step is visible as a step
+  proc = _start(workdir, synthetic_dir, f"--config.num_train_steps={last + 1}")
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-3000:]
+  assert f"step {last + 1}/{last + 1}" in out
+
+
+def test_damaged_checkpoint_is_named_and_fallback_uses_the_previous(tmp_path, synthetic_dir):
+  workdir = str(tmp_path / "run")
+  config = test_pretrain.get_config()
+  config.data.synthetic_dir = synthetic_dir
+  config.num_train_steps = 2
+  config.checkpoint_every_steps = 1
+  train.run(config, workdir)
+  ckpt = checkpointing.checkpoint_dir(workdir)
+  # Truncate every data file of the latest step's parameters.
+  for root, _, files in os.walk(os.path.join(ckpt, "2", "params")):
+    for name in files:
+      path = os.path.join(root, name)
+      if os.path.getsize(path) > 16:
+        with open(path, "r+b") as f:
+          f.truncate(8)
+  config.num_train_steps = 3
+  with pytest.raises(RuntimeError, match=os.path.join(ckpt, "2")):
+    train.run(config.copy_and_resolve_references(), workdir)
+  config.checkpoint_fallback = True
+  results = train.run(config, workdir)
+  assert results["step"] == 3
+
+
+def test_refuses_a_workdir_of_another_run(tmp_path, synthetic_dir):
+  workdir = str(tmp_path / "run")
+  config = test_pretrain.get_config()
+  config.data.synthetic_dir = synthetic_dir
+  config.num_train_steps = 1
+  train.run(config, workdir)
+  other = test_pretrain.get_config()
+  other.data.synthetic_dir = synthetic_dir
+  other.model.dim = 48
+  other.num_train_steps = 2
+  with pytest.raises(ValueError, match="allow_config_change"):
+    train.run(other, workdir)
+
+
+def test_nonfinite_update_is_skipped_and_stop_names_the_step(tmp_path, synthetic_dir):
+  config = test_pretrain.get_config()
+  config.data.synthetic_dir = synthetic_dir
+  train.ensure_synthetic_data(config)
+  mesh = sharding.make_mesh(config.mesh)
+  view, tx, state, state_sh, _ = train.init_state(config, mesh, 10, 5)
+  before = {k: np.asarray(v) for k, v in state["params"].items()}
+  step = train.make_train_step(config, view, tx, state_sh, mesh)
+  rng = np.random.default_rng(0)
+  batch = {"video": rng.normal(size=(4, 8, 32, 32, 3)).astype(np.float32),
+           "audio": rng.normal(size=(4, 64, 128)).astype(np.float32)}
+  batch["audio"][1, 3, 5] = np.nan
+  state, metrics = step(state, sharding.global_batch(batch, mesh))
+  assert not np.isfinite(float(metrics["loss"]))
+  assert int(state["nonfinite"]) == 1 and int(state["first_nonfinite_step"]) == 0
+  for k, v in state["params"].items():
+    np.testing.assert_array_equal(np.asarray(v), before[k])  # the update was not applied
+
+
+def test_nonfinite_loss_stops_the_run_naming_the_step(tmp_path, synthetic_dir, monkeypatch):
+  config = test_pretrain.get_config()
+  config.data.synthetic_dir = synthetic_dir
+  config.log_every_steps = 1
+  rng = np.random.default_rng(0)
+
+  class NaNData:
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      audio = rng.normal(size=(4, 64, 128)).astype(np.float32)
+      audio[0, 0, 0] = np.inf
+      return {"video": rng.normal(size=(4, 8, 32, 32, 3)).astype(np.float32), "audio": audio}
+
+  monkeypatch.setattr(train, "train_dataset", lambda *a, **k: NaNData())
+  with pytest.raises(train.NonFiniteError, match="at step 1"):
+    train.run(config, str(tmp_path / "run"))
+
+
+def test_missing_shard_is_named_at_start(tmp_path, synthetic_dir):
+  split = str(tmp_path / "train")
+  shutil.copytree(os.path.join(synthetic_dir, "train"), split)
+  info = schema.DatasetInfo.load(split)
+  os.remove(os.path.join(split, info.shards[-1]))
+  config = test_pretrain.get_config("finetune")
+  config.data.synthetic_dir = ""
+  config.data.train_dir = split
+  with pytest.raises(FileNotFoundError, match=info.shards[-1]):
+    train.run(config, str(tmp_path / "run"))
