@@ -426,6 +426,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         pending = []
         summary["lr"] = float(optim.current_lr(state["opt_state"]))
         summary["skipped_records"] = float(getattr(data_iter, "stats", {}).get("skipped", 0))
+        summary["nonfinite_updates"] = float(state["nonfinite"])
         writer.write_scalars(step, summary)
         log.info("step %d/%d: %s (%.1fs)", step, total_steps,
                  ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())),

@@ -235,6 +235,7 @@ def test_corrupt_record_is_skipped_and_counted(splits, caplog):
   assert len(batches) == 11
   assert it.stats == {"records": 12, "skipped": 1, "batches": 11}
   assert "skipping record 7" in caplog.text
+  assert ".array_record record" in caplog.text  # the shard file and the index within it
   with pytest.raises(P.TooManySkippedRecords):
     P.check_skip_rate(it.stats, max_fraction=0.05, min_records=10)
   P.check_skip_rate(it.stats, max_fraction=0.1, min_records=10)

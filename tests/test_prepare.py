@@ -240,3 +240,42 @@ def test_presets():
   assert datasets.get_preset("voxceleb2").label_type == "none"
   with pytest.raises(KeyError, match="known"):
     datasets.get_preset("nope")
+
+
+def test_fuzz_random_and_truncated_inputs_never_crash(tmp_path):
+  """Random bytes as split files, frames, wavs and videos: the clip is skipped with a reason or
+  the split is refused with PrepareError; nothing else escapes and nothing hangs."""
+  import time
+
+  from hicmae_jax.data import prepare
+  rng = np.random.default_rng(0)
+  good = _frames(3, 16, 16, 0)
+  t0 = time.time()
+  for trial in range(12):
+    d = tmp_path / f"t{trial}"
+    frames = d / "frames"
+    _write_frames(frames, good, "jpg")
+    victim = sorted(frames.iterdir())[trial % 3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:rng.integers(0, len(data))] if trial % 2 else
+                       bytes(rng.integers(0, 256, size=200, dtype=np.uint8)))
+    wav = d / "a.wav"
+    _write_stereo_wav(wav, 0.2, 440)
+    wav_bytes = wav.read_bytes()
+    wav.write_bytes(wav_bytes[:rng.integers(0, len(wav_bytes))])
+    video = d / "v.mp4"
+    video.write_bytes(bytes(rng.integers(0, 256, size=500, dtype=np.uint8)))
+    junk = bytes(rng.integers(0, 256, size=60, dtype=np.uint8)).decode("latin-1")
+    split = d / "split.txt"
+    split.write_text(f"{frames} {wav} 0\n{video} - 1\n{junk.replace(chr(10), ' ')}\n",
+                     encoding="utf-8")
+    try:
+      info = prepare.prepare_split(str(split), str(d / "out"), "train", num_workers=1,
+                                   class_names=("a", "b"), verbose=False)
+    except prepare.PrepareError as e:
+      assert str(e)
+      continue
+    skipped = (d / "out" / "train" / "skipped.txt").read_text()
+    assert info.num_clips + info.num_skipped >= 2
+    assert skipped.strip()  # the broken inputs are listed with reasons
+  assert time.time() - t0 < 120

@@ -83,14 +83,41 @@ class _RecordSource:
   def __getitem__(self, i: int):
     index = int(self._indices[i])
     if index < 0:
-      return index, None, None
+      return index, None, None, ""
     try:
-      return index, self._source[index], None
+      return index, self._source[index], None, self._locator
     except Exception as e:  # noqa: BLE001 - any read failure is a skipped record
-      return index, None, f"read failed ({type(e).__name__}: {e})"
+      return index, None, f"read failed ({type(e).__name__}: {e})", self._locator
+
+  @property
+  def _locator(self) -> "ShardLocator":
+    return ShardLocator(tuple(self._paths))
 
   def __repr__(self) -> str:
     return f"_RecordSource({len(self)} records of {len(self._paths)} shards)"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardLocator:
+  """Turns a split-wide record index into 'shard-XXXXX-of-YYYYY.array_record record k' for
+  skip logs (shard sizes are read only when a record is actually skipped)."""
+  paths: tuple[str, ...]
+
+  def __call__(self, index: int) -> str:
+    starts = _shard_starts(self.paths)
+    shard = int(np.searchsorted(starts, index, side="right")) - 1
+    import os
+    return f"{os.path.basename(self.paths[shard])} record {index - int(starts[shard])}"
+
+
+_SHARD_STARTS: dict[tuple[str, ...], np.ndarray] = {}
+
+
+def _shard_starts(paths: tuple[str, ...]) -> np.ndarray:
+  if paths not in _SHARD_STARTS:
+    counts = [len(grain.sources.ArrayRecordDataSource([p])) for p in paths]
+    _SHARD_STARTS[paths] = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+  return _SHARD_STARTS[paths]
 
 
 def _process_slice(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
@@ -167,8 +194,15 @@ def whole_file_limit(opts: AudioOptions) -> int:
   return int(opts.audio_frames / 100.0 * schema.AUDIO_SAMPLE_RATE)
 
 
-def _skipped_group(position: int, index: int, clip_id: str, error: str, examples=()) -> dict:
-  log.warning("skipping record %d (%s): %s", index, clip_id or "?", error)
+def _skipped_group(position: int, index: int, clip_id: str, error: str, examples=(),
+                   where=None) -> dict:
+  located = ""
+  if callable(where):
+    try:
+      located = f" = {where(index)}"
+    except Exception:  # noqa: BLE001 - the location is a courtesy; never fail the skip on it
+      located = ""
+  log.warning("skipping record %d%s (%s): %s", index, located, clip_id or "?", error)
   return {"position": position, "records": 1, "skipped": 1, "examples": list(examples)}
 
 
@@ -194,7 +228,7 @@ class _PretrainGroupFn:
   audio_opts: AudioOptions
 
   def __call__(self, position: int, item) -> dict:
-    index, raw, error = item
+    index, raw, error, where = item
     rng = np.random.default_rng([self.seed, _TAG_EXAMPLE, position])
     clip_id = ""
     try:
@@ -228,7 +262,8 @@ class _PretrainGroupFn:
           example.update(_draw_masks(rng, self))
         examples.append(example)
     except Exception as e:  # noqa: BLE001 - never crash the run on one bad record
-      return _skipped_group(position, index, clip_id, f"{type(e).__name__}: {e}")
+      return _skipped_group(position, index, clip_id, f"{type(e).__name__}: {e}",
+                            where=where)
     return {"position": position, "records": 1, "skipped": 0, "examples": examples}
 
 
@@ -287,7 +322,7 @@ class _FinetuneGroupFn:
   audio_opts: AudioOptions
 
   def __call__(self, position: int, item) -> dict:
-    index, raw, error = item
+    index, raw, error, where = item
     rng = np.random.default_rng([self.seed, _TAG_EXAMPLE, position])
     clip_id = ""
     try:
@@ -325,7 +360,8 @@ class _FinetuneGroupFn:
                  "audio": audio_features(segment, rng, self.audio_opts, augment=True)}
       example.update(_label_fields(clip, self.num_targets))
     except Exception as e:  # noqa: BLE001
-      return _skipped_group(position, index, clip_id, f"{type(e).__name__}: {e}")
+      return _skipped_group(position, index, clip_id, f"{type(e).__name__}: {e}",
+                            where=where)
     return {"position": position, "records": 1, "skipped": 0, "examples": [example]}
 
 
@@ -364,7 +400,7 @@ class _EvalGroupFn:
     return example
 
   def __call__(self, position: int, item) -> dict:
-    index, raw, error = item
+    index, raw, error, where = item
     if index < 0 and raw is None and error is None:  # padding slot: not a record
       return {"position": position, "records": 0, "skipped": 0,
               "examples": [self.padding_example() for _ in range(self.num_views)]}
@@ -406,7 +442,8 @@ class _EvalGroupFn:
                            "valid": np.bool_(True)})
     except Exception as e:  # noqa: BLE001
       return _skipped_group(position, index, clip_id, f"{type(e).__name__}: {e}",
-                            [self.padding_example() for _ in range(self.num_views)])
+                            [self.padding_example() for _ in range(self.num_views)],
+                            where=where)
     return {"position": position, "records": 1, "skipped": 0, "examples": examples}
 
 
