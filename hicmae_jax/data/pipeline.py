@@ -99,7 +99,7 @@ class _RecordSource:
 
 @dataclasses.dataclass(frozen=True)
 class ShardLocator:
-  """Turns a split-wide record index into 'shard-XXXXX-of-YYYYY.array_record record k' for
+  """Turns a split-wide record index into 'shard-00000-of-00004.array_record record k' for
   skip logs (shard sizes are read only when a record is actually skipped)."""
   paths: tuple[str, ...]
 

@@ -10,7 +10,7 @@ Input: the original's split format, one clip per line, space-separated:
 `<audio_wav>` may be `-`/`none` (or left out before a label) to take the video file's own audio
 track. Relative paths resolve against --root. Blank lines and lines starting with `#` are ignored.
 
-Output, in `<output_dir>/<split>/`: `shard-XXXXX-of-YYYYY.array_record` (clip i of the valid
+Output, in `<output_dir>/<split>/`: `shard-00000-of-00004.array_record` (clip i of the valid
 lines goes to shard i // clips_per_shard, in input order), `skipped.txt` (every clip that was
 not written, with its line number and the reason), and `dataset_info.json`, written last.
 Frames folders keep their source JPEG/PNG bytes (so decoded pixels equal the original's);

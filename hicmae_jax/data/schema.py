@@ -19,7 +19,7 @@ One record = one clip, serialised with msgpack as a flat dict:
 | source_video   | str             | the frames folder or video file it came from              |
 | source_audio   | str             | the wav it came from ("" when taken from the video)       |
 
-Each split folder holds `shard-XXXXX-of-YYYYY.array_record` files plus `dataset_info.json`
+Each split folder holds `shard-00000-of-00004.array_record` files plus `dataset_info.json`
 (see `DatasetInfo`). Reading never executes code: msgpack only rebuilds plain values.
 """
 from __future__ import annotations
