@@ -448,7 +448,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           and config.eval_every_epochs and epoch % config.eval_every_epochs == 0):
         res = evaluate.run_eval(config, state["params"], view, mesh, select_dir, "val",
                                 class_names=info.class_names, predict_fn=predict)
-        key = "uar" if "uar" in res else "ccc_mean"
+        key = "uar" if "uar" in res else "ccc"
         writer.write_scalars(step, {f"val_{k}": v for k, v in res.items()
                                     if isinstance(v, (int, float))})
         log.info("epoch %d validation: %s", epoch, _brief(res))
@@ -493,7 +493,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def _brief(res: dict) -> str:
-  keys = [k for k in ("uar", "war", "weighted_f1", "pcc_mean", "ccc_mean", "num_clips")
+  keys = [k for k in ("uar", "war", "weighted_f1", "pcc", "ccc", "num_clips")
           if k in res]
   return ", ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}"
                    for k in keys)
