@@ -461,7 +461,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         results = {"preempted_at_step": step}
         break
     else:
-      save(step if step > 0 else 0, force=True)
+      if mngr.latest_step() != step:  # a finished run started again has nothing new to save
+        save(step, force=True)
       mngr.wait_until_finished()
   mngr.close()
   if hasattr(data_iter, "close"):

@@ -122,6 +122,8 @@ def test_refuses_a_workdir_of_another_run(tmp_path, synthetic_dir):
   config.data.synthetic_dir = synthetic_dir
   config.num_train_steps = 1
   train.run(config, workdir)
+  # Starting the finished run again is harmless: it resumes at its last step, saves nothing new.
+  assert train.run(config.copy_and_resolve_references(), workdir)["step"] == 1
   other = test_pretrain.get_config()
   other.data.synthetic_dir = synthetic_dir
   other.model.dim = 48
