@@ -82,3 +82,24 @@ def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir
   for key in ("war", "uar", "weighted_f1"):
     assert report[key] == pytest.approx(results["test"][key], abs=1e-9)
   assert json.load(open(out))["num_clips"] == 8
+
+
+def test_linear_probe_moves_only_the_head(tmp_path, synthetic_dir):
+  pre = str(tmp_path / "pre")
+  train.run(pretrain_config(synthetic_dir, 1), pre)
+  probe = test_pretrain.get_config("linear_probe")
+  probe.data.synthetic_dir = synthetic_dir
+  probe.init_from = pre
+  probe.num_train_steps = 2
+  probe.optim.base_lr = 1e-2
+  out = str(tmp_path / "probe")
+  results = train.run(probe, out)
+  assert results["test"]["num_clips"] == 8
+  before, after = _params(pre, 1), _params(out, 2)
+  for k, v in after.items():
+    if k.startswith(("encoder.", "encoder_audio.", "encoder_fusion.")):
+      np.testing.assert_array_equal(v, before[k], err_msg=k)
+  from hicmae_jax.models import params as params_lib
+  model = train.build_model(probe, probe.seed)
+  initial = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
+  assert not np.allclose(after["head.kernel"], initial["head.kernel"])  # the head was trained
