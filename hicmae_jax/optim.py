@@ -263,23 +263,6 @@ def freeze_predicate(name_or_fn) -> Callable[[Path], bool]:
 
 # ---- the optimizer ------------------------------------------------------------------------------
 
-def default_config() -> ml_collections.ConfigDict:
-  """The fields make_optimizer reads (fine-tuning defaults of SPEC 7, lr per 256 clips)."""
-  o = ml_collections.ConfigDict()
-  o.base_lr = 1e-3
-  o.min_base_lr = 1e-6
-  o.warmup_epochs = 5
-  o.weight_decay = 0.05
-  o.b1 = 0.9
-  o.b2 = 0.999
-  o.eps = 1e-8
-  o.layer_decay = 0.75
-  o.clip_grad_norm = 0.0
-  o.accum_steps = 1
-  o.freeze = "none"
-  return o
-
-
 def _get(cfg, name, default=None):
   return cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
 

@@ -82,7 +82,7 @@ def test_schedule_without_warmup_and_scaled_lr():
                              rtol=1e-6, atol=1e-7)
   assert optim.scaled_lr(3e-4, 160) == pytest.approx(1.875e-4)  # SPEC 6
   assert optim.scaled_lr(1e-3, 56) == pytest.approx(2.1875e-4)   # SPEC 7
-  cfg = optim.default_config()
+  cfg = _recipe_optim()
   sched = optim.make_schedule(cfg, total_steps=100, steps_per_epoch=4, global_batch_size=56)
   np.testing.assert_allclose(float(sched(19)), 2.1875e-4, rtol=1e-6)  # end of 5-epoch warm-up
   np.testing.assert_allclose(float(sched(100)), 1e-6 * 56 / 256, rtol=1e-6)
@@ -302,14 +302,14 @@ def test_unknown_freeze_name():
 
 
 def test_base_lr_needs_global_batch():
-  cfg = optim.default_config()
+  cfg = _recipe_optim()
   with pytest.raises(ValueError, match="global_batch_size"):
     optim.make_optimizer(cfg, {"head": {"bias": jnp.zeros(2)}}, total_steps=10, steps_per_epoch=5)
 
 
 def test_optimizer_state_for_abstract_base(base_finetune_state):
   """init traces on the abstract Base model (no arrays), with every option on."""
-  cfg = optim.default_config()
+  cfg = _recipe_optim()
   cfg.accum_steps = 2
   cfg.clip_grad_norm = 3.0
   tx = optim.make_optimizer(cfg, base_finetune_state, total_steps=1000, steps_per_epoch=100,
@@ -317,3 +317,9 @@ def test_optimizer_state_for_abstract_base(base_finetune_state):
   shapes = jax.eval_shape(tx.init, nnx.as_pure(base_finetune_state))
   assert float(optim.current_lr(tx.init({"head": {"bias": jnp.zeros(2)}}))) == 0.0
   assert optim.current_lr(shapes) is not None
+
+
+def _recipe_optim():
+  """The fine-tuning recipe's optimizer section (SPEC 7), from the config files themselves."""
+  from configs import finetune_crema_d
+  return finetune_crema_d.get_config().optim.copy_and_resolve_references()
