@@ -71,6 +71,24 @@ def restore(mngr: ocp.CheckpointManager, step: int, *, params_target, train_targ
   return {k: restored[k] for k in args}
 
 
+def restore_params_as_saved(directory: str, step: int, sharding=None) -> dict[str, jax.Array]:
+  """All parameters of a checkpoint, whatever topology wrote it (a pod pre-training read on one
+  machine), placed with `sharding` (default: this process's first device). The checkpoint's own
+  shapes and dtypes; use `restore` with targets when they must match a model."""
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  path = os.path.join(os.path.abspath(directory), str(step), "params")
+  meta = ocp.StandardCheckpointer().metadata(path)
+  tree = getattr(meta, "item_metadata", meta)
+  target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype, sharding=sharding)
+            for k, v in tree.items()}
+  mngr = manager(directory, read_only=True)
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target)))["params"]
+  finally:
+    mngr.close()
+
+
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
   """(step, meta) of the latest (or given) checkpoint in a folder; clear error if none."""
   mngr = manager(directory, read_only=True)
@@ -96,12 +114,17 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
-  """The resume order, written once."""
+  """The resume order, written once.
+
+  The workdir's steps are listed from the file system (finished step folders only), not by an
+  Orbax manager: managers run cross-process barriers, and the processes of a job can see the
+  folder at different moments (process 0 creates it), so only a listing keeps every process on
+  the same path."""
   own = checkpoint_dir(workdir)
   if os.path.isdir(own):
-    step = manager(own, read_only=True).latest_step()
-    if step is not None:
-      return Start("workdir", own, step)
+    steps = ocp.utils.checkpoint_steps(own)
+    if steps:
+      return Start("workdir", own, max(steps))
   for mode, path in (("resume", resume), ("init_from", init_from)):
     if not path:
       continue

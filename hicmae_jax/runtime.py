@@ -11,21 +11,28 @@ log = logging.getLogger("hicmae_jax")
 
 
 def initialize_distributed(coordinator: str = "", num_processes: int = 0,
-                           process_id: int = -1) -> None:
+                           process_id: int = -1, heartbeat_timeout_s: int = 100) -> None:
   """jax.distributed once per process: explicit flags, else the platform's cluster (TPU pods,
-  SLURM, Open MPI) when one is detected; a no-op on a single host."""
+  SLURM, Open MPI) when one is detected; a no-op on a single host.
+
+  heartbeat_timeout_s bounds how long the others keep running when a process dies: the
+  coordination service then stops every process with an error naming the lost task."""
+  timeouts = dict(heartbeat_timeout_seconds=heartbeat_timeout_s)
   if coordinator:
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+      raise ValueError(f"--coordinator_address needs --num_processes >= 1 and --process_id in "
+                       f"[0, num_processes); got {num_processes} and {process_id}")
     if os.environ.get("JAX_PLATFORMS", "cpu").startswith("cpu") or not os.environ.get(
         "JAX_PLATFORMS"):
       # CPU processes need a collectives backend for cross-process computations.
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                               process_id=process_id)
+                               process_id=process_id, **timeouts)
   elif any(k in os.environ for k in ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
                                      "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")):
     if int(os.environ.get("SLURM_NTASKS", os.environ.get("OMPI_COMM_WORLD_SIZE", "2"))) > 1 \
         or "TPU_WORKER_HOSTNAMES" in os.environ:
-      jax.distributed.initialize()
+      jax.distributed.initialize(**timeouts)
 
 
 def setup_logging(workdir: str | None = None) -> None:
@@ -57,3 +64,22 @@ def banner() -> None:
            getattr(ocp, "__version__", "?"), sys.version.split()[0])
   log.info("process %d/%d, local devices %s", jax.process_index(), jax.process_count(),
            jax.local_devices())
+
+
+def explain_multiprocess_failure(error: BaseException, workdir: str) -> None:
+  """A collective that fails in a multi-process job almost always means another process died:
+  say so, and where the last complete checkpoint is, before the traceback."""
+  if jax.process_count() <= 1 or not isinstance(error, jax.errors.JaxRuntimeError):
+    return
+  from hicmae_jax import checkpointing
+  ckpt_dir = checkpointing.checkpoint_dir(workdir)
+  try:
+    import orbax.checkpoint as ocp
+    steps = ocp.utils.checkpoint_steps(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+    last = f"step {max(steps)} in {ckpt_dir}" if steps else "none yet"
+  except Exception:  # noqa: BLE001 - the message must not fail on a half-written folder
+    last = f"see {ckpt_dir}"
+  log.error("process %d of %d: a cross-process operation failed (%s). Another process most "
+            "likely died or lost its network: check its log. Last complete checkpoint: %s; "
+            "start the job again to resume from it.", jax.process_index(),
+            jax.process_count(), str(error).splitlines()[0][:200], last)

@@ -69,6 +69,25 @@ def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[
           for k, v in local.items()}
 
 
+def process_row_block(mesh: jax.sharding.Mesh, global_batch_size: int) -> tuple[int, int]:
+  """(block, count): this process holds rows [block * B, (block + 1) * B) of every global
+  batch, B = global_batch_size / count, count = the process count. The input pipeline fills
+  exactly those rows, so global batches do not depend on how many processes build them."""
+  count = jax.process_count()
+  per_process = global_batch_size // count
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+  rows = sorted({(s[0].start or 0, global_batch_size if s[0].stop is None else s[0].stop)
+                 for s in index_map.values()})
+  start, stop = rows[0][0], rows[-1][1]
+  contiguous = all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+  if not contiguous or stop - start != per_process or start % per_process:
+    raise ValueError(
+        f"process {jax.process_index()} holds batch rows {rows} of the mesh {dict(mesh.shape)}, "
+        f"not one contiguous block of {per_process}: build the mesh from jax.devices() in "
+        f"process order (sharding.make_mesh does)")
+  return start // per_process, count
+
+
 def check_batch_divisible(global_batch_size: int, mesh: jax.sharding.Mesh) -> None:
   n = mesh.devices.size
   if global_batch_size % n or global_batch_size % jax.process_count():

@@ -100,9 +100,11 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 
 # -------------------------------------------------------------------------------------- data --
 
-def train_dataset(config, per_process_batch: int, seed: int):
+def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None)):
+  """row_block: (block, count) of global-batch rows this process fills (sharding.py)."""
   m, d = config.model, config.data
   common = dict(batch_size=per_process_batch, seed=seed, num_frames=m.num_frames,
+                shard_index=row_block[0], shard_count=row_block[1],
                 sampling_rate=d.sampling_rate, input_size=m.input_size,
                 audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins,
                 magnitude_aug=d.magnitude_aug, roll_aug=d.roll_aug,
@@ -241,13 +243,21 @@ def init_state(config, mesh, total_updates: int, steps_per_epoch: int):
 # -------------------------------------------------------------------------------------- run --
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks: save, then exit cleanly."""
+  """SIGTERM -> save, then exit cleanly.
+
+  One process: a Python handler sets a flag the loop checks. Several processes: they must
+  agree on the step to save at (an Orbax save is collective), so JAX's preemption service
+  (started by jax.distributed, which owns SIGTERM then) propagates a notice received by any
+  process and `reached(step)` turns True on every process at the same step."""
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._multihost = jax.process_count() > 1
 
   def __enter__(self):
+    if self._multihost:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread (e.g. some test runners)
@@ -258,6 +268,15 @@ class _Preemption:
     del signum, frame
     log.warning("SIGTERM received: saving a checkpoint and stopping")
     self.requested = True
+
+  def reached(self, step: int) -> bool:
+    """Call once per step on every process: whether to save and stop after this step."""
+    if self._multihost:
+      from jax.experimental import multihost_utils
+      if multihost_utils.reached_preemption_sync_point(step):
+        log.warning("preemption notice: every process saves at step %d and stops", step)
+        self.requested = True
+    return self.requested
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -274,9 +293,9 @@ def _initial_weights(config, start, view, model, param_shardings):
     target = ours
   else:
     # A pre-training checkpoint into the fine-tuning model: encoders and fusion by name.
-    from orbax.checkpoint import args as ocp_args
-    raw = mngr.restore(start.step, args=ocp_args.Composite(
-        params=ocp_args.StandardRestore()))["params"]
+    mesh = next(iter(param_shardings.values())).mesh
+    raw = checkpointing.restore_params_as_saved(start.directory, start.step,
+                                                sharding.replicated(mesh))
     keep = {k: v for k, v in raw.items() if k in ours}
     dropped = sorted(k for k in raw if k not in ours)
     missing = sorted(k for k in ours if k not in raw)
@@ -335,7 +354,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   # ---- data ----------------------------------------------------------------------------------
   info = schema.DatasetInfo.load(config.data.train_dir)
-  ds = train_dataset(config, per_process, config.seed)
+  ds = train_dataset(config, per_process, config.seed,
+                     sharding.process_row_block(mesh, config.global_batch_size))
   clips_per_epoch = info.num_clips * (config.data.num_repeats if config.kind == "pretrain" else 1)
   steps_per_epoch = max(1, clips_per_epoch // config.global_batch_size)
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
@@ -454,7 +474,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         log.info("epoch %d validation: %s", epoch, _brief(res))
         if best is None or res.get(key, 0) > best[1]:
           best = (epoch, res.get(key, 0))
-      if preempt.requested:
+      if preempt.reached(step):
         save(step, force=True)
         mngr.wait_until_finished()
         log.warning("preempted at step %d: checkpoint saved, exiting", step)

@@ -159,6 +159,36 @@ def test_restored_iterator_continues_exactly(splits, kind):
   assert it2.stats == it.stats
 
 
+@pytest.mark.parametrize("kind,processes", [("pretrain", 2), ("pretrain", 4),
+                                             ("finetune", 3)])
+def test_global_batches_do_not_depend_on_the_process_count(splits, kind, processes):
+  """Process p's batch is rows [p*B, (p+1)*B) of the one-process global batch (same seed),
+  across epoch boundaries (12 records; pre-training: global batch 16 clips = 8 records x 2
+  repeats)."""
+  global_batch = 16 if kind == "pretrain" else 6
+
+  def make(batch, index, count):
+    common = dict(COMMON, shard_index=index, shard_count=count)
+    if kind == "pretrain":
+      return P.make_pretrain_dataset(splits["cls"], batch_size=batch, seed=5, fixed_crop=None,
+                                     num_repeats=2, draw_masks=True, patch_size=8, **common)
+    return P.make_finetune_train_dataset(splits["cls"], batch_size=batch, seed=5,
+                                         mixup_alpha=0.0, cutmix_alpha=0.0, **common)
+
+  _, whole = _take(make(global_batch, 0, 1), 3)
+  parts = [_take(make(global_batch // processes, p, processes), 3)[1] for p in range(processes)]
+  for step, reference in enumerate(whole):
+    joined = {k: np.concatenate([parts[p][step][k] for p in range(processes)])
+              for k in reference}
+    _assert_same_batches([reference], [joined])
+
+
+def test_several_processes_need_whole_records_per_batch(splits):
+  with pytest.raises(ValueError, match="multiple of the clips drawn per record"):
+    P.make_pretrain_dataset(splits["cls"], batch_size=3, seed=0, fixed_crop=None,
+                            num_repeats=2, **dict(COMMON, shard_index=0, shard_count=2))
+
+
 def test_worker_process_matches_in_process_and_resumes(splits):
   # One worker walks the whole record stream, so it must give the in-process batches.
   make = lambda workers: P.make_finetune_train_dataset(  # noqa: E731

@@ -7,9 +7,12 @@ Each `make_*_dataset` returns a grain `IterDataset` of numpy batches for this pr
     batch = next(it)              # {"video": f32[B,T,H,W,3], "audio": f32[B,256,128], ...}
     it.stats                      # {"records": ..., "skipped": ..., "batches": ...}
 
-Layout (per process): records `shard_index::shard_count` -> (train) per-epoch shuffle + repeat
--> one *group* per record (a pure function of (seed, position): decode, sample, augment,
-fbank, masks; `num_repeats` clips or the eval views of one decoded record) -> batching in the
+Layout (per process): (train) the global record stream (epochs of the whole split, each
+shuffled by (seed, epoch)) cut into global batches; this process takes its block of rows of
+each (`_BatchSlices`), so batches do not depend on the process or worker count; (eval) records
+`shard_index::shard_count` -> one *group* per record (a pure function of (seed, global
+position): decode, sample, augment, fbank, masks; `num_repeats` clips or the eval views of one
+decoded record; a training group holds a whole batch slice) -> batching in the
 worker (a bad record becomes an empty group: skipped, counted, logged; Mixup/CutMix runs here
 on the finished batch) -> optional `mp_prefetch` workers -> a main-process stage that strips
 the skip counters into `it.stats`. Iterator state is grain's plus those counters, so a restored
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from typing import Callable, Sequence
 
 import grain
@@ -138,11 +142,6 @@ def _load_split(split_dir: str) -> tuple[schema.DatasetInfo, list[str]]:
 
 def _count_records(paths: Sequence[str]) -> int:
   return len(grain.sources.ArrayRecordDataSource(list(paths)))
-
-
-def _derived_seed(*words: int) -> int:
-  """A 32-bit seed from several integers (grain's shuffle wants one int in [0, 2**32))."""
-  return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -645,8 +644,7 @@ class PipelineDataset(grain.IterDataset):
     return f"PipelineDataset(records={self.num_records}, batch_size={self.batch_size})"
 
 
-def _assemble(source: _RecordSource, group_fn: Callable, *, seed: int, shuffle: bool,
-              num_epochs: int | None, batch_size: int, drop_remainder: bool,
+def _assemble(groups: grain.MapDataset, *, seed: int, batch_size: int, drop_remainder: bool,
               batch_transform: Callable | None, worker_count: int, read_threads: int,
               read_buffer_size: int, worker_buffer_size: int, num_records: int,
               examples_per_record: int, num_batches: int | None,
@@ -654,12 +652,7 @@ def _assemble(source: _RecordSource, group_fn: Callable, *, seed: int, shuffle: 
               ) -> PipelineDataset:
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  ds = grain.MapDataset.source(source)
-  if shuffle:
-    ds = ds.seed(_derived_seed(seed, _TAG_SHUFFLE)).shuffle()
-  if num_epochs != 1:
-    ds = ds.repeat(num_epochs)
-  ds = ds.map_with_index(group_fn)
+  ds = groups
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                                prefetch_buffer_size=read_buffer_size))
   it_ds = _GroupBatchIterDataset(it_ds, batch_size=batch_size, drop_remainder=drop_remainder,
@@ -673,17 +666,116 @@ def _assemble(source: _RecordSource, group_fn: Callable, *, seed: int, shuffle: 
                          skip_check_min_records=skip_check_min_records)
 
 
-def _train_source(split_dir: str, shard_index, shard_count) -> tuple[schema.DatasetInfo,
-                                                                      _RecordSource]:
-  """This process's records, every process the same count (remainder dropped, as
-  ShardByJaxProcess(drop_remainder=True)) so that all hosts see equal epochs."""
+def _epoch_order(seed: int, epoch: int, num_records: int) -> np.ndarray:
+  """The record order of one epoch: a permutation keyed by (seed, epoch) only, so every
+  process computes the same one."""
+  key = (int(seed), int(epoch), int(num_records))
+  order = _EPOCH_ORDERS.get(key)
+  if order is None:
+    order = np.random.default_rng([key[0], _TAG_SHUFFLE, key[1]]).permutation(key[2])
+    order.flags.writeable = False
+    if len(_EPOCH_ORDERS) >= 4:  # the read threads only ever need the current and next epoch
+      _EPOCH_ORDERS.pop(next(iter(_EPOCH_ORDERS)), None)
+    _EPOCH_ORDERS[key] = order
+  return order
+
+
+_EPOCH_ORDERS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+class _BatchSlices:
+  """The training stream of one process as a random-access source: element j is this process's
+  slice of global batch j, i.e. `records_per_slice` consecutive positions of the global record
+  stream (epochs of the whole split, each in its own (seed, epoch) order) starting at
+  (j * slice_count + slice_index) * records_per_slice.
+
+  A record's global position keys its randomness, and the slice index is the block of
+  global-batch rows this process holds, so the global batches do not depend on how many
+  processes (or grain workers) build them. Item j -> [(global position, record item), ...]."""
+
+  def __init__(self, records: _RecordSource, *, seed: int, shuffle: bool, slice_index: int,
+               slice_count: int, records_per_slice: int, num_epochs: int | None):
+    self._records = records
+    self._seed, self._shuffle = seed, shuffle
+    self._index, self._count, self._k = slice_index, slice_count, records_per_slice
+    self.num_records = len(records)
+    per_batch = records_per_slice * slice_count
+    if num_epochs is None:
+      self._total = None
+      self._len = sys.maxsize
+    else:
+      total = int(num_epochs) * self.num_records
+      if slice_count > 1:  # every process the same number of full slices
+        total = total // per_batch * per_batch
+      self._total = total
+      self._len = -(-total // per_batch)
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, j: int) -> list:
+    base = (int(j) * self._count + self._index) * self._k
+    items = []
+    for g in range(base, base + self._k):
+      if self._total is not None and g >= self._total:
+        break
+      epoch, offset = divmod(g, self.num_records)
+      record = (int(_epoch_order(self._seed, epoch, self.num_records)[offset])
+                if self._shuffle else offset)
+      items.append((g, self._records[record]))
+    return items
+
+  def __repr__(self) -> str:
+    return (f"_BatchSlices(slice {self._index}/{self._count}, {self._k} records each, "
+            f"{self._records!r})")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SliceGroupFn:
+  """A batch slice [(global position, record item), ...] -> one group of all its examples."""
+  group_fn: Callable
+
+  def __call__(self, items: list) -> dict:
+    groups = [self.group_fn(g, item) for g, item in items]
+    return {"position": items[0][0] if items else -1,
+            "records": sum(gr["records"] for gr in groups),
+            "skipped": sum(gr["skipped"] for gr in groups),
+            "examples": [e for gr in groups for e in gr["examples"]]}
+
+
+def _slice_buffer(read_buffer_size: int, read_threads: int, batch_size: int,
+                  examples_per_record: int) -> int:
+  """read_buffer_size counts records; a training element is a batch slice of records."""
+  per_slice = max(1, batch_size // examples_per_record)
+  return max(read_threads, -(-read_buffer_size // per_slice))
+
+
+def _train_groups(split_dir: str, group_fn: Callable, *, seed: int, batch_size: int,
+                  examples_per_record: int, shard_index, shard_count, num_epochs
+                  ) -> tuple[schema.DatasetInfo, grain.MapDataset, int]:
+  """(info, groups, records per process per epoch) of a training split; see _BatchSlices.
+
+  shard_index/shard_count: which block of `shard_count` equal blocks of global-batch rows this
+  process fills (train.py derives it from the mesh; default: jax's process index/count)."""
   info, paths = _load_split(split_dir)
   p, c = _process_slice(shard_index, shard_count)
   total = _count_records(paths)
-  per_process = total // c
-  if per_process == 0:
+  if total < c:
     raise ValueError(f"{split_dir!r} has {total} records, fewer than the {c} processes")
-  return info, _RecordSource(paths, np.arange(total)[p::c][:per_process])
+  if batch_size % examples_per_record:
+    if c > 1:
+      raise ValueError(
+          f"the per-process batch ({batch_size}) must be a multiple of the clips drawn per "
+          f"record ({examples_per_record}, data.num_repeats) when several processes share a "
+          f"global batch; change global_batch_size or data.num_repeats")
+    k = 1
+  else:
+    k = batch_size // examples_per_record
+  slices = _BatchSlices(_RecordSource(paths, np.arange(total)), seed=seed, shuffle=True,
+                        slice_index=p, slice_count=c, records_per_slice=k,
+                        num_epochs=num_epochs)
+  groups = grain.MapDataset.source(slices).map(_SliceGroupFn(group_fn))
+  return info, groups, total // c
 
 
 _COMMON_DOC = """
@@ -723,8 +815,6 @@ def make_pretrain_dataset(
   (magnitude_aug), optional real roll (roll_aug); fbank. num_repeats clips are drawn from each
   decoded record (repeated sampling: they follow each other in the stream).
   """
-  info, source = _train_source(split_dir, shard_index, shard_count)
-  del info
   if audio_span not in ("relative", "timestamp"):
     raise ValueError(f"audio_span must be 'relative' or 'timestamp', got {audio_span!r}")
   group_fn = _PretrainGroupFn(
@@ -737,11 +827,15 @@ def make_pretrain_dataset(
       audio_opts=AudioOptions(audio_frames=audio_frames, num_mel_bins=num_mel_bins,
                               fbank_mean=fbank_mean, fbank_std=fbank_std,
                               magnitude=magnitude_aug, roll=roll_aug))
-  return _assemble(source, group_fn, seed=seed, shuffle=True, num_epochs=num_epochs,
-                   batch_size=batch_size, drop_remainder=True, batch_transform=None,
-                   worker_count=worker_count, read_threads=read_threads,
-                   read_buffer_size=read_buffer_size, worker_buffer_size=worker_buffer_size,
-                   num_records=len(source), examples_per_record=num_repeats, num_batches=None,
+  _, groups, num_records = _train_groups(
+      split_dir, group_fn, seed=seed, batch_size=batch_size, examples_per_record=num_repeats,
+      shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
+  return _assemble(groups, seed=seed, batch_size=batch_size, drop_remainder=True,
+                   batch_transform=None, worker_count=worker_count, read_threads=read_threads,
+                   read_buffer_size=_slice_buffer(read_buffer_size, read_threads, batch_size,
+                                                  num_repeats),
+                   worker_buffer_size=worker_buffer_size,
+                   num_records=num_records, examples_per_record=num_repeats, num_batches=None,
                    max_skip_fraction=max_skip_fraction,
                    skip_check_min_records=skip_check_min_records)
 
@@ -775,7 +869,7 @@ def make_finetune_train_dataset(
   waveform magnitude scaling. task defaults to 'regression' when the split has targets;
   num_classes to its class count. Set mixup_alpha = cutmix_alpha = 0 for smoothing only.
   """
-  info, source = _train_source(split_dir, shard_index, shard_count)
+  info = schema.DatasetInfo.load(split_dir)
   task = task or ("regression" if info.num_targets > 0 else "classification")
   if task not in ("classification", "regression"):
     raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -801,11 +895,15 @@ def make_finetune_train_dataset(
       audio_opts=AudioOptions(audio_frames=audio_frames, num_mel_bins=num_mel_bins,
                               fbank_mean=fbank_mean, fbank_std=fbank_std,
                               magnitude=magnitude_aug, roll=roll_aug))
-  return _assemble(source, group_fn, seed=seed, shuffle=True, num_epochs=num_epochs,
-                   batch_size=batch_size, drop_remainder=True, batch_transform=transform,
-                   worker_count=worker_count, read_threads=read_threads,
-                   read_buffer_size=read_buffer_size, worker_buffer_size=worker_buffer_size,
-                   num_records=len(source), examples_per_record=1, num_batches=None,
+  _, groups, num_records = _train_groups(
+      split_dir, group_fn, seed=seed, batch_size=batch_size, examples_per_record=1,
+      shard_index=shard_index, shard_count=shard_count, num_epochs=num_epochs)
+  return _assemble(groups, seed=seed, batch_size=batch_size, drop_remainder=True,
+                   batch_transform=transform, worker_count=worker_count,
+                   read_threads=read_threads,
+                   read_buffer_size=_slice_buffer(read_buffer_size, read_threads, batch_size, 1),
+                   worker_buffer_size=worker_buffer_size,
+                   num_records=num_records, examples_per_record=1, num_batches=None,
                    max_skip_fraction=max_skip_fraction,
                    skip_check_min_records=skip_check_min_records)
 
@@ -856,8 +954,8 @@ def make_eval_dataset(
   workers = max(worker_count, 1)
   num_batches = sum(-(-len(range(w, slots, workers)) * views // batch_size)
                     for w in range(workers))
-  return _assemble(_RecordSource(paths, indices), group_fn, seed=seed, shuffle=False,
-                   num_epochs=1, batch_size=batch_size, drop_remainder=False,
+  groups = grain.MapDataset.source(_RecordSource(paths, indices)).map_with_index(group_fn)
+  return _assemble(groups, seed=seed, batch_size=batch_size, drop_remainder=False,
                    batch_transform=None, worker_count=worker_count,
                    read_threads=read_threads, read_buffer_size=read_buffer_size,
                    worker_buffer_size=worker_buffer_size, num_records=int(local.shape[0]),
