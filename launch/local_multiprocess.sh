@@ -23,8 +23,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-if ! [[ "$n" =~ ^[1-9][0-9]*$ && "$per" =~ ^[1-9][0-9]*$ ]]; then
-  echo "--num_processes and --devices_per_process must be positive integers" >&2; exit 2
+if ! [[ "$n" =~ ^[1-9][0-9]*$ && "$per" =~ ^[1-9][0-9]*$ && "$port" =~ ^[1-9][0-9]*$ ]]; then
+  echo "--num_processes, --devices_per_process and --port must be positive integers" >&2; exit 2
 fi
 python="${PYTHON:-python}"
 cmds=()

@@ -160,18 +160,21 @@ def test_four_processes_match_one_process(reference):
 def test_killing_one_process_stops_the_others(reference):
   root = reference["root"]
   workdir, logs = root / "killed", root / "logs_killed"
-  proc = _launch(workdir, logs, processes=2, devices=2, synthetic_dir=reference["synthetic_dir"],
-                 overrides=dict(OVERRIDES, num_train_steps=500))
-  _wait_for(logs, "step 3/500", proc)  # the step-2 checkpoint is written
-  os.kill(_pid_of(1, workdir), signal.SIGKILL)
+  proc = _launch(workdir, logs, processes=2, devices=2, synthetic_dir=reference["synthetic_dir"])
+  _wait_for(logs, f"step 3/{STEPS}", proc)  # the step-2 checkpoint is written
+  # Freeze process 0 so the job cannot finish before process 1 is gone.
+  survivor, victim = _pid_of(0, workdir), _pid_of(1, workdir)
+  os.kill(survivor, signal.SIGSTOP)
+  os.kill(victim, signal.SIGKILL)
   killed_at = time.time()
+  os.kill(survivor, signal.SIGCONT)
   rc, out = _finish(proc, timeout=120)
   elapsed = time.time() - killed_at
-  assert rc != 0
+  assert rc != 0, out[-4000:]
   assert elapsed < 4 * HEARTBEAT_S + 30, elapsed  # bounded by the heartbeat timeout, no hang
   log0 = _log(logs, 0)
   assert "Another process most likely died" in log0 or "another task died" in log0, log0[-4000:]
   # The last complete checkpoint restores (a half-written one is not listed).
   step, params = _params(workdir)
-  assert step >= 2 and step % 2 == 0
+  assert 2 <= step < STEPS and step % 2 == 0
   assert all(np.isfinite(v).all() for v in params.values())
