@@ -73,14 +73,22 @@ class Weights:
 
 def _model_config(raw: dict):
   import ml_collections
-  cfg = ml_collections.ConfigDict(raw)
-  cfg.hierarchy_layers = tuple(cfg.hierarchy_layers)
-  return cfg
+  raw = dict(raw, hierarchy_layers=tuple(raw.get("hierarchy_layers", ())))  # JSON gave a list
+  return ml_collections.ConfigDict(raw)
 
 
-def load_weights(checkpoint: str, step: int | None = None) -> Weights:
+# What an original .pth does not record (no tensor holds it): taken from a model config hint.
+_NOT_IN_TENSORS = ("num_heads", "decoder_heads", "hierarchy_layers", "num_frames", "input_size",
+                   "audio_frames", "audio_mel_bins")
+
+
+def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -> Weights:
   """Reads a checkpoint: a run's workdir, its checkpoints/ folder, a converted checkpoint
-  folder (`tools.convert_checkpoint`) or an original PyTorch .pth (converted in memory)."""
+  folder (`tools.convert_checkpoint`) or an original PyTorch .pth (converted in memory).
+
+  Our checkpoints carry their model config. For a .pth, what the tensors do not record (head
+  counts, hierarchy layers, input sizes) comes from `model_hint` (a model config) when given,
+  else from the released models' values (the converter's defaults)."""
   from hicmae_jax import checkpointing
   if not checkpoint:
     raise ValueError("no checkpoint given: pass --checkpoint=<workdir, checkpoint folder or "
@@ -94,7 +102,15 @@ def load_weights(checkpoint: str, step: int | None = None) -> Weights:
       raise ValueError(f"checkpoint {checkpoint!r} is a file but not a .pth: pass an original "
                        f"PyTorch checkpoint or one of our checkpoint folders")
     from hicmae_jax.tools import convert_checkpoint
-    kind, cfg, flat, meta = convert_checkpoint.read_original(checkpoint)
+    hint = {}
+    if model_hint is not None:
+      hint = dict(hierarchy_layers=tuple(model_hint.hierarchy_layers),
+                  num_heads=model_hint.num_heads, decoder_heads=model_hint.decoder_heads)
+    kind, cfg, flat, meta = convert_checkpoint.read_original(checkpoint, **hint)
+    if model_hint is not None:
+      with cfg.unlocked():
+        for key in _NOT_IN_TENSORS:
+          cfg[key] = model_hint[key]
     return Weights(kind, cfg, {k: np.asarray(v) for k, v in flat.items()},
                    {"checkpoint": os.path.abspath(checkpoint), "step": None,
                     **meta.get("source", {})})
@@ -490,3 +506,64 @@ def load_features(directory: str) -> FeatureSet:
                      f"{len(rows)}")
   return FeatureSet(directory, features, np.array([r["label"] for r in rows], np.int64),
                     [r["clip_id"] for r in rows], rows, meta)
+
+
+# ---------------------------------------------------------------------------------- command --
+
+def export_features(*, output_dir: str, checkpoint: str = "", step: int | None = None,
+                    random_init: bool = False, config=None, split_dir: str = "",
+                    video: str = "", frames_dir: str = "", wav: str = "", label: int = -1,
+                    clip_id: str = "", window_seconds: float = 0.0,
+                    stride_seconds: float = 0.0, fps: float = 25.0, per_layer: bool = False,
+                    batch_size: int = 0, limit: int = 0) -> dict:
+  """`python -m hicmae_jax.tools.export_features` as a function (its flags are the arguments);
+  writes the folder and returns a summary."""
+  t0 = time.time()
+  if bool(split_dir) + bool(video or frames_dir) != 1:
+    raise ValueError("give one input: --split_dir=<prepared split>, or --video=<file> / "
+                     "--frames_dir=<folder> --wav=<file>")
+  if random_init:
+    if checkpoint:
+      raise ValueError("--random_init and --checkpoint exclude each other")
+    if config is None:
+      raise ValueError("--random_init needs --config (its model and seed)")
+    weights = random_weights(config.model, config.seed)
+  else:
+    weights = load_weights(checkpoint, step,
+                           model_hint=config.model if config is not None else None)
+  train_config = weights.source.pop("config", None) or {}
+  sampling_rate = (config.data.sampling_rate if config is not None else
+                   train_config.get("data", {}).get("sampling_rate", 4))
+  if not batch_size:
+    batch_size = (config.eval_batch_size if config is not None
+                  else train_config.get("eval_batch_size", 32))
+  opts = ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
+                               window_seconds=window_seconds, stride_seconds=stride_seconds,
+                               default_fps=fps)
+  opts.validate()
+  class_names: list[str] = []
+  if split_dir:
+    info = schema.DatasetInfo.load(split_dir)  # names the folder when it is not a split
+    class_names = list(info.class_names)
+    clips = split_clips(split_dir, limit)
+    source = {"split_dir": os.path.abspath(split_dir), "dataset": info.name,
+              "split": info.split}
+  else:
+    clip = raw_clip(video=video, frames_dir=frames_dir, wav=wav, label=label,
+                    clip_id=clip_id)
+    clips = [clip]
+    source = {"video": os.path.abspath(video) if video else "",
+              "frames_dir": os.path.abspath(frames_dir) if frames_dir else "",
+              "wav": os.path.abspath(wav) if wav else ""}
+  extractor = FeatureExtractor(weights, per_layer=per_layer)
+  arrays, rows = extract({"model": extractor}, clips, opts, batch_size=batch_size)
+  arrays = arrays["model"]
+  header = {"kind": weights.kind, "weights": weights.source, "input": source,
+            "class_names": class_names, "options": dataclasses.asdict(opts),
+            "model": weights.model.to_dict(), "num_clips": len({r["clip_id"] for r in rows})}
+  write_features(output_dir, arrays, rows, header)
+  summary = {"output_dir": output_dir, "num_rows": len(rows), "num_clips": header["num_clips"],
+             "feature_dim": int(arrays[FEATURE_KEY].shape[1]), "kind": weights.kind,
+             "arrays": sorted(arrays), "seconds": round(time.time() - t0, 1)}
+  log.info("features written: %s", summary)
+  return summary

@@ -9,10 +9,14 @@ averaged (as test-time views), so UAR/WAR count clips.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from hicmae_jax import metrics
 
@@ -51,22 +55,10 @@ def _check_xy(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
   return x, y
 
 
-def fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 1e-2,
-        weight_decay: float = 1e-4, batch_size: int = 0, seed: int = 0) -> LinearProbe:
-  """Trains a linear classifier on x [N, F] with labels y [N] in [0, num_classes)."""
-  import jax
-  import jax.numpy as jnp
-  import optax
-
-  x, y = _check_xy(x, y, "train")
-  if y.max() >= num_classes:
-    raise ValueError(f"train labels go up to {y.max()}, num_classes is {num_classes}")
-  if steps < 1:
-    raise ValueError(f"steps={steps} must be >= 1")
-  mean = x.mean(axis=0)
-  std = x.std(axis=0) + 1e-6  # constant features stay 0 instead of dividing by zero
-  xs = jnp.asarray((x - mean) / std)
-  ys = jnp.asarray(y)
+@functools.partial(jax.jit, static_argnames=("num_classes", "steps", "batch_size"))
+def _train(xs, ys, learning_rate, weight_decay, key, *, num_classes: int, steps: int,
+           batch_size: int):
+  """AdamW on softmax cross-entropy, all steps in one scan; compiled once per shape."""
   n, f = xs.shape
   tx = optax.adamw(learning_rate, weight_decay=weight_decay)
   params = {"kernel": jnp.zeros((f, num_classes), jnp.float32),
@@ -76,10 +68,10 @@ def fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 1e-2
     logits = xb @ p["kernel"] + p["bias"]
     return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-  def step(carry, key):
+  def step(carry, k):
     p, opt_state = carry
     if batch_size and batch_size < n:
-      idx = jax.random.choice(key, n, (batch_size,), replace=False)
+      idx = jax.random.choice(k, n, (batch_size,), replace=False)
       xb, yb = xs[idx], ys[idx]
     else:
       xb, yb = xs, ys
@@ -87,13 +79,25 @@ def fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 1e-2
     updates, opt_state = tx.update(grads, opt_state, p)
     return (optax.apply_updates(p, updates), opt_state), loss
 
-  @jax.jit
-  def train(p):
-    keys = jax.random.split(jax.random.key(seed), steps)
-    (p, _), losses = jax.lax.scan(step, (p, tx.init(p)), keys)
-    return p, losses
+  (params, _), losses = jax.lax.scan(step, (params, tx.init(params)),
+                                     jax.random.split(key, steps))
+  return params, losses
 
-  params, losses = train(params)
+
+def fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 1e-2,
+        weight_decay: float = 1e-4, batch_size: int = 0, seed: int = 0) -> LinearProbe:
+  """Trains a linear classifier on x [N, F] with labels y [N] in [0, num_classes)."""
+  x, y = _check_xy(x, y, "train")
+  if y.max() >= num_classes:
+    raise ValueError(f"train labels go up to {y.max()}, num_classes is {num_classes}")
+  if steps < 1:
+    raise ValueError(f"steps={steps} must be >= 1")
+  mean = x.mean(axis=0)
+  std = x.std(axis=0) + 1e-6  # constant features stay 0 instead of dividing by zero
+  params, losses = _train(jnp.asarray((x - mean) / std), jnp.asarray(y),
+                          jnp.float32(learning_rate), jnp.float32(weight_decay),
+                          jax.random.key(seed), num_classes=int(num_classes), steps=int(steps),
+                          batch_size=int(batch_size))
   return LinearProbe(mean=mean.astype(np.float64), std=std.astype(np.float64),
                      kernel=np.asarray(params["kernel"], np.float64),
                      bias=np.asarray(params["bias"], np.float64),
@@ -176,3 +180,17 @@ def run_probe(train_set, eval_sets: dict[str, Any], *, steps: int, learning_rate
                      "train_per_class": train_per_class, "train_clips": len(set(ids)),
                      "feature_dim": int(x.shape[1]), "final_train_loss": probe.final_loss}
   return out
+
+
+def probe_feature_dirs(train: str, evals: dict[str, str], config) -> dict:
+  """`python -m hicmae_jax.tools.linear_probe` as a function: loads the folders, fits on
+  `train`, evaluates every {name: folder} of `evals` (config: feature_probe_config)."""
+  from hicmae_jax.representations import features as F
+  train_set = F.load_features(train)
+  eval_sets = {name: F.load_features(path) for name, path in evals.items() if path}
+  results = run_probe(train_set, eval_sets, steps=config.steps,
+                            learning_rate=config.learning_rate,
+                            weight_decay=config.weight_decay, batch_size=config.batch_size,
+                            seed=config.seed, train_per_class=config.train_per_class)
+  results["features"] = {"train": train, **{k: v for k, v in evals.items() if v}}
+  return results

@@ -26,6 +26,7 @@ from hicmae_jax import targets
 from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
                                      unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
+from hicmae_jax.representations import figures
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,12 @@ def reconstruction_figure(result: dict[str, Any], *, clip_ids: Sequence[str] = (
   f = len(shown)
   spec_cols = 3.0
   rows = 3 * num_clips
-  fig = Figure(figsize=(0.9 * (f + spec_cols) + 1.0, 0.95 * rows + (0.4 if title else 0.1)),
-               dpi=80)
+  height = 0.95 * rows + 0.3 + (0.3 if title else 0.0)
+  fig = Figure(figsize=(0.9 * (f + spec_cols) + 1.0, height), dpi=80)
   FigureCanvasAgg(fig)
   grid = gridspec.GridSpec(rows, f + 1, figure=fig, width_ratios=[1.0] * f + [spec_cols],
-                           wspace=0.04, hspace=0.08, left=0.1, right=0.99, bottom=0.02,
-                           top=0.92 if title else 0.98)
+                           wspace=0.04, hspace=0.08, left=0.1, right=0.99,
+                           bottom=0.1 / height, top=1.0 - (0.25 + (0.3 if title else 0.0)) / height)
   names = ("original", "masked", "reconstruction")
   for i in range(num_clips):
     spec = r["audio_original"][i]
@@ -189,16 +190,69 @@ def reconstruction_figure(result: dict[str, Any], *, clip_ids: Sequence[str] = (
   return fig
 
 
-def figure_to_rgb(fig) -> np.ndarray:
-  """Renders a Figure -> uint8 [H, W, 3]."""
-  fig.canvas.draw()
-  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+# ---------------------------------------------------------------------------------- command --
 
+def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
+                       split_dir: str = "", video: str = "", frames_dir: str = "",
+                       wav: str = "", window_seconds: float = 0.0, num_clips: int = 3,
+                       max_frames: int = 8, seed: int = 0, title: str = "") -> dict:
+  """`python -m hicmae_jax.tools.reconstruct` as a function (its flags are the arguments);
+  writes the PNG and returns the clips drawn and their masked-patch MSE."""
+  import itertools
 
-def save_figure(fig, path: str) -> None:
-  """PNG, written atomically."""
-  from hicmae_jax import metrics
-  metrics._atomic_write(path, lambda f: fig.savefig(f, format="png"))
+  from flax import nnx
+
+  from hicmae_jax.models import params as params_lib
+  from hicmae_jax.models.hicmae import PretrainModel
+  from hicmae_jax.representations import features as F
+
+  if bool(split_dir) + bool(video or frames_dir) != 1:
+    raise ValueError("give one input: --split_dir=<prepared split>, or --video=<file> / "
+                     "--frames_dir=<folder> --wav=<file>")
+  if num_clips < 1:
+    raise ValueError(f"--num_clips={num_clips} must be >= 1")
+  weights = F.load_weights(checkpoint, step,
+                           model_hint=config.model if config is not None else None)
+  if weights.kind != "pretrain":
+    raise ValueError(f"{checkpoint} is a {weights.kind} checkpoint: it has no decoders to "
+                     f"reconstruct with. Pass a pre-training checkpoint (a pretrain run's "
+                     f"workdir or an original pre-training .pth)")
+  train_config = weights.source.pop("config", None) or {}
+  if config is not None:
+    sampling_rate, frame_difference = config.data.sampling_rate, config.loss.frame_difference
+  else:
+    sampling_rate = train_config.get("data", {}).get("sampling_rate", 4)
+    frame_difference = train_config.get("loss", {}).get("frame_difference", True)
+  opts = F.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
+                                 window_seconds=window_seconds if not split_dir else 0.0)
+  if split_dir:
+    clips = F.split_clips(split_dir, num_clips)
+  else:
+    clips = [F.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
+  views = list(itertools.islice((v for c in clips for v in F.clip_views(c, opts)), num_clips))
+  if not views:
+    raise ValueError("no clip to draw (empty split?)")
+  rows = [r for r, _, _ in views]
+  video_in = np.stack([v for _, v, _ in views])
+  audio_in = np.stack([a for _, _, a in views])
+  model = nnx.eval_shape(lambda: PretrainModel(weights.model, rngs=nnx.Rngs(0)))
+  view = params_lib.ParamsView(model)
+  template = view.flat(model)
+  missing = sorted(set(template) - set(weights.params))
+  if missing:
+    raise ValueError(f"the checkpoint lacks {len(missing)} tensors of the pre-training model, "
+                     f"e.g. {missing[:5]}")
+  params = {k: jnp.asarray(weights.params[k], template[k].dtype) for k in template}
+  fn = make_reconstruct_fn(view, frame_difference=frame_difference)
+  out = jax.device_get(fn(params, video_in, audio_in, jax.random.key(seed)))
+  labels = [r["clip_id"] + (f" @{r['start_seconds']:.1f}s" if window_seconds else "")
+            for r in rows]
+  fig = reconstruction_figure(out, clip_ids=labels, max_frames=max_frames, title=title)
+  figures.save_figure(fig, output)
+  return {"output": output, "clips": labels,
+          "mse_video": [round(float(v), 4) for v in out["loss_video"]],
+          "mse_audio": [round(float(v), 4) for v in out["loss_audio"]],
+          "frame_difference": bool(frame_difference)}
 
 
 # ------------------------------------------------------------------------------ training hook --
@@ -218,8 +272,11 @@ class TrainingHook:
     self.writer = writer
     self._key = jax.random.key(config.seed)
     self._replicated = sharding.replicated(mesh)
-    self._fn = make_reconstruct_fn(view, frame_difference=config.loss.frame_difference,
-                                   out_shardings=self._replicated)
+    # Across processes the output must be replicated to be read on process 0; on one process
+    # the plain jit compiles to the same program as the command's (one persistent-cache entry).
+    self._fn = make_reconstruct_fn(
+        view, frame_difference=config.loss.frame_difference,
+        out_shardings=self._replicated if jax.process_count() > 1 else None)
     self._inputs = None
 
   def __call__(self, step: int, params, local_batch: dict[str, Any]) -> None:
@@ -236,7 +293,7 @@ class TrainingHook:
       return
     out = jax.device_get(out)
     fig = reconstruction_figure(out, title=f"step {step}")
-    self.writer.write_images(step, {"reconstruction": figure_to_rgb(fig)})
+    self.writer.write_images(step, {"reconstruction": figures.figure_to_rgb(fig)})
     self.writer.write_scalars(step, {"recon_mse_video": float(np.mean(out["loss_video"])),
                                      "recon_mse_audio": float(np.mean(out["loss_audio"]))})
 

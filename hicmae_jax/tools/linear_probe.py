@@ -30,20 +30,6 @@ _OUTPUT = flags.DEFINE_string("output", "", "Write the reports here as JSON.")
 flags.mark_flags_as_required(["train"])
 
 
-def probe_feature_dirs(train: str, evals: dict[str, str], config) -> dict:
-  """Loads the folders, fits on `train`, evaluates every {name: folder} of `evals`."""
-  from hicmae_jax.representations import features as F
-  from hicmae_jax.representations import probe
-  train_set = F.load_features(train)
-  eval_sets = {name: F.load_features(path) for name, path in evals.items() if path}
-  results = probe.run_probe(train_set, eval_sets, steps=config.steps,
-                            learning_rate=config.learning_rate,
-                            weight_decay=config.weight_decay, batch_size=config.batch_size,
-                            seed=config.seed, train_per_class=config.train_per_class)
-  results["features"] = {"train": train, **{k: v for k, v in evals.items() if v}}
-  return results
-
-
 def summary_line(name: str, report: dict) -> str:
   return (f"{name:>6}: UAR {report['uar']:6.2f}  WAR {report['war']:6.2f}  "
           f"({report['num_clips']} clips)")
@@ -52,6 +38,7 @@ def summary_line(name: str, report: dict) -> str:
 def main(argv):
   del argv
   from hicmae_jax import metrics
+  from hicmae_jax.representations.probe import probe_feature_dirs
   try:
     results = probe_feature_dirs(_TRAIN.value, {"val": _VAL.value, "test": _TEST.value},
                                  _CONFIG.value)
