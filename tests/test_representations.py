@@ -91,6 +91,7 @@ def test_reduced_learning_check(check):
 def test_export_sees_what_evaluation_sees(check):
   """The split export's inputs are the evaluation pipeline's, and its feature is the
   pre-trained encoders' hierarchical fusion (uniform layer weights, identity LayerNorm)."""
+  import jax
   import jax.numpy as jnp
   from flax import nnx
 
@@ -117,13 +118,18 @@ def test_export_sees_what_evaluation_sees(check):
   w = F.load_weights(check.pretrain)
   abstract = nnx.eval_shape(lambda: PretrainModel(w.model, rngs=nnx.Rngs(0)))
   view = params_lib.ParamsView(abstract)
-  model = view.merge({k: jnp.asarray(v) for k, v in w.params.items()})
-  _, lv = model.encoder(jnp.asarray(video), keep_layers=range(m.video_depth))
-  _, la = model.encoder_audio(jnp.asarray(audio), keep_layers=range(m.audio_depth))
-  hff = lambda levels: jnp.mean(jnp.stack([x.mean(axis=1) for x in levels]), axis=0)
-  fv, fa = model.encoder_fusion(lv[-1], la[-1])
-  x = jnp.concatenate([hff(lv), hff(la), fv.mean(axis=1), fa.mean(axis=1)], axis=-1)
-  x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + m.layer_norm_eps)
+
+  @jax.jit
+  def by_hand(params, video, audio):
+    model = view.merge(params)
+    _, lv = model.encoder(video, keep_layers=range(m.video_depth))
+    _, la = model.encoder_audio(audio, keep_layers=range(m.audio_depth))
+    hff = lambda levels: jnp.mean(jnp.stack([x.mean(axis=1) for x in levels]), axis=0)
+    fv, fa = model.encoder_fusion(lv[-1], la[-1])
+    x = jnp.concatenate([hff(lv), hff(la), fv.mean(axis=1), fa.mean(axis=1)], axis=-1)
+    return (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True)
+                                                      + m.layer_norm_eps)
+  x = by_hand({k: jnp.asarray(v) for k, v in w.params.items()}, video, audio)
   exported = check.features("pretrained_test")
   assert exported.clip_ids[:8] == [r["clip_id"] for r, _, _ in views]
   np.testing.assert_allclose(exported.features[:8], np.asarray(x), atol=2e-5)
@@ -189,6 +195,43 @@ def test_export_from_an_original_pth(check, tmp_path):
   got, ref = F.load_features(out), check.features("pretrained_test")
   assert got.clip_ids == ref.clip_ids[:8]
   np.testing.assert_allclose(got.features, ref.features[:8], atol=1e-5)
+
+
+def test_export_from_a_finetuned_checkpoint(check, tmp_path):
+  """Every tensor of a fine-tuned checkpoint is used: learnt layer weights and norm included."""
+  import copy
+
+  from flax import nnx
+
+  from hicmae_jax import checkpointing
+  from hicmae_jax.models import params as params_lib
+  from hicmae_jax.models.classifier import FinetuneModel
+  from hicmae_jax.representations.features import export_features
+  cfg = copy.deepcopy(check.config.model)
+  cfg.num_classes = 3
+  model = FinetuneModel(cfg, rngs=nnx.Rngs(params=3))
+  flat = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
+  rng = np.random.default_rng(3)
+  flat["video_layer_weights"] = np.array([2.0, -1.0], np.float32)  # not uniform any more
+  flat["fc_norm.scale"] = rng.uniform(0.5, 1.5, flat["fc_norm.scale"].shape).astype(np.float32)
+  flat["fc_norm.bias"] = rng.normal(size=flat["fc_norm.bias"].shape).astype(np.float32)
+  params_lib.assign_params(model, {params_lib.path_of(k): v for k, v in flat.items()})
+  ckpt = str(tmp_path / "finetuned")
+  mngr = checkpointing.manager(ckpt)
+  checkpointing.save(mngr, 7, params=flat, force=True,
+                     meta={"kind": "finetune", "model": cfg.to_dict(), "step": 7})
+  mngr.wait_until_finished()
+  mngr.close()
+  out = str(tmp_path / "features")
+  export_features(output_dir=out, checkpoint=ckpt, split_dir=check.test_dir, limit=8,
+                  batch_size=8, config=check.config)
+  got = F.load_features(out)
+  assert got.meta["kind"] == "finetune" and got.meta["weights"]["step"] == 7
+  opts = F.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
+  views = [v for clip in F.split_clips(check.test_dir, 8) for v in F.clip_views(clip, opts)]
+  expected = nnx.jit(lambda mdl, v, a: mdl.features(v, a)["feature"])(
+      model, np.stack([v for _, v, _ in views]), np.stack([a for _, _, a in views]))
+  np.testing.assert_allclose(got.features, np.asarray(expected), atol=2e-5)
 
 
 def test_reconstruction_maps_targets_back_to_pixels():
