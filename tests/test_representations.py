@@ -44,8 +44,6 @@ def check(tmp_path_factory):
 
 
 def test_reduced_learning_check(check):
-  from flax import nnx  # noqa: F401
-
   from hicmae_jax import train, writers
   from hicmae_jax.models import params as params_lib
   s = check.results["summary"]
@@ -334,16 +332,30 @@ def test_linear_probe(tmp_path):
                                 clip_ids=test.clip_ids)
   with pytest.raises(ValueError, match="same checkpoint"):
     probe.run_probe(train, {"test": short}, steps=10, learning_rate=1e-2, weight_decay=0.0)
-  # The command, end to end.
+
+
+def test_linear_probe_command(check, tmp_path):
+  """The command on the synthetic features reproduces the learning check's probe."""
   out = tmp_path / "probe.json"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  features = os.path.join(check.workdir, "features")
+  p = check.config.probe
   done = subprocess.run(
-      [sys.executable, "-m", "hicmae_jax.tools.linear_probe", f"--train={train.directory}",
-       f"--test={test.directory}", f"--output={out}", "--config.steps=200"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+      [sys.executable, "-m", "hicmae_jax.tools.linear_probe",
+       f"--train={features}/pretrained_train", f"--test={features}/pretrained_test",
+       f"--output={out}", f"--config.steps={p.steps}", f"--config.learning_rate={p.learning_rate}"],
+      cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+      timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "test: UAR 100.00" in done.stdout
-  assert json.loads(out.read_text())["test"]["war"] == 100.0
+  report = json.loads(out.read_text())
+  expected = check.results["pretrained"]["all_labels"]["test"]
+  assert report["test"]["uar"] == pytest.approx(expected["uar"])
+  assert report["test"]["war"] == pytest.approx(expected["war"])
+  assert f"test: UAR {expected['uar']:6.2f}" in done.stdout
+  done = subprocess.run(
+      [sys.executable, "-m", "hicmae_jax.tools.linear_probe", f"--train={tmp_path}/missing"],
+      cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+      timeout=120)
+  assert done.returncode == 2 and "not found" in done.stderr
 
 
 def test_embeddings(check, tmp_path):
