@@ -154,7 +154,37 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.allow_config_change = False  # refuse to resume a workdir written with another config
   c.checkpoint_fallback = False   # a damaged latest checkpoint: use the previous one
   c.profile_steps = ()        # e.g. (10, 20): profiler trace window
+  # Reconstruction figure (frames + spectrogram) in TensorBoard every N pre-training steps
+  # (0 = never), of the first recon_num_clips clips of the run's first batch.
+  c.recon_every_steps = 1000 if kind == "pretrain" else 0
+  c.recon_num_clips = 2
   return c
+
+
+def feature_probe_config() -> ml_collections.ConfigDict:
+  """Linear probe on exported features (python -m hicmae_jax.tools.linear_probe)."""
+  p = ml_collections.ConfigDict()
+  p.steps = 500               # AdamW steps on standardised features
+  p.learning_rate = 1e-2
+  p.weight_decay = 1e-4
+  p.batch_size = 0            # 0: full batch
+  p.seed = 0
+  p.train_per_class = 0       # > 0: train on that many clips per class only (few-shot)
+  return p
+
+
+def embedding_plot_config() -> ml_collections.ConfigDict:
+  """2-D embedding of exported features (python -m hicmae_jax.tools.plot_embeddings)."""
+  e = ml_collections.ConfigDict()
+  e.method = "tsne"           # tsne | pca
+  e.perplexity = 30.0         # t-SNE: effective neighbours (lowered for small sets)
+  e.iterations = 1000
+  e.learning_rate = 200.0
+  e.early_exaggeration = 12.0
+  e.pca_dims = 50             # t-SNE runs on the first PCA components
+  e.max_points = 5000         # a random subset above this (exact t-SNE is O(N^2))
+  e.seed = 0
+  return e
 
 
 def lr_for_batch(base_lr: float, global_batch_size: int) -> float:

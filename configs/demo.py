@@ -49,6 +49,7 @@ def get_config():
   p.num_epochs = 20
   p.optim.base_lr = 3e-3
   p.optim.warmup_epochs = 1
+  p.recon_every_steps = 100  # reconstruction figures in TensorBoard
   c.finetune = f = _shared(common.base_config("finetune", "test"))
   f.model.num_classes = 4
   f.model.drop_path = 0.1

@@ -27,6 +27,7 @@ from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
+from hicmae_jax.representations import reconstruction
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +412,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                async_save=config.async_checkpointing)
 
   train_step = make_train_step(config, view, tx, state_sh, mesh)
+  recon_hook = reconstruction.make_training_hook(config, view, mesh, writer)
   first_step = int(state["step"])
 
   def save(step, force=False):
@@ -441,6 +443,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       pending.append(metrics)
       for h in hooks:
         h(step)
+      if recon_hook is not None:  # reconstruction figure to TensorBoard
+        recon_hook(step, state["params"], local)
       if step % config.log_every_steps == 0 or step == total_steps:
         summary = {k: float(np.mean([jax.device_get(m[k]) for m in pending])) for k in pending[0]}
         pending = []

@@ -34,6 +34,11 @@ def hierarchical_feature_fusion(levels: list[jax.Array], layer_weights: jax.Arra
   return jnp.einsum("bld,l->bd", pooled, weights)
 
 
+def _pooled_levels(levels: list[jax.Array], dtype) -> jax.Array:
+  """L tensors [B, N, D] -> [B, L, D], each mean-pooled over its tokens."""
+  return jnp.stack([lvl.astype(dtype).mean(axis=1) for lvl in levels], axis=1)
+
+
 class FinetuneModel(nnx.Module):
   """Parameter tree (mirrors the original): encoder, encoder_audio, encoder_fusion,
   video_layer_weights, audio_layer_weights, fc_norm, head."""
@@ -87,9 +92,13 @@ class FinetuneModel(nnx.Module):
     self.head_activation = cfg.head_activation
 
   def features(self, video: jax.Array | None, audio: jax.Array | None, *,
-               rngs: nnx.Rngs | None = None, deterministic: bool = True) -> dict[str, jax.Array]:
+               rngs: nnx.Rngs | None = None, deterministic: bool = True,
+               return_layers: bool = False) -> dict[str, jax.Array]:
     """Returns the pieces of the clip representation (all [B, D] except `feature`):
-    video_hff, audio_hff, fused_video, fused_audio, feature (LayerNormed concat, [B, F])."""
+    video_hff, audio_hff, fused_video, fused_audio, feature (LayerNormed concat, [B, F]).
+
+    return_layers adds video_layers / audio_layers [B, L, D]: every block's LayerNormed output
+    mean-pooled over tokens (the inputs of the hierarchical feature fusion)."""
     out = {}
     parts = []
     kw = dict(rngs=rngs, deterministic=deterministic)
@@ -98,11 +107,15 @@ class FinetuneModel(nnx.Module):
       _, levels_v = enc(video.astype(self.dtype), keep_layers=range(enc.depth), **kw)
       out["video_hff"] = hierarchical_feature_fusion(levels_v, self.video_layer_weights[...])
       parts.append(out["video_hff"])
+      if return_layers:
+        out["video_layers"] = _pooled_levels(levels_v, out["video_hff"].dtype)
     if self.has_audio:
       enc = self.encoder_audio
       _, levels_a = enc(audio.astype(self.dtype), keep_layers=range(enc.depth), **kw)
       out["audio_hff"] = hierarchical_feature_fusion(levels_a, self.audio_layer_weights[...])
       parts.append(out["audio_hff"])
+      if return_layers:
+        out["audio_layers"] = _pooled_levels(levels_a, out["audio_hff"].dtype)
     if self.multimodal:
       # The last level is the encoder's LayerNormed output: it feeds the fusion encoder.
       fused_v, fused_a = self.encoder_fusion(levels_v[-1], levels_a[-1], **kw)

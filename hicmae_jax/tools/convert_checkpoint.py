@@ -92,23 +92,19 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], args: Any = None):
   return kind, cfg
 
 
-def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
-                     num_heads: int = 0, decoder_heads: int = 0,
-                     overwrite: bool = False) -> dict[str, Any]:
-  """Original .pth -> an Orbax checkpoint folder (params + meta) our binaries restore."""
-  import jax
+def read_original(input_path: str, *, hierarchy_layers=None, num_heads: int = 0,
+                  decoder_heads: int = 0) -> tuple[str, Any, dict[str, np.ndarray], dict]:
+  """Original .pth -> (kind, model config, flat {dotted name: array} params, meta), in memory.
+
+  What `convert_to_orbax` writes, for tools that use an original checkpoint directly (feature
+  export)."""
   from flax import nnx
 
-  from hicmae_jax import checkpointing
   from hicmae_jax.checkpoints import mapping, torch_format
   from hicmae_jax.models import params as params_lib
   from hicmae_jax.models.classifier import FinetuneModel
   from hicmae_jax.models.hicmae import PretrainModel
 
-  t0 = time.time()
-  if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
-    raise ConversionError(f"{output_dir} exists and is not empty: choose another --output "
-                          f"or pass --overwrite")
   obj = torch_format.read_torch_checkpoint(input_path)
   state_dict = _state_dict(obj, input_path)
   args = obj.get("args") if isinstance(obj, Mapping) else None
@@ -136,6 +132,23 @@ def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
                      "epoch": epoch if isinstance(epoch, (int, float)) else None,
                      "num_tensors": len(state_dict),
                      "num_values": int(sum(v.size for v in state_dict.values()))}}
+  return kind, cfg, flat, meta
+
+
+def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
+                     num_heads: int = 0, decoder_heads: int = 0,
+                     overwrite: bool = False) -> dict[str, Any]:
+  """Original .pth -> an Orbax checkpoint folder (params + meta) our binaries restore."""
+  import jax
+
+  from hicmae_jax import checkpointing
+
+  t0 = time.time()
+  if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
+    raise ConversionError(f"{output_dir} exists and is not empty: choose another --output "
+                          f"or pass --overwrite")
+  kind, cfg, flat, meta = read_original(input_path, hierarchy_layers=hierarchy_layers,
+                                        num_heads=num_heads, decoder_heads=decoder_heads)
   parent = os.path.dirname(os.path.abspath(output_dir)) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".convert-", dir=parent)
@@ -150,7 +163,7 @@ def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  report = {"kind": kind, "size": cfg.size, "num_tensors": len(state_dict),
+  report = {"kind": kind, "size": cfg.size, "num_tensors": meta["source"]["num_tensors"],
             "num_values": meta["source"]["num_values"], "model": cfg.to_dict(),
             "seconds": round(time.time() - t0, 2), "output": output_dir}
   return report

@@ -1,0 +1,35 @@
+"""Runs the learning check (pre-trained vs randomly initialised features, same linear probe).
+
+  python -m hicmae_jax.tools.learning_check --config=configs/learning_check.py \
+      --workdir=workdirs/learning_check
+
+See hicmae_jax/representations/learning_check.py. Prints the summary (test UAR/WAR of both
+probes, the margin, reconstruction errors); exit code 1 when the pre-trained probe does not win
+by config.check.min_margin UAR points.
+"""
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/learning_check.py or a "
+                                          "variant.", lock_config=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the run, features and pictures go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  from hicmae_jax import runtime
+  runtime.setup_logging(_WORKDIR.value)
+  runtime.banner()
+  from hicmae_jax.representations import learning_check
+  results = learning_check.run(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps(results["summary"], indent=2))
+  return 0 if results["summary"]["passed"] else 1
+
+
+if __name__ == "__main__":
+  app.run(main)
