@@ -136,8 +136,10 @@ def test_two_processes_preempted_and_resumed_match_one_process(reference):
              if "preempted at step" in line]
   assert len(stopped) == 2 and stopped[0] == stopped[1] < STEPS, stopped  # agreed step
   # Started again, the job resumes from that step and finishes.
+  # (and draws the reconstruction figure once, which needs every process)
   rc, out = _finish(_launch(workdir, root / "logs2b", processes=2, devices=2,
-                            synthetic_dir=reference["synthetic_dir"]))
+                            synthetic_dir=reference["synthetic_dir"],
+                            overrides=dict(OVERRIDES, recon_every_steps=STEPS)))
   assert rc == 0, out[-4000:]
   assert f"step {stopped[0]} (workdir)" in _log(root / "logs2b", 0)
   step, params = _params(workdir)
