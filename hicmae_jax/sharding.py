@@ -93,3 +93,13 @@ def check_batch_divisible(global_batch_size: int, mesh: jax.sharding.Mesh) -> No
   if global_batch_size % n or global_batch_size % jax.process_count():
     raise ValueError(f"global_batch_size={global_batch_size} must be divisible by the device "
                      f"count {n} and the process count {jax.process_count()}")
+
+
+def compiler_options(mesh: jax.sharding.Mesh) -> dict[str, str] | None:
+  """XLA options for the training step on this mesh's platform.
+
+  CPU: keep optimization barriers until fusion (`layers.materialize_cotangent` relies on them;
+  measured 1.4x faster backward on a 10-block encoder). Accelerators: XLA's defaults."""
+  if mesh.devices.flat[0].platform == "cpu":
+    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
+  return None

@@ -211,7 +211,7 @@ def make_train_step(config, view, tx, state_shardings, mesh):
   data_sh = sharding.batch_sharding(mesh)
   return jax.jit(step_fn, in_shardings=(state_shardings, data_sh),
                  out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+                 donate_argnums=(0,), compiler_options=sharding.compiler_options(mesh))
 
 
 # ------------------------------------------------------------------------------------- state --

@@ -11,6 +11,7 @@ from flax import nnx
 from configs.common import SIZES, model_config, model_config_for_tests
 from hicmae_jax import objectives
 from hicmae_jax.checkpoints import mapping
+from hicmae_jax.models import layers
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
@@ -206,3 +207,44 @@ def test_bad_hierarchy_config_is_named():
     PretrainModel(model_config_for_tests(hierarchy_layers=(1, 2)), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="hierarchy_layers"):
     PretrainModel(model_config_for_tests(hierarchy_layers=(1, 2, 7)), rngs=nnx.Rngs(0))
+
+
+def _einsum_attention(q, k, v):
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+  return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+
+
+def test_native_attention_backward_equals_autodiff_in_float64():
+  """The hand-written attention backward (layers._native_attention) against autodiff of the
+  plain einsums, in float64 (exact up to rounding), with cross-attention shapes."""
+  jax.config.update("jax_enable_x64", True)
+  try:
+    keys = jax.random.split(jax.random.key(0), 4)
+    q = jax.random.normal(keys[0], (2, 7, 3, 4), jnp.float64) * 2
+    k = jax.random.normal(keys[1], (2, 5, 3, 4), jnp.float64) * 2
+    v = jax.random.normal(keys[2], (2, 5, 3, 4), jnp.float64)
+    w = jax.random.normal(keys[3], (2, 7, 3, 4), jnp.float64)
+    ours = jax.grad(lambda *a: jnp.sum(layers.attention_core(*a, "native") * w), (0, 1, 2))
+    ref = jax.grad(lambda *a: jnp.sum(_einsum_attention(*a) * w), (0, 1, 2))
+    np.testing.assert_allclose(layers.attention_core(q, k, v, "native"),
+                               _einsum_attention(q, k, v), rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours(q, k, v), ref(q, k, v)):
+      np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+  finally:
+    jax.config.update("jax_enable_x64", False)
+
+
+def test_materialize_cotangent_is_an_identity_with_its_gradient():
+  x = jnp.arange(6.0).reshape(2, 3)
+  f = lambda x: jnp.sum(jnp.sin(layers.materialize_cotangent(x)) * x)  # noqa: E731
+  g = lambda x: jnp.sum(jnp.sin(x) * x)  # noqa: E731
+  np.testing.assert_array_equal(layers.materialize_cotangent(x), x)
+  np.testing.assert_allclose(jax.grad(f)(x), jax.grad(g)(x), rtol=1e-6)
+  # and under the CPU compiler options the barrier survives to fusion (and still compiles)
+  from hicmae_jax import sharding
+  mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1}))
+  opts = sharding.compiler_options(mesh)
+  assert opts == {"xla_disable_hlo_passes": "cse_barrier_expander"}
+  compiled = jax.jit(jax.grad(f), compiler_options=opts).lower(x).compile()
+  assert "opt-barrier" in compiled.as_text()
+  np.testing.assert_allclose(compiled(x), jax.grad(g)(x), rtol=1e-6)
