@@ -96,8 +96,11 @@ class VideoPatchEmbed(nnx.Module):
     self.proj = PatchProjection((tubelet, patch, patch), in_channels, dim, dtype=dtype,
                                 param_dtype=param_dtype, rngs=rngs)
 
+  def patchify(self, video: jax.Array) -> jax.Array:
+    return patchify_video(video, self.tubelet, self.patch)
+
   def __call__(self, video: jax.Array) -> jax.Array:
-    return self.proj(patchify_video(video, self.tubelet, self.patch))
+    return self.proj(self.patchify(video))
 
 
 class AudioPatchEmbed(nnx.Module):
@@ -108,5 +111,8 @@ class AudioPatchEmbed(nnx.Module):
     self.proj = PatchProjection((patch, patch), 1, dim, dtype=dtype, param_dtype=param_dtype,
                                 rngs=rngs)
 
+  def patchify(self, audio: jax.Array) -> jax.Array:
+    return patchify_audio(audio, self.patch)
+
   def __call__(self, audio: jax.Array) -> jax.Array:
-    return self.proj(patchify_audio(audio, self.patch))
+    return self.proj(self.patchify(audio))

@@ -57,13 +57,20 @@ class Encoder(nnx.Module):
   def depth(self) -> int:
     return len(self.blocks)
 
-  def embed(self, x: jax.Array) -> jax.Array:
-    """Raw input -> tokens with positions [B, N, D]."""
-    tokens = self.patch_embed(x)
-    if tokens.shape[1] != self.num_patches:
-      raise ValueError(f"input gives {tokens.shape[1]} tokens, the model was built for "
+  def embed(self, x: jax.Array, visible_ids: jax.Array | None = None) -> jax.Array:
+    """Raw input -> tokens with positions [B, N, D], or only the visible ones [B, K, D].
+
+    The visible patches are selected before the projection (the same numbers as projecting
+    all and selecting, without projecting the ~90 % that pre-training masks)."""
+    patches = self.patch_embed.patchify(x)
+    if patches.shape[1] != self.num_patches:
+      raise ValueError(f"input gives {patches.shape[1]} tokens, the model was built for "
                        f"{self.num_patches}: check the input size against the config")
-    return tokens + positions(self.num_patches, self.dim, tokens.dtype)
+    pos = positions(self.num_patches, self.dim, self.dtype)
+    if visible_ids is None:
+      return self.patch_embed.proj(patches) + pos
+    tokens = self.patch_embed.proj(gather_tokens(patches, visible_ids))
+    return tokens + jnp.take(pos[0], visible_ids, axis=0)
 
   def __call__(self, x: jax.Array, *, visible_ids: jax.Array | None = None,
                keep_layers: Sequence[int] = (), rngs: nnx.Rngs | None = None,
@@ -72,9 +79,7 @@ class Encoder(nnx.Module):
 
     visible_ids [B, K] selects the tokens to encode (in the given order); None keeps all N.
     """
-    tokens = self.embed(x)
-    if visible_ids is not None:
-      tokens = gather_tokens(tokens, visible_ids)
+    tokens = self.embed(x, visible_ids)
     kept = []
     keep = set(keep_layers)
     for i, block in enumerate(self.blocks):
