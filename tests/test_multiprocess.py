@@ -77,10 +77,19 @@ def _wait_for(log_dir, text, proc, timeout=300):
 
 
 def _pid_of(process, workdir) -> int:
-  out = subprocess.run(["pgrep", "-f", f"process_id={process} .*--workdir={workdir}"],
-                       capture_output=True, text=True).stdout.split()
-  assert out, f"process {process} of {workdir} is not running"
-  return int(out[0])
+  """The pid of one train process of a job (read from /proc: no pgrep needed)."""
+  want = [f"--process_id={process}", f"--workdir={workdir}"]
+  for entry in pathlib.Path("/proc").iterdir():
+    if not entry.name.isdigit():
+      continue
+    try:
+      args = (entry / "cmdline").read_bytes().split(b"\0")
+    except OSError:  # the process ended meanwhile
+      continue
+    args = [a.decode(errors="replace") for a in args]
+    if "hicmae_jax.main" in args and all(w in args for w in want):
+      return int(entry.name)
+  pytest.fail(f"process {process} of {workdir} is not running")
 
 
 def _params(workdir, step=None):
