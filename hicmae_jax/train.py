@@ -374,7 +374,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.write_texts(0, {"config": "```\n" + config.to_json(indent=2) + "\n```"})
     from clu import parameter_overview
     log.info("parameters:\n%s", parameter_overview.get_parameter_overview(
-        jax.tree.map(np.asarray, dict(params)), include_stats=False))
+        # shapes only: under fsdp on several hosts a parameter is not readable by one process
+        {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()},
+        include_stats=False))
 
   # ---- start: workdir checkpoint -> resume -> init_from -> scratch ---------------------------
   meta_base = {"kind": config.kind, "model": config.model.to_dict(),

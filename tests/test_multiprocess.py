@@ -2,7 +2,8 @@
 jax.distributed with gloo CPU collectives, several fake CPU devices per process.
 
 - 2 processes x 2 devices, pre-empted (SIGTERM to one process) and resumed, and 4 processes x
-  1 device end with the parameters of a one-process run with the same global batch and seed.
+  1 device on a data 2 x fsdp 2 mesh end with the parameters of a one-process run with the same
+  global batch and seed.
 - Killing one process stops the others with a clear error in bounded time, and the last
   complete checkpoint restores.
 """
@@ -156,13 +157,16 @@ def test_two_processes_preempted_and_resumed_match_one_process(reference):
   _assert_same_params(params, reference["params"], reference["start"])
 
 
-def test_four_processes_match_one_process(reference):
+def test_four_processes_with_fsdp_match_one_process(reference):
   root = reference["root"]
+  # data 2 x fsdp 2: parameters and optimizer state are sharded across processes too
   rc, out = _finish(_launch(root / "mp4", root / "logs4", processes=4, devices=1,
-                            synthetic_dir=reference["synthetic_dir"]))
+                            synthetic_dir=reference["synthetic_dir"],
+                            overrides=dict(OVERRIDES, **{"mesh.fsdp": 2})))
   assert rc == 0, out[-4000:]
   log0 = _log(root / "logs4", 0)
   assert "processes: 4" in log0 and "global batch 4, per-process batch 1" in log0
+  assert "'data': 2, 'fsdp': 2" in log0
   step, params = _params(root / "mp4")
   assert step == STEPS
   _assert_same_params(params, reference["params"], reference["start"])
