@@ -83,3 +83,17 @@ def explain_multiprocess_failure(error: BaseException, workdir: str) -> None:
             "likely died or lost its network: check its log. Last complete checkpoint: %s; "
             "start the job again to resume from it.", jax.process_index(),
             jax.process_count(), str(error).splitlines()[0][:200], last)
+
+
+def json_command(body, errors: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
+                 ) -> int:
+  """Runs a command's body (a no-argument callable returning a JSON-able summary): prints the
+  summary and returns 0, or prints `error: <message>` to stderr and returns 2 on bad input."""
+  import json
+  try:
+    summary = body()
+  except errors as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(json.dumps(summary, indent=2))
+  return 0

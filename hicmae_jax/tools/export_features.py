@@ -21,8 +21,6 @@ per-layer pooled features per modality.
 """
 from __future__ import annotations
 
-import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -61,19 +59,13 @@ def main(argv):
   from hicmae_jax import runtime
   runtime.setup_logging(None)
   from hicmae_jax.representations.features import export_features
-  try:
-    summary = export_features(
-        output_dir=_OUTPUT_DIR.value, checkpoint=_CHECKPOINT.value, step=_STEP.value,
-        random_init=_RANDOM_INIT.value, config=_CONFIG.value, split_dir=_SPLIT_DIR.value,
-        video=_VIDEO.value, frames_dir=_FRAMES_DIR.value, wav=_WAV.value, label=_LABEL.value,
-        clip_id=_CLIP_ID.value, window_seconds=_WINDOW.value, stride_seconds=_STRIDE.value,
-        fps=_FPS.value, per_layer=_PER_LAYER.value, batch_size=_BATCH.value,
-        limit=_LIMIT.value)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(summary, indent=2))
-  return 0
+  return runtime.json_command(lambda: export_features(
+      output_dir=_OUTPUT_DIR.value, checkpoint=_CHECKPOINT.value, step=_STEP.value,
+      random_init=_RANDOM_INIT.value, config=_CONFIG.value, split_dir=_SPLIT_DIR.value,
+      video=_VIDEO.value, frames_dir=_FRAMES_DIR.value, wav=_WAV.value, label=_LABEL.value,
+      clip_id=_CLIP_ID.value, window_seconds=_WINDOW.value, stride_seconds=_STRIDE.value,
+      fps=_FPS.value, per_layer=_PER_LAYER.value, batch_size=_BATCH.value,
+      limit=_LIMIT.value))
 
 
 if __name__ == "__main__":

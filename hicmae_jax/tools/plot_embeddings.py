@@ -10,8 +10,6 @@ picture): a number for how well the classes cluster.
 """
 from __future__ import annotations
 
-import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -31,15 +29,11 @@ flags.mark_flags_as_required(["features", "output"])
 
 def main(argv):
   del argv
+  from hicmae_jax import runtime
   from hicmae_jax.representations.embedding import plot_feature_dirs
-  try:
-    summary = plot_feature_dirs(_FEATURES.value, _OUTPUT.value, _CONFIG.value,
-                                titles=_TITLES.value, array=_ARRAY.value, title=_TITLE.value)
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(summary, indent=2))
-  return 0
+  return runtime.json_command(lambda: plot_feature_dirs(
+      _FEATURES.value, _OUTPUT.value, _CONFIG.value, titles=_TITLES.value, array=_ARRAY.value,
+      title=_TITLE.value), errors=(FileNotFoundError, ValueError, KeyError))
 
 
 if __name__ == "__main__":

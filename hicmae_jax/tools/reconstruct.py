@@ -14,8 +14,6 @@ drawn at the checkpoint's ratios from --seed. --checkpoint must be a pre-trainin
 """
 from __future__ import annotations
 
-import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -44,17 +42,11 @@ def main(argv):
   from hicmae_jax import runtime
   runtime.setup_logging(None)
   from hicmae_jax.representations.reconstruction import reconstruction_png
-  try:
-    summary = reconstruction_png(
-        checkpoint=_CHECKPOINT.value, output=_OUTPUT.value, config=_CONFIG.value,
-        step=_STEP.value, split_dir=_SPLIT_DIR.value, video=_VIDEO.value,
-        frames_dir=_FRAMES_DIR.value, wav=_WAV.value, window_seconds=_WINDOW.value,
-        num_clips=_NUM_CLIPS.value, max_frames=_MAX_FRAMES.value, seed=_SEED.value)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print(json.dumps(summary, indent=2))
-  return 0
+  return runtime.json_command(lambda: reconstruction_png(
+      checkpoint=_CHECKPOINT.value, output=_OUTPUT.value, config=_CONFIG.value,
+      step=_STEP.value, split_dir=_SPLIT_DIR.value, video=_VIDEO.value,
+      frames_dir=_FRAMES_DIR.value, wav=_WAV.value, window_seconds=_WINDOW.value,
+      num_clips=_NUM_CLIPS.value, max_frames=_MAX_FRAMES.value, seed=_SEED.value))
 
 
 if __name__ == "__main__":
