@@ -89,6 +89,17 @@ def restore_params_as_saved(directory: str, step: int, sharding=None) -> dict[st
     mngr.close()
 
 
+def read_params(checkpoint: str, step: int | None = None
+                ) -> tuple[int, dict[str, Any], dict[str, jax.Array]]:
+  """(step, meta, params) of our checkpoint: a checkpoint folder or a workdir holding one,
+  the latest step unless given, readable whatever topology wrote it."""
+  directory = checkpoint
+  if os.path.isdir(checkpoint_dir(directory)):
+    directory = checkpoint_dir(directory)
+  step, meta = read_meta(directory, step)
+  return step, meta, restore_params_as_saved(directory, step)
+
+
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
   """(step, meta) of the latest (or given) checkpoint in a folder; clear error if none."""
   mngr = manager(directory, read_only=True)

@@ -114,14 +114,10 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
     return Weights(kind, cfg, {k: np.asarray(v) for k, v in flat.items()},
                    {"checkpoint": os.path.abspath(checkpoint), "step": None,
                     **meta.get("source", {})})
+  step, meta, raw = checkpointing.read_params(checkpoint, step)
   directory = checkpoint
   if os.path.isdir(checkpointing.checkpoint_dir(directory)):
     directory = checkpointing.checkpoint_dir(directory)
-  step, meta = checkpointing.read_meta(directory, step)
-  import orbax.checkpoint as ocp
-  mngr = checkpointing.manager(directory, read_only=True)
-  raw = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))["params"]
-  mngr.close()
   if "model" not in meta or "kind" not in meta:
     raise ValueError(f"{directory} step {step}: the checkpoint's meta has no model config / "
                      f"kind; it was not written by this code or its converter")

@@ -171,19 +171,11 @@ def convert_to_orbax(input_path: str, output_dir: str, *, hierarchy_layers=None,
 
 def export_to_torch(checkpoint_dir: str, output_path: str, step: int | None = None) -> dict:
   """Our checkpoint (params item) -> an original-layout .pth ({'model': state_dict})."""
-  import orbax.checkpoint as ocp
-
   from hicmae_jax import checkpointing
   from hicmae_jax.checkpoints import mapping, torch_format
   from hicmae_jax.models import params as params_lib
 
-  directory = checkpoint_dir
-  if os.path.isdir(checkpointing.checkpoint_dir(directory)):
-    directory = checkpointing.checkpoint_dir(directory)
-  step, meta = checkpointing.read_meta(directory, step)
-  mngr = checkpointing.manager(directory, read_only=True)
-  raw = mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))["params"]
-  mngr.close()
+  step, meta, raw = checkpointing.read_params(checkpoint_dir, step)
   params = {params_lib.path_of(k): np.asarray(v, np.float32) for k, v in raw.items()}
   state_dict = mapping.params_to_state_dict(params)
   torch_format.save_state_dict_like_original(output_path, state_dict, epoch=step)
