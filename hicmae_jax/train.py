@@ -183,8 +183,11 @@ def make_loss_fn(config, view):
 
 def make_train_step(config, view, tx, state_shardings, mesh):
   loss_fn = make_loss_fn(config, view)
-  skip_nonfinite = True  # the update is never applied when non-finite; 'stop' also stops
   base_key = jax.random.key(config.seed)
+
+  def apply_update(params, opt_state, grads):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
   def step_fn(state, batch):
     key = jax.random.fold_in(base_key, state["step"])
@@ -192,12 +195,12 @@ def make_train_step(config, view, tx, state_shardings, mesh):
         state["params"], batch, key, False)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    if skip_nonfinite:
-      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-      params = keep(params, state["params"])
-      opt_state = keep(opt_state, state["opt_state"])
+    # A non-finite update is never applied ('stop' also stops the run after the step). A cond,
+    # not a select of new vs old: the select keeps the old moments alive next to the new ones,
+    # and XLA then copies every first moment before updating it in place (~13 % of the CPU
+    # Base step).
+    params, opt_state = jax.lax.cond(
+        finite, apply_update, lambda p, o, g: (p, o), state["params"], state["opt_state"], grads)
     new_state = {
         "params": params, "opt_state": opt_state, "step": state["step"] + 1,
         "nonfinite": state["nonfinite"] + (~finite).astype(jnp.int32),

@@ -23,8 +23,13 @@ def test_benchmark_reports_every_figure(tmp_path):
   ratio = step["xla_gflops_per_clip_train"] / step["model_gflops_per_clip_train"]
   assert 0.5 < ratio < 2.0, ratio
   assert r["eval_forward"]["clips_per_s"] > 0
-  assert r["pipeline"]["clips_per_s_by_workers"]["0"] > 0
+  pipe = r["pipeline"]
+  assert pipe["clips_per_s_by_workers"]["0"] > 0 and pipe["clips_per_s_per_worker"]["0"] > 0
+  assert set(pipe["stage_ms_per_record"]) >= {"read", "decode", "augment", "fbank"}
+  assert all(v > 0 for v in pipe["stage_ms_per_record"].values()), pipe["stage_ms_per_record"]
+  assert pipe["stages_records_per_s_one_core"] > 0
   assert r["balance"]["input_processes_needed_per_device"] > 0
+  assert r["balance"]["input_cores_needed_per_device"] > 0
 
 
 def test_analytic_flops_base():
@@ -36,3 +41,21 @@ def test_analytic_flops_base():
   assert 20e9 < f < 60e9, f  # ~29 GFLOPs forward
   m.num_classes = 6
   assert benchmark.finetune_flops_per_clip(m) > f  # full tokens cost more than 10% of them
+
+
+def test_stage_timing_covers_every_pipeline(tmp_path):
+  from hicmae_jax.data import stage_timing
+  synthetic.generate(str(tmp_path / "syn"), num_train=3, num_val=0, num_test=0, num_classes=2,
+                     frame_size=32, num_frames=24, verbose=False)
+  small = dict(num_frames=4, sampling_rate=2, input_size=32, fixed_crop=None, batch_size=2,
+               audio_tokens=8, audio_frames=64, num_mel_bins=32)
+  expect = {"pretrain": {"read", "decode", "augment", "fbank", "mask"},
+            "finetune": {"read", "decode", "augment", "fbank", "mixup"},
+            "eval": {"read", "decode", "augment", "fbank"}}
+  for pipeline, stages in expect.items():
+    split = tmp_path / "syn" / ("pretrain" if pipeline == "pretrain" else "train")
+    st = stage_timing.StageSettings(pipeline=pipeline, **small)
+    got = stage_timing.time_stages(str(split), st, num_records=2)
+    assert set(got) == stages and all(v > 0 for v in got.values()), (pipeline, got)
+  no_masks = stage_timing.StageSettings(pipeline="pretrain", host_masks=False, **small)
+  assert "mask" not in stage_timing.time_stages(str(tmp_path / "syn" / "pretrain"), no_masks, 1)

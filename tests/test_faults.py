@@ -139,6 +139,7 @@ def test_nonfinite_update_is_skipped_and_stop_names_the_step(tmp_path, synthetic
   mesh = sharding.make_mesh(config.mesh)
   view, tx, state, state_sh, _ = train.init_state(config, mesh, 10, 5)
   before = {k: np.asarray(v) for k, v in state["params"].items()}
+  moments_before = [np.asarray(x) for x in jax.tree.leaves(state["opt_state"])]
   step = train.make_train_step(config, view, tx, state_sh, mesh)
   rng = np.random.default_rng(0)
   batch = {"video": rng.normal(size=(4, 8, 32, 32, 3)).astype(np.float32),
@@ -149,6 +150,16 @@ def test_nonfinite_update_is_skipped_and_stop_names_the_step(tmp_path, synthetic
   assert int(state["nonfinite"]) == 1 and int(state["first_nonfinite_step"]) == 0
   for k, v in state["params"].items():
     np.testing.assert_array_equal(np.asarray(v), before[k])  # the update was not applied
+  # nor were the optimizer's moments and step count touched
+  for got, want in zip(jax.tree.leaves(state["opt_state"]), moments_before, strict=True):
+    np.testing.assert_array_equal(np.asarray(got), want)
+  # and a finite batch afterwards does update them (the lr is still 0 at the first counted
+  # step of the warm-up, so the moments show it, not the parameters)
+  batch["audio"][1, 3, 5] = 0.0
+  state, metrics = step(state, sharding.global_batch(batch, mesh))
+  assert np.isfinite(float(metrics["loss"])) and int(state["nonfinite"]) == 1
+  assert any(not np.array_equal(np.asarray(got), want) for got, want in
+             zip(jax.tree.leaves(state["opt_state"]), moments_before, strict=True))
 
 
 def test_nonfinite_loss_stops_the_run_naming_the_step(tmp_path, synthetic_dir, monkeypatch):

@@ -186,25 +186,52 @@ def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
           "clips_per_s": round(batch / median, 2)}
 
 
-def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int,
-                   batch: int) -> dict[str, Any]:
-  """Clips/s of the config's training pipeline for each worker count (after one warm-up)."""
+def stage_settings(config):
+  """The per-stage timing's view of a config's training pipeline."""
+  from hicmae_jax.data import stage_timing
+  from hicmae_jax.models.common import geometry
+  m, d = config.model, config.data
+  return stage_timing.StageSettings(
+      pipeline="pretrain" if config.kind == "pretrain" else "finetune",
+      num_frames=m.num_frames, sampling_rate=d.sampling_rate, input_size=m.input_size,
+      fixed_crop=tuple(d.fixed_crop) if d.fixed_crop else None,
+      batch_size=config.global_batch_size, rand_augment=d.rand_augment or "",
+      video_mask_ratio=m.video_mask_ratio, audio_mask_ratio=m.audio_mask_ratio,
+      host_masks=bool(d.masks_in_pipeline), patch_size=m.patch_size,
+      tubelet_size=m.tubelet_size, audio_tokens=geometry(m).num_audio_tokens,
+      audio_frames=m.audio_frames,
+      num_mel_bins=m.audio_mel_bins, seed=config.seed)
+
+
+def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batch: int,
+                   stage_records: int) -> dict[str, Any]:
+  """The config's training pipeline: ms per record for each stage on one core, then clips/s
+  for each grain worker count (after one warm-up batch, which absorbs worker start-up)."""
   from hicmae_jax import train
-  out = {}
+  from hicmae_jax.data import stage_timing
+  with config.unlocked():
+    config.global_batch_size = batch
+    config.data.train_dir = split_dir
+  stages = stage_timing.time_stages(split_dir, stage_settings(config), stage_records)
+  total_ms = sum(stages.values())
+  rates, per_worker = {}, {}
   for wc in worker_counts:
     with config.unlocked():
       config.data.worker_count = wc
-      config.data.train_dir = split_dir
     ds = train.train_dataset(config, batch, 0)
     it = iter(ds)
     next(it)
     t = time.perf_counter()
     for _ in range(num_batches):
       next(it)
-    out[str(wc)] = round(num_batches * batch / (time.perf_counter() - t), 2)
+    rates[str(wc)] = round(num_batches * batch / (time.perf_counter() - t), 2)
+    per_worker[str(wc)] = round(rates[str(wc)] / max(wc, 1), 2)
     if hasattr(it, "close"):
       it.close()
-  return {"clips_per_s_by_workers": out, "batch": batch}
+  return {"stage_ms_per_record": {k: round(v, 3) for k, v in stages.items()},
+          "stages_records_per_s_one_core": round(1e3 / max(total_ms, 1e-9), 2),
+          "clips_per_s_by_workers": rates, "clips_per_s_per_worker": per_worker,
+          "batch": batch}
 
 
 def find_max_batch(config, start: int) -> int | None:
@@ -247,6 +274,7 @@ def main(argv=None) -> int:
   p.add_argument("--split_dir", default="", help="prepared split for the pipeline benchmark")
   p.add_argument("--worker_counts", default="0,1,2")
   p.add_argument("--pipeline_batches", type=int, default=10)
+  p.add_argument("--stage_records", type=int, default=8, help="records timed per stage")
   p.add_argument("--out", default="benchmark.json")
   a = p.parse_args(argv)
   import absl.logging
@@ -285,14 +313,18 @@ def main(argv=None) -> int:
       raise SystemExit("--what=pipeline needs --split_dir=<prepared split>")
     workers = [int(w) for w in a.worker_counts.split(",")]
     report["pipeline"] = bench_pipeline(config.copy_and_resolve_references(), a.split_dir,
-                                        workers, a.pipeline_batches, a.batch_size)
+                                        workers, a.pipeline_batches, a.batch_size,
+                                        a.stage_records)
     if "train_step" in report:
       need = report["train_step"]["clips_per_s"]
       one = report["pipeline"]["clips_per_s_by_workers"].get("0") or 1e-9
+      core = report["pipeline"]["stages_records_per_s_one_core"]
       report["balance"] = {"step_clips_per_s": need,
                            "pipeline_clips_per_s_one_process": one,
                            "input_processes_needed_per_device": round(
-                               need / jax.device_count() / one, 2)}
+                               need / jax.device_count() / one, 2),
+                           "input_cores_needed_per_device": round(
+                               need / jax.device_count() / core, 2)}
   print(_table(report))
   with open(a.out, "w") as f:
     json.dump(report, f, indent=2)
