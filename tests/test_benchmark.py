@@ -11,7 +11,8 @@ def test_benchmark_reports_every_figure(tmp_path):
   out = tmp_path / "bench.json"
   rc = benchmark.main(["--config=configs/test_pretrain.py", "--what=all", "--batch_size=2",
                        "--steps=2", "--warmup=1", "--peak_tflops=1.0", "--worker_counts=0",
-                       "--pipeline_batches=2", f"--split_dir={tmp_path / 'syn' / 'pretrain'}",
+                       "--pipeline_batches=2", "--memory_batch=4", "--find_max_batch",
+                       "--memory_limit_gib=0.006", f"--split_dir={tmp_path / 'syn' / 'pretrain'}",
                        f"--out={out}"])
   assert rc == 0
   r = json.loads(out.read_text())
@@ -19,6 +20,10 @@ def test_benchmark_reports_every_figure(tmp_path):
   for key in ("compile_s", "step_s_median", "clips_per_s", "model_gflops_per_clip_train",
               "xla_gflops_per_clip_train", "achieved_tflops", "mfu", "peak_memory_gib"):
     assert step[key] is not None and step[key] >= 0, key
+  mem = r["memory"]
+  assert mem["batch"] == 4 and mem["peak_memory_gib"] > step["peak_memory_gib"] > 0
+  assert 0 < mem["peak_memory_gib_remat"] <= mem["peak_memory_gib"]
+  assert step["max_batch"] >= 2
   # the analytic count and XLA's agree within a factor (XLA also counts elementwise work)
   ratio = step["xla_gflops_per_clip_train"] / step["model_gflops_per_clip_train"]
   assert 0.5 < ratio < 2.0, ratio

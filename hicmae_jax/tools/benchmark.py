@@ -2,14 +2,18 @@
 writes JSON.
 
   python -m hicmae_jax.tools.benchmark --config=configs/pretrain_base.py --what=step \
-      --batch_size=2 [--steps=20] [--peak_tflops=989] [--find_max_batch] [--out=bench.json]
+      --batch_size=2 [--steps=20] [--peak_tflops=989] [--find_max_batch] [--memory_batch=40] \
+      [--out=bench.json]
   python -m hicmae_jax.tools.benchmark --config=configs/demo.py:pretrain --what=all --split_dir=...
 
 Figures: compile time, steady-state step time (median after warm-up), clips/s, model FLOPs per
 clip (analytic, from the config; cross-checked with XLA's cost analysis), achieved FLOP/s and MFU
 (against --peak_tflops or the known peak of the detected device), compiled peak memory, the
-largest batch that fits (optional), eval forward clips/s, input pipeline clips/s per worker
-count, and how many input workers one device needs at the measured step rate.
+largest batch that fits (optional; --memory_limit_gib where the device reports no limit), the
+compiled peak memory at another batch with and without rematerialisation (--memory_batch),
+eval forward clips/s, the input pipeline's time per stage (read, decode, augment, fbank, mask or
+mixup) on one core and clips/s per grain worker count, and how many input processes / cores one
+device needs at the measured step rate.
 """
 from __future__ import annotations
 
@@ -234,26 +238,47 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
           "batch": batch}
 
 
-def find_max_batch(config, start: int) -> int | None:
-  """Doubles the batch until the compiled step no longer fits the device's memory."""
-  import jax
+def compiled_step_memory(config, batch: int) -> int | None:
+  """Peak device memory (bytes, all devices) of the compiled training step at a global batch;
+  compiles only, so it works for batches that would not run here."""
   import numpy as np
 
   from hicmae_jax import sharding, train
-  stats = jax.devices()[0].memory_stats() or {}
-  limit = stats.get("bytes_limit")
-  if not limit:
+  with config.unlocked():
+    config.global_batch_size = batch
+  mesh = sharding.make_mesh(config.mesh)
+  view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
+  step = train.make_train_step(config, view, tx, state_sh, mesh)
+  data = sharding.global_batch(_synthetic_batch(config, batch, np.random.default_rng(0)), mesh)
+  return _compiled_memory(step.lower(state, data).compile())
+
+
+def memory_at_batch(config, batch: int) -> dict[str, Any]:
+  """Compiled peak memory at `batch` without and with rematerialisation (model.remat)."""
+  out: dict[str, Any] = {"batch": batch}
+  for remat in (False, True):
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.model.remat = remat
+    mem = compiled_step_memory(cfg, batch)
+    out["peak_memory_gib_remat" if remat else "peak_memory_gib"] = (
+        round(mem / 2**30, 3) if mem is not None else None)
+  return out
+
+
+def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | None:
+  """Doubles the batch until the compiled step no longer fits: the device's memory limit, or
+  `limit_bytes` per device (CPU reports no limit; give one to plan for another device)."""
+  import jax
+
+  if not limit_bytes:
+    limit_bytes = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+  if not limit_bytes:
     return None
   best, batch = None, start
   while batch <= 4096:
-    with config.unlocked():
-      config.global_batch_size = batch
-    mesh = sharding.make_mesh(config.mesh)
-    view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
-    step = train.make_train_step(config, view, tx, state_sh, mesh)
-    data = sharding.global_batch(_synthetic_batch(config, batch, np.random.default_rng(0)), mesh)
-    mem = _compiled_memory(step.lower(state, data).compile())
-    if mem is None or mem > limit * jax.device_count():
+    mem = compiled_step_memory(config.copy_and_resolve_references(), batch)
+    if mem is None or mem > limit_bytes * jax.device_count():
       break
     best, batch = batch, batch * 2
   return best
@@ -271,6 +296,11 @@ def main(argv=None) -> int:
   p.add_argument("--dtype", default="", help="override model.dtype (e.g. bfloat16)")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--find_max_batch", action="store_true")
+  p.add_argument("--memory_limit_gib", type=float, default=0.0,
+                 help="per-device budget for --find_max_batch where the device reports none")
+  p.add_argument("--memory_batch", type=int, default=0,
+                 help="also report the compiled step's peak memory at this global batch (the "
+                      "original's per-GPU batch is 40), without and with remat")
   p.add_argument("--split_dir", default="", help="prepared split for the pipeline benchmark")
   p.add_argument("--worker_counts", default="0,1,2")
   p.add_argument("--pipeline_batches", type=int, default=10)
@@ -303,8 +333,11 @@ def main(argv=None) -> int:
     report["train_step"] = bench_step(config.copy_and_resolve_references(), a.batch_size,
                                       a.steps, a.warmup, a.peak_tflops)
     if a.find_max_batch:
-      report["train_step"]["max_batch"] = find_max_batch(config.copy_and_resolve_references(),
-                                                         a.batch_size)
+      report["train_step"]["max_batch"] = find_max_batch(
+          config.copy_and_resolve_references(), a.batch_size,
+          int(a.memory_limit_gib * 2**30) or None)
+    if a.memory_batch:
+      report["memory"] = memory_at_batch(config.copy_and_resolve_references(), a.memory_batch)
   if "eval" in what:
     report["eval_forward"] = bench_eval(config.copy_and_resolve_references(), a.batch_size,
                                         a.steps, a.warmup)
@@ -335,7 +368,7 @@ def main(argv=None) -> int:
 def _table(report: dict[str, Any]) -> str:
   rows = [("device", report["device"]), ("kind/size/dtype",
           f"{report['kind']}/{report['size']}/{report['dtype']}")]
-  for section in ("train_step", "eval_forward", "pipeline", "balance"):
+  for section in ("train_step", "memory", "eval_forward", "pipeline", "balance"):
     for k, v in (report.get(section) or {}).items():
       rows.append((f"{section}.{k}", v))
   width = max(len(r[0]) for r in rows)
