@@ -103,3 +103,22 @@ def test_linear_probe_moves_only_the_head(tmp_path, synthetic_dir):
   model = train.build_model(probe, probe.seed)
   initial = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
   assert not np.allclose(after["head.kernel"], initial["head.kernel"])  # the head was trained
+
+
+def test_train_step_stays_on_device_and_donates_the_state():
+  from hicmae_jax import sharding
+  config = test_pretrain.get_config()
+  mesh = sharding.make_mesh(config.mesh)
+  view, tx, state, state_sh, _ = train.init_state(config, mesh, 10, 5)
+  step = train.make_train_step(config, view, tx, state_sh, mesh)
+  rng = np.random.default_rng(0)
+  host = {"video": rng.normal(size=(4, 8, 32, 32, 3)).astype(np.float32),
+          "audio": rng.normal(size=(4, 64, 128)).astype(np.float32)}
+  batch = sharding.global_batch(host, mesh)
+  old = jax.tree.leaves(state)
+  step.lower(state, batch).compile()  # compile outside the guard (it may read constants)
+  with jax.transfer_guard("disallow"):  # no host round-trip inside the step
+    state, metrics = step(state, batch)
+    jax.block_until_ready((state, metrics))
+  assert all(x.is_deleted() for x in old)  # every state buffer was donated to the new state
+  assert int(state["step"]) == 1 and np.isfinite(float(metrics["loss"]))
