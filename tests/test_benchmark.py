@@ -1,5 +1,8 @@
 """The benchmark tool runs at a tiny size and produces every figure (not a speed test)."""
 import json
+import os
+import subprocess
+import sys
 
 from hicmae_jax.data import synthetic
 from hicmae_jax.tools import benchmark
@@ -35,6 +38,22 @@ def test_benchmark_reports_every_figure(tmp_path):
   assert pipe["stages_records_per_s_one_core"] > 0
   assert r["balance"]["input_processes_needed_per_device"] > 0
   assert r["balance"]["input_cores_needed_per_device"] > 0
+
+
+def test_benchmark_command_with_grain_worker_processes(tmp_path):
+  """As a user runs it: its own process (absl flags unparsed), grain worker processes."""
+  synthetic.generate(str(tmp_path / "syn"), num_train=8, num_val=0, num_test=0, num_classes=2,
+                     frame_size=32, num_frames=24, verbose=False)
+  out = tmp_path / "bench.json"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "hicmae_jax.tools.benchmark", "--config=configs/test_pretrain.py",
+       "--what=pipeline", "--batch_size=2", "--worker_counts=1", "--pipeline_batches=2",
+       "--stage_records=2", f"--split_dir={tmp_path / 'syn' / 'pretrain'}", f"--out={out}"],
+      cwd=root, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "pipeline.clips_per_s_by_workers" in proc.stdout  # the printed table
+  assert json.loads(out.read_text())["pipeline"]["clips_per_s_by_workers"]["1"] > 0
 
 
 def test_analytic_flops_base():

@@ -308,7 +308,10 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="benchmark.json")
   a = p.parse_args(argv)
   import absl.logging
+  from absl import flags as absl_flags
   absl.logging.set_verbosity(absl.logging.WARNING)
+  if not absl_flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
+    absl_flags.FLAGS.mark_as_parsed()
   import importlib.util
   import jax
 
