@@ -124,6 +124,12 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, "checkpoints")
 
 
+def finished_steps(directory: str) -> list[int]:
+  """Steps with a finished checkpoint folder in `directory` (a file listing, no Orbax manager;
+  [] when the folder does not exist yet)."""
+  return list(ocp.utils.checkpoint_steps(directory)) if os.path.isdir(directory) else []
+
+
 def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
   """The resume order, written once.
 
@@ -132,10 +138,9 @@ def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
   folder at different moments (process 0 creates it), so only a listing keeps every process on
   the same path."""
   own = checkpoint_dir(workdir)
-  if os.path.isdir(own):
-    steps = ocp.utils.checkpoint_steps(own)
-    if steps:
-      return Start("workdir", own, max(steps))
+  steps = finished_steps(own)
+  if steps:
+    return Start("workdir", own, max(steps))
   for mode, path in (("resume", resume), ("init_from", init_from)):
     if not path:
       continue

@@ -74,8 +74,7 @@ def explain_multiprocess_failure(error: BaseException, workdir: str) -> None:
   from hicmae_jax import checkpointing
   ckpt_dir = checkpointing.checkpoint_dir(workdir)
   try:
-    import orbax.checkpoint as ocp
-    steps = ocp.utils.checkpoint_steps(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+    steps = checkpointing.finished_steps(ckpt_dir)
     last = f"step {max(steps)} in {ckpt_dir}" if steps else "none yet"
   except Exception:  # noqa: BLE001 - the message must not fail on a half-written folder
     last = f"see {ckpt_dir}"

@@ -48,12 +48,15 @@ def test_benchmark_command_with_grain_worker_processes(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run(
       [sys.executable, "-m", "hicmae_jax.tools.benchmark", "--config=configs/test_pretrain.py",
-       "--what=pipeline", "--batch_size=2", "--worker_counts=1", "--pipeline_batches=2",
+       "--what=pipeline,eval", "--attention_impl=xla", "--steps=1", "--warmup=1",
+       "--batch_size=2", "--worker_counts=1", "--pipeline_batches=2",
        "--stage_records=2", f"--split_dir={tmp_path / 'syn' / 'pretrain'}", f"--out={out}"],
       cwd=root, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "pipeline.clips_per_s_by_workers" in proc.stdout  # the printed table
-  assert json.loads(out.read_text())["pipeline"]["clips_per_s_by_workers"]["1"] > 0
+  r = json.loads(out.read_text())
+  assert r["pipeline"]["clips_per_s_by_workers"]["1"] > 0
+  assert r["attention_impl"] == "xla" and r["eval_forward"]["clips_per_s"] > 0
 
 
 def test_analytic_flops_base():

@@ -192,3 +192,14 @@ def test_missing_shard_is_named_at_start(tmp_path, synthetic_dir):
   config.data.train_dir = split
   with pytest.raises(FileNotFoundError, match=info.shards[-1]):
     train.run(config, str(tmp_path / "run"))
+
+
+def test_finished_steps_skip_half_written_checkpoints(tmp_path):
+  ckpts = tmp_path / "checkpoints"
+  assert checkpointing.finished_steps(str(ckpts)) == []
+  assert checkpointing.resolve_start(str(tmp_path), "", "").mode == "scratch"
+  for name in ("3", "7.orbax-checkpoint-tmp-123", "notes"):  # 7: killed while writing
+    (ckpts / name).mkdir(parents=True)
+  assert checkpointing.finished_steps(str(ckpts)) == [3]
+  start = checkpointing.resolve_start(str(tmp_path), "", "")
+  assert (start.mode, start.step) == ("workdir", 3)

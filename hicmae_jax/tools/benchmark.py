@@ -294,6 +294,8 @@ def main(argv=None) -> int:
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--peak_tflops", type=float, default=0.0)
   p.add_argument("--dtype", default="", help="override model.dtype (e.g. bfloat16)")
+  p.add_argument("--attention_impl", default="",
+                 help="override model.attention_impl: native | xla | cudnn (fused, GPU)")
   p.add_argument("--remat", action="store_true")
   p.add_argument("--find_max_batch", action="store_true")
   p.add_argument("--memory_limit_gib", type=float, default=0.0,
@@ -325,13 +327,16 @@ def main(argv=None) -> int:
   with config.unlocked():
     if a.dtype:
       config.model.dtype = a.dtype
+    if a.attention_impl:
+      config.model.attention_impl = a.attention_impl
     config.model.remat = a.remat or config.model.remat
     config.loss.contrastive_group_size = 0
   what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
   report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
                             "num_devices": jax.device_count(), "config": a.config,
                             "kind": config.kind, "size": config.model.size,
-                            "dtype": config.model.dtype, "date": time.strftime("%Y-%m-%d")}
+                            "dtype": config.model.dtype,
+                            "attention_impl": config.model.attention_impl, "date": time.strftime("%Y-%m-%d")}
   if "step" in what:
     report["train_step"] = bench_step(config.copy_and_resolve_references(), a.batch_size,
                                       a.steps, a.warmup, a.peak_tflops)
