@@ -5,10 +5,8 @@ checkpoints, evaluation, preemption) -> final evaluation.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -26,6 +24,7 @@ from hicmae_jax.checkpoints import mapping
 from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
+from hicmae_jax.models.common import check_attention_impl
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.representations import reconstruction
 
@@ -43,6 +42,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   m = config.model
   if config.kind not in ("pretrain", "finetune", "linear_probe"):
     raise ValueError(f"config.kind={config.kind!r}; allowed: pretrain, finetune, linear_probe")
+  check_attention_impl(m.attention_impl)
   for key in ("video_mask_ratio", "audio_mask_ratio"):
     if not 0.0 < m[key] < 1.0:
       raise ValueError(f"config.model.{key}={m[key]} must be in (0, 1)")

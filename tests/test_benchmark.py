@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hicmae_jax.data import synthetic
 from hicmae_jax.tools import benchmark
 
@@ -57,6 +59,19 @@ def test_benchmark_command_with_grain_worker_processes(tmp_path):
   r = json.loads(out.read_text())
   assert r["pipeline"]["clips_per_s_by_workers"]["1"] > 0
   assert r["attention_impl"] == "xla" and r["eval_forward"]["clips_per_s"] > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--what=steps"], "--what='steps'; allowed"),
+    (["--what=pipeline"], "needs --split_dir"),
+    (["--attention_impl=flash"], "attention_impl='flash'; allowed"),
+    (["--attention_impl=cudnn"], "needs an NVIDIA GPU"),  # the tests run on CPU
+    (["--dtype=float8"], "unknown dtype 'float8'"),
+])
+def test_bad_arguments_are_named(args, message, tmp_path, capsys):
+  rc = benchmark.main(["--config=configs/test_pretrain.py", f"--out={tmp_path / 'b.json'}", *args])
+  assert rc == 2 and message in capsys.readouterr().err
+  assert not (tmp_path / "b.json").exists()
 
 
 def test_analytic_flops_base():

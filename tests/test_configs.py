@@ -32,6 +32,8 @@ def test_config_validates_and_builds(name):
     ("loss.contrastive_group_size", 48, "contrastive_group_size"),
     ("kind", "distill", "kind"),
     ("nonfinite", "ignore", "nonfinite"),
+    ("model.attention_impl", "flash", "attention_impl.*allowed"),
+    ("model.attention_impl", "cudnn", "needs an NVIDIA GPU"),  # the tests run on CPU
 ])
 def test_bad_values_are_named(key, value, match):
   from configs import pretrain_base

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -16,6 +17,20 @@ def dtype_from_name(name: str):
   if name not in DTYPES:
     raise ValueError(f"unknown dtype {name!r}; allowed: {sorted(DTYPES)}")
   return DTYPES[name]
+
+
+ATTENTION_IMPLS = ("native", "xla", "cudnn")
+
+
+def check_attention_impl(name: str) -> str:
+  """model.attention_impl, checked before anything compiles: cuDNN's fused attention exists
+  only on NVIDIA GPUs."""
+  if name not in ATTENTION_IMPLS:
+    raise ValueError(f"model.attention_impl={name!r}; allowed: {', '.join(ATTENTION_IMPLS)}")
+  if name == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError(f"model.attention_impl='cudnn' needs an NVIDIA GPU, and JAX's backend here "
+                     f"is {jax.default_backend()!r}: use 'native' (or 'xla')")
+  return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,4 +84,5 @@ def block_options(cfg: ml_collections.ConfigDict, kernel_init: Initializer) -> B
   return BlockOptions(mlp_ratio=cfg.mlp_ratio, eps=cfg.layer_norm_eps,
                       dtype=dtype_from_name(cfg.dtype),
                       param_dtype=dtype_from_name(cfg.param_dtype),
-                      attention_impl=cfg.attention_impl, kernel_init=kernel_init)
+                      attention_impl=check_attention_impl(cfg.attention_impl),
+                      kernel_init=kernel_init)

@@ -332,11 +332,23 @@ def main(argv=None) -> int:
     config.model.remat = a.remat or config.model.remat
     config.loss.contrastive_group_size = 0
   what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
+  try:  # bad values: one line naming them, before anything compiles
+    from hicmae_jax.models import common
+    if what - {"step", "eval", "pipeline"}:
+      raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
+    if "pipeline" in what and not a.split_dir:
+      raise ValueError("--what=pipeline needs --split_dir=<prepared split>")
+    common.dtype_from_name(config.model.dtype)
+    common.check_attention_impl(config.model.attention_impl)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
                             "num_devices": jax.device_count(), "config": a.config,
                             "kind": config.kind, "size": config.model.size,
                             "dtype": config.model.dtype,
-                            "attention_impl": config.model.attention_impl, "date": time.strftime("%Y-%m-%d")}
+                            "attention_impl": config.model.attention_impl,
+                            "date": time.strftime("%Y-%m-%d")}
   if "step" in what:
     report["train_step"] = bench_step(config.copy_and_resolve_references(), a.batch_size,
                                       a.steps, a.warmup, a.peak_tflops)
@@ -350,22 +362,19 @@ def main(argv=None) -> int:
     report["eval_forward"] = bench_eval(config.copy_and_resolve_references(), a.batch_size,
                                         a.steps, a.warmup)
   if "pipeline" in what:
-    if not a.split_dir:
-      raise SystemExit("--what=pipeline needs --split_dir=<prepared split>")
     workers = [int(w) for w in a.worker_counts.split(",")]
     report["pipeline"] = bench_pipeline(config.copy_and_resolve_references(), a.split_dir,
                                         workers, a.pipeline_batches, a.batch_size,
                                         a.stage_records)
     if "train_step" in report:
-      need = report["train_step"]["clips_per_s"]
-      one = report["pipeline"]["clips_per_s_by_workers"].get("0") or 1e-9
+      need = report["train_step"]["clips_per_s"] / jax.device_count()
       core = report["pipeline"]["stages_records_per_s_one_core"]
-      report["balance"] = {"step_clips_per_s": need,
-                           "pipeline_clips_per_s_one_process": one,
-                           "input_processes_needed_per_device": round(
-                               need / jax.device_count() / one, 2),
-                           "input_cores_needed_per_device": round(
-                               need / jax.device_count() / core, 2)}
+      report["balance"] = {"step_clips_per_s_per_device": round(need, 2),
+                           "input_cores_needed_per_device": round(need / core, 2)}
+      one = report["pipeline"]["clips_per_s_by_workers"].get("0")
+      if one:  # the in-process pipeline (worker_count 0) was measured
+        report["balance"]["pipeline_clips_per_s_one_process"] = one
+        report["balance"]["input_processes_needed_per_device"] = round(need / one, 2)
   print(_table(report))
   with open(a.out, "w") as f:
     json.dump(report, f, indent=2)
