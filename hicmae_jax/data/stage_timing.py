@@ -33,7 +33,8 @@ class StageSettings:
   audio_frames: int = 256
   num_mel_bins: int = 128
   seed: int = 0
-
+  multiscale: tuple[float, ...] = (1, .875, .75, .66)  # pre-training crop scales
+  erase_prob: float = 0.25                           # fine-tuning random erasing
 
 
 def stage_fns(st: StageSettings) -> dict[str, Callable]:
@@ -65,7 +66,8 @@ def stage_fns(st: StageSettings) -> dict[str, Callable]:
 
     def augment(state, rng):
       frames = T.fixed_crop(T.stack_frames(state["images"], state["ids"]), st.fixed_crop)
-      return T.normalize(T.multi_scale_crop(frames, rng, output_size=size))
+      return T.normalize(T.multi_scale_crop(frames, rng, output_size=size,
+                                            scales=st.multiscale))
 
     def extra(state, rng):
       grid = (nf // st.tubelet_size, size // st.patch_size, size // st.patch_size)
@@ -93,7 +95,7 @@ def stage_fns(st: StageSettings) -> dict[str, Callable]:
       where = {i: k for k, i in enumerate(unique)}
       video = T.normalize(aug[[where[int(i)] for i in state["ids"]]])
       video = T.horizontal_flip(T.random_resized_crop(video, rng, output_size=size), rng)
-      return T.random_erasing(video, rng)
+      return T.random_erasing(video, rng, probability=st.erase_prob) if st.erase_prob else video
 
     def extra(state, rng):
       b = st.batch_size

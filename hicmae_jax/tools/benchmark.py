@@ -204,7 +204,8 @@ def stage_settings(config):
       host_masks=bool(d.masks_in_pipeline), patch_size=m.patch_size,
       tubelet_size=m.tubelet_size, audio_tokens=geometry(m).num_audio_tokens,
       audio_frames=m.audio_frames,
-      num_mel_bins=m.audio_mel_bins, seed=config.seed)
+      num_mel_bins=m.audio_mel_bins, seed=config.seed, multiscale=tuple(d.multiscale),
+      erase_prob=d.erase_prob)
 
 
 def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batch: int,
