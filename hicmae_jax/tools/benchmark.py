@@ -122,19 +122,8 @@ def _xla_flops(compiled) -> float | None:
 def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
   """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
   import jax
-  import numpy as np
 
-  from hicmae_jax import sharding, train
-  with config.unlocked():
-    config.global_batch_size = batch
-  mesh = sharding.make_mesh(config.mesh)
-  view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
-  step = train.make_train_step(config, view, tx, state_sh, mesh)
-  host = _synthetic_batch(config, batch, np.random.default_rng(0))
-  data = sharding.global_batch(host, mesh)
-  t0 = time.perf_counter()
-  compiled = step.lower(state, data).compile()
-  compile_s = time.perf_counter() - t0
+  compiled, state, data, compile_s = _compiled_step(config, batch)
   times = []
   for i in range(warmup + steps):
     t = time.perf_counter()
@@ -203,9 +192,8 @@ def stage_settings(config):
       video_mask_ratio=m.video_mask_ratio, audio_mask_ratio=m.audio_mask_ratio,
       host_masks=bool(d.masks_in_pipeline), patch_size=m.patch_size,
       tubelet_size=m.tubelet_size, audio_tokens=geometry(m).num_audio_tokens,
-      audio_frames=m.audio_frames,
-      num_mel_bins=m.audio_mel_bins, seed=config.seed, multiscale=tuple(d.multiscale),
-      erase_prob=d.erase_prob)
+      audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins, seed=config.seed,
+      multiscale=tuple(d.multiscale), erase_prob=d.erase_prob)
 
 
 def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batch: int,
@@ -239,9 +227,9 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
           "batch": batch}
 
 
-def compiled_step_memory(config, batch: int) -> int | None:
-  """Peak device memory (bytes, all devices) of the compiled training step at a global batch;
-  compiles only, so it works for batches that would not run here."""
+def _compiled_step(config, batch: int):
+  """(compiled training step, its initial state, a synthetic device batch, seconds spent
+  lowering and compiling) at a global batch."""
   import numpy as np
 
   from hicmae_jax import sharding, train
@@ -251,7 +239,15 @@ def compiled_step_memory(config, batch: int) -> int | None:
   view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
   step = train.make_train_step(config, view, tx, state_sh, mesh)
   data = sharding.global_batch(_synthetic_batch(config, batch, np.random.default_rng(0)), mesh)
-  return _compiled_memory(step.lower(state, data).compile())
+  t0 = time.perf_counter()
+  compiled = step.lower(state, data).compile()
+  return compiled, state, data, time.perf_counter() - t0
+
+
+def compiled_step_memory(config, batch: int) -> int | None:
+  """Peak device memory (bytes, all devices) of the compiled training step at a global batch;
+  compiles only, so it works for batches that would not run here."""
+  return _compiled_memory(_compiled_step(config, batch)[0])
 
 
 def memory_at_batch(config, batch: int) -> dict[str, Any]:
