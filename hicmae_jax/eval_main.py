@@ -86,8 +86,12 @@ def main(argv):
   runtime.initialize_distributed()
   runtime.setup_logging(None)
   runtime.banner()
-  report = evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value,
-                               split=_SPLIT.value, results_path=_RESULTS.value)
+  try:
+    report = evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value,
+                                 split=_SPLIT.value, results_path=_RESULTS.value)
+  except Exception as e:
+    runtime.exit_now_if_multiprocess(e)
+    raise
   print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (list, dict))},
                    indent=2, default=str))
 

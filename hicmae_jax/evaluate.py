@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from hicmae_jax import metrics, sharding
+from hicmae_jax import metrics, runtime, sharding
 from hicmae_jax.data import pipeline
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def make_predict_fn(view, mesh):
     model = view.merge(params)
     out = model(video, audio, deterministic=True)
     return jax.lax.with_sharding_constraint(out["logits"].astype(jnp.float32), batch_sh)
-  return predict
+  return runtime.compile_then_meet(predict, "predict")
 
 
 def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,

@@ -31,6 +31,7 @@ def main(argv):
       train.run(_CONFIG.value, _WORKDIR.value)
   except Exception as e:
     runtime.explain_multiprocess_failure(e, _WORKDIR.value)
+    runtime.exit_now_if_multiprocess(e)
     raise
 
 

@@ -1,9 +1,12 @@
 """Process start-up shared by the binaries: distributed init, logging, the versions banner."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+import traceback
+from typing import Callable
 
 import jax
 
@@ -33,6 +36,65 @@ def initialize_distributed(coordinator: str = "", num_processes: int = 0,
     if int(os.environ.get("SLURM_NTASKS", os.environ.get("OMPI_COMM_WORLD_SIZE", "2"))) > 1 \
         or "TPU_WORKER_HOSTNAMES" in os.environ:
       jax.distributed.initialize(**timeouts)
+
+
+# How long a process waits at a barrier for the others. It must cover the slowest process
+# compiling a Base step from scratch while a faster one loaded it from the compilation cache.
+BARRIER_TIMEOUT_S = 1800
+_barriers_passed = 0
+
+
+def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+  """Every process waits here until all have arrived: the coordination service's barrier, so
+  no device collective runs and no communicator is created. A no-op on one process."""
+  if jax.process_count() == 1:
+    return
+  import orbax.checkpoint as ocp
+  global _barriers_passed
+  _barriers_passed += 1  # a barrier id is single-use; every process counts the same way
+  ocp.multihost.get_barrier_sync_fn()(key=f"hicmae_{name}_{_barriers_passed}",
+                                      timeout_ms=timeout_s * 1000)
+
+
+def compile_then_meet(jitted: Callable, name: str) -> Callable:
+  """Across processes: the first call compiles `jitted` for its arguments, waits at a barrier
+  for every process, then runs. Later calls go straight to `jitted`; on one process it is
+  returned as is.
+
+  Why: XLA:CPU's gloo collectives create a communicator on the first run of a program that
+  needs one and give the other processes only 30 s to join it. Processes compile at their own
+  pace (one loads the program from the compilation cache while another compiles it on a busy
+  host), so without the barrier the first step can fail with "Gloo context initialization
+  failed". Elsewhere the barrier costs one round trip, once."""
+  if jax.process_count() == 1:
+    return jitted
+  met = []
+
+  @functools.wraps(jitted)
+  def call(*args):
+    if not met:
+      jitted.lower(*args).compile()  # fills jit's in-memory cache: the call below reuses it
+      barrier(f"{name}_compiled")
+      met.append(True)
+    return jitted(*args)
+  return call
+
+
+def exit_now_if_multiprocess(error: BaseException) -> None:
+  """A process that fails in a multi-process job exits at once, with the traceback.
+
+  A normal exit would wait up to 5 minutes at jax.distributed's shutdown barrier, heartbeats
+  still beating, while the other processes hang in a collective this one never joins. Exiting
+  stops the heartbeats, and the coordination service then stops the others within
+  --heartbeat_timeout_s, naming this process."""
+  if jax.process_count() <= 1:
+    return
+  log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
+            "".join(traceback.format_exception(error)))
+  logging.shutdown()  # flushes the log file
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(1)
 
 
 def setup_logging(workdir: str | None = None) -> None:

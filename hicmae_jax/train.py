@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import checkpointing, evaluate, objectives, optim, sharding, writers
+from hicmae_jax import checkpointing, evaluate, objectives, optim, runtime, sharding, writers
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
@@ -88,9 +88,8 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
                        num_val=d.synthetic_num_val, num_test=d.synthetic_num_test,
                        num_classes=d.synthetic_num_classes, frame_size=d.synthetic_frame_size,
                        num_frames=d.synthetic_num_frames, seed=config.seed, verbose=True)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("synthetic data ready")
+  # not a device collective: the others may wait longer than gloo gives a new communicator
+  runtime.barrier("synthetic_data_ready")
   with config.unlocked():
     split = "pretrain" if config.kind == "pretrain" else "train"
     d.train_dir = d.train_dir or os.path.join(d.synthetic_dir, split)
@@ -416,7 +415,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints,
                                async_save=config.async_checkpointing)
 
-  train_step = make_train_step(config, view, tx, state_sh, mesh)
+  train_step = runtime.compile_then_meet(make_train_step(config, view, tx, state_sh, mesh),
+                                         "train_step")
   recon_hook = reconstruction.make_training_hook(config, view, mesh, writer)
   first_step = int(state["step"])
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hicmae_jax import targets
+from hicmae_jax import runtime, targets
 from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
                                      unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
@@ -274,9 +274,9 @@ class TrainingHook:
     self._replicated = sharding.replicated(mesh)
     # Across processes the output must be replicated to be read on process 0; on one process
     # the plain jit compiles to the same program as the command's (one persistent-cache entry).
-    self._fn = make_reconstruct_fn(
+    self._fn = runtime.compile_then_meet(make_reconstruct_fn(
         view, frame_difference=config.loss.frame_difference,
-        out_shardings=self._replicated if jax.process_count() > 1 else None)
+        out_shardings=self._replicated if jax.process_count() > 1 else None), "reconstruction")
     self._inputs = None
 
   def __call__(self, step: int, params, local_batch: dict[str, Any]) -> None:
