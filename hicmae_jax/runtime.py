@@ -91,7 +91,8 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
     return
   log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
             "".join(traceback.format_exception(error)))
-  logging.shutdown()  # flushes the log file
+  for handler in logging.getLogger().handlers:  # os._exit skips the usual flush
+    handler.flush()
   sys.stdout.flush()
   sys.stderr.flush()
   os._exit(1)
