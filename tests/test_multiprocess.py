@@ -5,7 +5,8 @@ jax.distributed with gloo CPU collectives, several fake CPU devices per process.
   1 device on a data 2 x fsdp 2 mesh end with the parameters of a one-process run with the same
   global batch and seed.
 - Killing one process stops the others with a clear error in bounded time, and the last
-  complete checkpoint restores.
+  complete checkpoint restores. A process that raises exits at once with its traceback, and
+  the others stop too (no wait at the shutdown barrier).
 """
 import os
 import pathlib
@@ -40,14 +41,15 @@ def _free_port() -> int:
 
 
 def _launch(workdir, log_dir, *, processes, devices, synthetic_dir, overrides=OVERRIDES,
-            heartbeat_s=CALM_HEARTBEAT_S):
+            heartbeat_s=CALM_HEARTBEAT_S, extra_env=None):
   flags = [f"--config={REPO / 'configs' / 'test_pretrain.py'}", f"--workdir={workdir}",
            f"--config.data.synthetic_dir={synthetic_dir}",
            f"--heartbeat_timeout_s={heartbeat_s}"]
   flags += [f"--config.{k}={v}" for k, v in overrides.items()]
   env = dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED="1",
              JAX_COMPILATION_CACHE_DIR=os.environ.get("HICMAE_TEST_JAX_CACHE",
-                                                      "/tmp/hicmae_jax_test_cache"))
+                                                      "/tmp/hicmae_jax_test_cache"),
+             **(extra_env or {}))
   cmd = ["bash", str(REPO / "launch" / "local_multiprocess.sh"),
          f"--num_processes={processes}", f"--devices_per_process={devices}",
          f"--port={_free_port()}", f"--log_dir={log_dir}", "--", *flags]
@@ -198,3 +200,39 @@ def test_killing_one_process_stops_the_others(reference):
   step, params = _params(workdir)
   assert 2 <= step < STEPS and step % 2 == 0
   assert all(np.isfinite(v).all() for v in params.values())
+
+
+# Loaded at start-up by every process of the job (PYTHONPATH): process 1 raises in its third step.
+_FAIL_PROCESS_1 = """
+import sys
+if "--process_id=1" in sys.argv:
+  from hicmae_jax import sharding
+  _global_batch, _calls = sharding.global_batch, []
+
+  def _failing(*args, **kwargs):
+    _calls.append(1)
+    if len(_calls) == 3:
+      raise RuntimeError("injected failure in process 1, step 3")
+    return _global_batch(*args, **kwargs)
+  sharding.global_batch = _failing
+"""
+
+
+def test_an_error_in_one_process_stops_the_job(reference, tmp_path):
+  root = reference["root"]
+  (tmp_path / "sitecustomize.py").write_text(_FAIL_PROCESS_1)
+  workdir, logs = root / "failed", root / "logs_failed"
+  pythonpath = os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])
+  proc = _launch(workdir, logs, processes=2, devices=2, synthetic_dir=reference["synthetic_dir"],
+                 heartbeat_s=HEARTBEAT_S, extra_env={"PYTHONPATH": pythonpath})
+  _wait_for(logs, f"step 2/{STEPS}", proc)
+  seen_step_2 = time.time()
+  rc, out = _finish(proc, timeout=120)
+  elapsed = time.time() - seen_step_2
+  assert rc != 0, out[-4000:]
+  # Without the immediate exit, the failed process waits up to 300 s at the shutdown barrier.
+  assert elapsed < 4 * HEARTBEAT_S + 30, elapsed
+  log1 = _log(logs, 1)
+  assert "process 1 exits on RuntimeError" in log1 and "injected failure" in log1, log1[-4000:]
+  log0 = _log(logs, 0)
+  assert "Another process most likely died" in log0 or "another task died" in log0, log0[-4000:]
