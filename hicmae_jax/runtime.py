@@ -1,4 +1,5 @@
-"""Process start-up shared by the binaries: distributed init, logging, the versions banner."""
+"""Process start-up and multi-process plumbing shared by the binaries: distributed init,
+barriers, fail-fast exit, logging, the versions banner."""
 from __future__ import annotations
 
 import functools
