@@ -5,7 +5,9 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+# Appended, so that a caller's other XLA flags (e.g. --xla_cpu_max_isa) still apply.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +53,10 @@ def main():
     for name, (d, f) in meshes.items():
       params, loss, sharded = one_step(kind, d, f, batch)
       diff = max(float(np.max(np.abs(params[k] - ref[k]))) for k in ref)
-      out[f"{kind}/{name}"] = {"max_param_diff": diff, "loss_diff": abs(loss - ref_loss),
+      # |d| / (1 + |reference|): an absolute bound near 0, a relative one on large values
+      scaled = max(float(np.max(np.abs(params[k] - ref[k]) / (1 + np.abs(ref[k])))) for k in ref)
+      out[f"{kind}/{name}"] = {"max_param_diff": diff, "max_param_diff_scaled": scaled,
+                               "loss_diff_scaled": abs(loss - ref_loss) / (1 + abs(ref_loss)),
                                "num_sharded_params": len(sharded)}
   print(json.dumps(out))
 

@@ -14,6 +14,7 @@ from hicmae_jax.checkpoints import torch_format
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.tools import convert_checkpoint as cc
+from tests.tolerances import F32_LOGITS, assert_close
 
 
 def _restore_params(directory):
@@ -39,7 +40,7 @@ def test_finetune_checkpoint_converts_and_reproduces_logits(tmp_path, data_dir):
   ref = np.load(data_dir / "tiny_reference.npz")
   out_logits = model(jnp.asarray(ref["input/video"].transpose(0, 2, 3, 4, 1)),
                      jnp.asarray(ref["input/audio"][:, 0]))["logits"]
-  np.testing.assert_allclose(out_logits, ref["finetune/logits"], atol=1e-5, rtol=0)
+  assert_close(out_logits, ref["finetune/logits"], F32_LOGITS)
 
 
 def test_pretrain_checkpoint_converts_and_exports_back_exactly(tmp_path, data_dir):

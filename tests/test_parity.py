@@ -16,16 +16,13 @@ from hicmae_jax.checkpoints import mapping, torch_format
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
-
-# Tolerances from FIXTURES.md (the original's own float32 noise is below these).
-F32 = dict(outputs=3e-5, logits=1e-5, losses=2e-6)
-F64 = 1e-9
+from tests import tolerances
 
 
-def fixture_model_config(dtype: str):
+def fixture_model_config(dtype: str, **overrides):
   # The fixtures mask 24 of 32 video tokens (3 of 4 per slot) and 6 of 8 audio tokens.
   return model_config_for_tests(video_mask_ratio=0.75, audio_mask_ratio=0.75, dtype=dtype,
-                           param_dtype=dtype, num_classes=5)
+                                param_dtype=dtype, num_classes=5, **overrides)
 
 
 def loss_config():
@@ -60,50 +57,85 @@ def _inputs(ref, dtype):
               mask_audio=jnp.asarray(ref["input/mask_audio"]))
 
 
-def _check_pretrain(ref, data_dir, dtype, suffix, tol):
-  model = PretrainModel(fixture_model_config(dtype), rngs=nnx.Rngs(0))
+def _pretrain_comparisons(ref, data_dir, config, suffix):
+  """[(name, ours, reference, kind)] for the pre-training model; kind picks the tolerance."""
+  model = PretrainModel(config, rngs=nnx.Rngs(0))
   _load(model, data_dir / "pretrain_tiny.pth")
   run = nnx.jit(lambda m, batch: objectives.pretrain_loss(
       m, batch, loss_cfg=loss_config(), key=None, deterministic=True)[1])
-  aux = run(model, _inputs(ref, dtype))
+  aux = run(model, _inputs(ref, config.dtype))
   r = lambda k: ref[f"pretrain/{k}{suffix}"]
-  np.testing.assert_allclose(aux["rec_video"], r("rec_video"), atol=tol["outputs"], rtol=0)
-  np.testing.assert_allclose(aux["rec_audio"], r("rec_audio"), atol=tol["outputs"], rtol=0)
-  np.testing.assert_allclose(aux["target_video"], r("target_video"), atol=tol["outputs"], rtol=0)
-  np.testing.assert_allclose(aux["target_audio"], r("target_audio"), atol=tol["outputs"], rtol=0)
   logits = np.asarray(aux["logits"])[:, 0]  # one group = the whole batch of 3
-  np.testing.assert_allclose(logits, r("logits_per_video"), atol=tol["logits"], rtol=0)
-  np.testing.assert_allclose(logits.transpose(0, 2, 1), r("logits_per_audio"),
-                             atol=tol["logits"], rtol=0)
-  for name in ("loss_video", "loss_audio", "loss_contrastive", "loss"):
-    np.testing.assert_allclose(aux[name], r(name), atol=tol["losses"], rtol=0, err_msg=name)
+  out = [(k, aux[k], r(k), "outputs")
+         for k in ("rec_video", "rec_audio", "target_video", "target_audio")]
+  out += [("logits_per_video", logits, r("logits_per_video"), "logits"),
+          ("logits_per_audio", logits.transpose(0, 2, 1), r("logits_per_audio"), "logits")]
+  out += [(k, aux[k], r(k), "losses")
+          for k in ("loss_video", "loss_audio", "loss_contrastive", "loss")]
+  return out
 
 
-def _check_finetune(ref, data_dir, dtype, suffix, tol):
-  model = FinetuneModel(fixture_model_config(dtype), rngs=nnx.Rngs(0))
+def _finetune_comparisons(ref, data_dir, config, suffix):
+  model = FinetuneModel(config, rngs=nnx.Rngs(0))
   _load(model, data_dir / "finetune_tiny.pth")
-  batch = _inputs(ref, dtype)
+  batch = _inputs(ref, config.dtype)
   out = nnx.jit(lambda m, v, a: m(v, a))(model, batch["video"], batch["audio"])
-  np.testing.assert_allclose(out["feature"], ref[f"finetune/feature{suffix}"],
-                             atol=tol["outputs"], rtol=0)
-  np.testing.assert_allclose(out["logits"], ref[f"finetune/logits{suffix}"], atol=tol["logits"],
-                             rtol=0)
+  return [("feature", out["feature"], ref[f"finetune/feature{suffix}"], "outputs"),
+          ("logits", out["logits"], ref[f"finetune/logits{suffix}"], "logits")]
+
+
+F32 = dict(outputs=tolerances.F32_OUTPUTS, logits=tolerances.F32_LOGITS,
+           losses=tolerances.F32_LOSSES)
+F64 = dict(outputs=tolerances.F64, logits=tolerances.F64, losses=tolerances.F64)
+
+
+def _assert_all_close(comparisons, tols):
+  for name, ours, reference, kind in comparisons:
+    tolerances.assert_close(ours, reference, tols[kind], name)
+
+
+def _out_of_tolerance(comparisons, tols):
+  return [name for name, ours, reference, kind in comparisons
+          if tolerances.excess(ours, reference, tols[kind]) > 0]
 
 
 def test_pretrain_parity_float32(ref, data_dir):
-  _check_pretrain(ref, data_dir, "float32", "", F32)
+  _assert_all_close(_pretrain_comparisons(ref, data_dir, fixture_model_config("float32"), ""),
+                    F32)
 
 
 def test_finetune_parity_float32(ref, data_dir):
-  _check_finetune(ref, data_dir, "float32", "", F32)
+  _assert_all_close(_finetune_comparisons(ref, data_dir, fixture_model_config("float32"), ""),
+                    F32)
 
 
 def test_pretrain_parity_float64(ref, data_dir, x64):
-  _check_pretrain(ref, data_dir, "float64", "__f64", dict(outputs=F64, logits=F64, losses=F64))
+  _assert_all_close(
+      _pretrain_comparisons(ref, data_dir, fixture_model_config("float64"), "__f64"), F64)
 
 
 def test_finetune_parity_float64(ref, data_dir, x64):
-  _check_finetune(ref, data_dir, "float64", "__f64", dict(outputs=F64, logits=F64, losses=F64))
+  _assert_all_close(
+      _finetune_comparisons(ref, data_dir, fixture_model_config("float64"), "__f64"), F64)
+
+
+def test_tolerances_catch_a_wrong_layernorm_eps(ref, data_dir):
+  """The float32 bounds are tight enough to see eps 1e-5 instead of the original's 1e-6."""
+  config = fixture_model_config("float32", layer_norm_eps=1e-5)
+  bad = (_out_of_tolerance(_pretrain_comparisons(ref, data_dir, config, ""), F32)
+         + _out_of_tolerance(_finetune_comparisons(ref, data_dir, config, ""), F32))
+  assert {"logits_per_video", "feature"} <= set(bad), bad
+
+
+def test_tolerances_catch_tanh_gelu(ref, data_dir, monkeypatch):
+  """... and a tanh-approximated GELU instead of the exact one."""
+  exact_gelu = jax.nn.gelu
+  monkeypatch.setattr(jax.nn, "gelu", lambda x, approximate=False: exact_gelu(x, True))
+  config = fixture_model_config("float32")
+  bad = (_out_of_tolerance(_pretrain_comparisons(ref, data_dir, config, ""), F32)
+         + _out_of_tolerance(_finetune_comparisons(ref, data_dir, config, ""), F32))
+  assert {"rec_video", "rec_audio", "logits_per_video", "loss_contrastive", "feature",
+          "logits"} <= set(bad), bad
 
 
 def test_pretrained_weights_into_finetune_model(ref, data_dir):

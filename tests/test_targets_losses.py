@@ -6,6 +6,7 @@ import pytest
 
 from hicmae_jax import losses, masking, targets
 from hicmae_jax.models.encoders import gather_tokens
+from tests.tolerances import F32_LOSSES, F32_OUTPUTS, assert_close
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,8 @@ def test_targets_match_reference(ref):
   tv = gather_tokens(targets.video_targets(jnp.asarray(video), tubelet=2, patch=16,
                                            frame_difference=True), ids_v)
   ta = gather_tokens(targets.audio_targets(jnp.asarray(audio), patch=16), ids_a)
-  np.testing.assert_allclose(tv, ref["pretrain/target_video"], atol=3e-5, rtol=0)
-  np.testing.assert_allclose(ta, ref["pretrain/target_audio"], atol=3e-5, rtol=0)
+  assert_close(tv, ref["pretrain/target_video"], F32_OUTPUTS)
+  assert_close(ta, ref["pretrain/target_audio"], F32_OUTPUTS)
 
 
 def test_frame_difference_flag_changes_second_frame_only():
@@ -42,18 +43,18 @@ def test_frame_difference_flag_changes_second_frame_only():
 def test_reconstruction_losses_match_reference(ref):
   lv = losses.masked_mse(ref["pretrain/rec_video"], ref["pretrain/target_video"])
   la = losses.masked_mse(ref["pretrain/rec_audio"], ref["pretrain/target_audio"])
-  np.testing.assert_allclose(lv, ref["pretrain/loss_video"], atol=2e-6, rtol=0)
-  np.testing.assert_allclose(la, ref["pretrain/loss_audio"], atol=2e-6, rtol=0)
+  assert_close(lv, ref["pretrain/loss_video"], F32_LOSSES)
+  assert_close(la, ref["pretrain/loss_audio"], F32_LOSSES)
 
 
 def test_contrastive_loss_from_reference_logits(ref):
   logits = ref["pretrain/logits_per_video"]          # [L, B, B]
   np.testing.assert_allclose(ref["pretrain/logits_per_audio"], logits.transpose(0, 2, 1))
   loss = losses.symmetric_cross_entropy(jnp.asarray(logits)[:, None]).sum()
-  np.testing.assert_allclose(loss, ref["pretrain/loss_contrastive"], atol=2e-6, rtol=0)
+  assert_close(loss, ref["pretrain/loss_contrastive"], F32_LOSSES)
   total = (ref["pretrain/loss_video"] + ref["pretrain/loss_audio"]
            + 0.0025 * ref["pretrain/loss_contrastive"])
-  np.testing.assert_allclose(total, ref["pretrain/loss"], atol=2e-6, rtol=0)
+  assert_close(total, ref["pretrain/loss"], F32_LOSSES)
 
 
 def test_group_equal_to_batch_is_global():
