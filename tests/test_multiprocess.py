@@ -23,6 +23,9 @@ import pytest
 from configs import test_pretrain
 from hicmae_jax import checkpointing, train
 
+# The slowest part of the suite (about 3 min on a 2-core machine): `-m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 6
 # Large enough that 6 steps move the weights far more than any summation-order difference.
