@@ -9,6 +9,7 @@ forbids commercial use).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -36,18 +37,34 @@ def model_path(landmarks: int) -> str:
   return path
 
 
+def _import_dlib():
+  try:
+    import dlib
+  except ImportError:
+    raise ImportError("--face=dlib needs dlib: pip install dlib-bin==20.0.1.post1") from None
+  return dlib
+
+
+# Loaded once per process and shared: building the HOG detector takes ~1 s, a shape predictor
+# 0.1-1 s, and neither changes when used.
+@functools.lru_cache(maxsize=None)
+def _hog_detector():
+  return _import_dlib().get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=None)
+def _shape_predictor(landmarks: int):
+  return _import_dlib().shape_predictor(model_path(landmarks))
+
+
 class DlibDetector:
   """dlib's HOG + linear SVM frontal face detector and a shape predictor."""
 
   def __init__(self, landmarks: int = 5, upsample: int = 0):
-    try:
-      import dlib
-    except ImportError:
-      raise ImportError("--face=dlib needs dlib: pip install dlib-bin==20.0.1.post1") from None
-    self._dlib = dlib
-    self._predictor = dlib.shape_predictor(model_path(landmarks))
+    self._dlib = _import_dlib()
+    self._predictor = _shape_predictor(landmarks)
     self.layout = _MODEL_FILES[landmarks][1]
-    self._detector = dlib.get_frontal_face_detector()
+    self._detector = _hog_detector()
     self.upsample = upsample
 
   def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
