@@ -239,7 +239,8 @@ def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
 
 
 def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side: int = 0,
-                          verify_frames: str = "decode", face=None,
+                          verify_frames: str = "decode",
+                          face: face_options.FaceOptions | None = None,
                           max_av_mismatch_seconds: float = 0.0
                           ) -> tuple[schema.Clip, dict | None]:
   """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
@@ -506,7 +507,7 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                   num_shards: int | None = None, clips_per_shard: int = 256,
                   num_workers: int = 1, jpeg_quality: int = 95, max_side: int = 0,
                   dataset_name: str = "custom", extra: dict | None = None,
-                  verify_frames: str = "decode", face=None,
+                  verify_frames: str = "decode", face: face_options.FaceOptions | None = None,
                   max_av_mismatch_seconds: float = MAX_AV_MISMATCH_SECONDS,
                   verbose: bool = True) -> schema.DatasetInfo:
   """Prepares one split into `<output_dir>/<split>/` and returns its DatasetInfo.
@@ -538,6 +539,12 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   if not 1 <= jpeg_quality <= 100:
     raise PrepareError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
+  if face is not None:
+    from hicmae_jax import faces
+    try:  # fails fast on a missing package or model; forked workers inherit the loaded ones
+      faces.get_aligner(face)
+    except (ImportError, OSError, ValueError) as e:
+      raise PrepareError(f"face step {face.detector!r}: {e}") from None
 
   entries, malformed = parse_split_file(
       split_file, root=root, label_type=label_type,
@@ -731,7 +738,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="JPEG quality for frames decoded from video files")
   p.add_argument("--max_side", type=int, default=0,
                  help="shrink video frames so the longer side is at most this (0: keep); "
-                      "frames folders always keep their source bytes")
+                      "frames folders always keep their source bytes; with --face the crops "
+                      "are --face_size")
   p.add_argument("--verify_frames", default="decode", choices=VERIFY_MODES,
                  help="decode: decode every source frame once to catch corrupt files; "
                       "markers: decode the first, check the rest for complete start/end "

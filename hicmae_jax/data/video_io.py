@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+  from PIL import Image
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VERIFY_MODES = ("decode", "markers")
@@ -86,7 +89,7 @@ def read_frames_dir(path: str, verify: str = "decode") -> tuple[list[bytes], str
   return frames, ("jpeg" if formats == {"JPEG"} else "png"), height, width
 
 
-def _video_images(path: str) -> Iterator[tuple["PIL.Image.Image", float]]:  # noqa: F821
+def _video_images(path: str) -> Iterator[tuple["Image.Image", float]]:
   """Yields (RGB PIL image, fps) per decoded frame of a video file; raises ClipError."""
   import av
   if not os.path.isfile(path):

@@ -71,48 +71,44 @@ class FaceOptions:
     return dataclasses.asdict(self)
 
 
-_DEFAULTS = FaceOptions()
+# --flag -> (FaceOptions field, help); type, default and choices come from the field.
+_FLAGS = {
+    "--face_landmarks": ("landmarks", "5 (default) or 68 (its training data forbid commercial "
+                                      "use)"),
+    "--face_size": ("face_size", "side of the square aligned crop, pixels"),
+    "--face_scale": ("face_scale", "face size in the crop (0.7: OpenFace's default framing)"),
+    "--face_detect_max_side": ("detect_max_side", "shrink frames to this longer side for "
+                                                  "detection (0: never)"),
+    "--face_upsample": ("upsample", "detector upsampling steps (finds smaller faces, slower)"),
+    "--face_min_score": ("min_score", "ignore detections scoring below this"),
+    "--max_hold_frames": ("max_hold_frames", "hold the last face box over at most this many "
+                                             "missed frames"),
+    "--face_smoothing": ("smoothing", "temporal smoothing of the alignment transform"),
+    "--face_smoothing_window": ("smoothing_window", "frames in the centred moving average "
+                                                    "(odd)"),
+    "--face_ema_alpha": ("ema_alpha", "weight of the new frame in the exponential average"),
+    "--min_face_fraction": ("min_face_fraction", "skip clips whose face is found in fewer of "
+                                                 "their frames"),
+}
+_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds --face and the --face_* flags (defaults: FaceOptions') to a tool's parser."""
+  """Adds --face and the flags above (defaults: FaceOptions') to a tool's parser."""
   g = parser.add_argument_group("faces", "detect, track and align the face in every frame "
                                          "(hicmae_jax/faces)")
   g.add_argument("--face", default="none", choices=DETECTORS,
                  help="none: keep the frames as they are; dlib: store aligned face crops")
-  g.add_argument("--face_landmarks", type=int, default=_DEFAULTS.landmarks,
-                 choices=LANDMARK_COUNTS,
-                 help="5 (default) or 68 (its training data forbid commercial use)")
-  g.add_argument("--face_size", type=int, default=_DEFAULTS.face_size,
-                 help="side of the square aligned crop, pixels")
-  g.add_argument("--face_scale", type=float, default=_DEFAULTS.face_scale,
-                 help="face size in the crop (0.7: OpenFace's default framing)")
-  g.add_argument("--face_detect_max_side", type=int, default=_DEFAULTS.detect_max_side,
-                 help="shrink frames to this longer side for detection (0: never)")
-  g.add_argument("--face_upsample", type=int, default=_DEFAULTS.upsample,
-                 help="detector upsampling steps (finds smaller faces, slower)")
-  g.add_argument("--face_min_score", type=float, default=_DEFAULTS.min_score,
-                 help="ignore detections scoring below this")
-  g.add_argument("--max_hold_frames", type=int, default=_DEFAULTS.max_hold_frames,
-                 help="hold the last face box over at most this many missed frames")
-  g.add_argument("--face_smoothing", default=_DEFAULTS.smoothing, choices=SMOOTHING_METHODS,
-                 help="temporal smoothing of the alignment transform")
-  g.add_argument("--face_smoothing_window", type=int, default=_DEFAULTS.smoothing_window,
-                 help="frames in the centred moving average (odd)")
-  g.add_argument("--face_ema_alpha", type=float, default=_DEFAULTS.ema_alpha,
-                 help="weight of the new frame in the exponential average")
-  g.add_argument("--min_face_fraction", type=float, default=_DEFAULTS.min_face_fraction,
-                 help="skip clips whose face is found in fewer of their frames")
+  defaults = FaceOptions()
+  for flag, (field, text) in _FLAGS.items():
+    default = getattr(defaults, field)
+    g.add_argument(flag, type=type(default), default=default, choices=_CHOICES.get(field),
+                   help=f"{text} (default {default})")
 
 
 def from_arguments(args: argparse.Namespace) -> FaceOptions | None:
   """FaceOptions from parsed flags (None for --face=none); ValueError names a bad value."""
   if args.face == "none":
     return None
-  return FaceOptions(
-      detector=args.face, landmarks=args.face_landmarks, face_size=args.face_size,
-      face_scale=args.face_scale, detect_max_side=args.face_detect_max_side,
-      upsample=args.face_upsample, min_score=args.face_min_score,
-      max_hold_frames=args.max_hold_frames, smoothing=args.face_smoothing,
-      smoothing_window=args.face_smoothing_window, ema_alpha=args.face_ema_alpha,
-      min_face_fraction=args.min_face_fraction)
+  return FaceOptions(detector=args.face, **{
+      field: getattr(args, flag[2:]) for flag, (field, _) in _FLAGS.items()})

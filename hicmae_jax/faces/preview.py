@@ -4,7 +4,7 @@ the aligned crop of that frame, and the clip's report."""
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from hicmae_jax.faces import detector as detector_lib
 from hicmae_jax.faces import track as track_lib
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.faces.step import AlignedClip, get_aligner
+
+if TYPE_CHECKING:
+  from PIL import Image
 
 PREVIEW_FILENAME = "face_preview.png"
 _CAPTION_HEIGHT = 16
@@ -35,7 +38,7 @@ def _middle_frame(result: AlignedClip) -> int:
 
 
 def panel(frame: np.ndarray, result: AlignedClip, t: int, layout: str, size: int,
-          title: str) -> "PIL.Image.Image":  # noqa: F821
+          title: str) -> "Image.Image":
   """One row: [frame t with box and landmarks, scaled to height size | crop t], captioned."""
   from PIL import Image, ImageDraw
   h, w = frame.shape[:2]
@@ -68,7 +71,7 @@ def panel(frame: np.ndarray, result: AlignedClip, t: int, layout: str, size: int
 
 
 def contact_sheet(sources: Sequence[str], options: FaceOptions, row_height: int = 192
-                  ) -> "PIL.Image.Image":  # noqa: F821
+                  ) -> "Image.Image":
   """Runs the face step on each source (video file or frames folder) and stacks the rows."""
   from PIL import Image
   if not sources:
