@@ -279,3 +279,79 @@ def test_fuzz_random_and_truncated_inputs_never_crash(tmp_path):
     assert info.num_clips + info.num_skipped >= 2
     assert skipped.strip()  # the broken inputs are listed with reasons
   assert time.time() - t0 < 120
+
+
+def test_audio_at_another_rate_is_resampled_with_soxr_hq(tmp_path):
+  """48 kHz wav -> 16 kHz: libsoxr HQ (what librosa's default res_type soxr_hq computes; the
+  two were bit-identical against librosa 0.11.0), ceil(N / 3) samples, tone preserved."""
+  import soxr
+  from hicmae_jax.data import audio
+  sr = 48000
+  x = _tone(0.5, 1000.0, sr) + 0.05 * np.random.default_rng(0).normal(size=int(0.5 * sr))
+  sf.write(tmp_path / "a.wav", x.astype(np.float32), sr, subtype="FLOAT")
+  _write_frames(str(tmp_path / "f"), _frames(4, 16, 16, 0), "jpg")
+  (tmp_path / "s.txt").write_text("f a.wav 0\n")
+  prepare.prepare_split(str(tmp_path / "s.txt"), str(tmp_path / "out"), "train",
+                        root=str(tmp_path), class_names=("a",), verbose=False)
+  clip = next(prepare.iterate_clips(str(tmp_path / "out" / "train")))
+  expected = soxr.resample(x.astype(np.float32), sr, 16000, quality="HQ")
+  assert clip.num_samples == 8000 and len(expected) == 8000
+  np.testing.assert_array_equal(clip.audio, audio.to_int16(expected))
+
+
+def test_video_whose_audio_and_frames_disagree_is_skipped(tmp_path):
+  frames = _frames(25, 16, 16, 0)  # 1 s at 25 fps
+  synthetic.write_mp4(str(tmp_path / "ok.mp4"), frames,
+                      _tone(1.0, 300.0, 16000).astype(np.float32))
+  synthetic.write_mp4(str(tmp_path / "cut.mp4"), frames,
+                      _tone(0.5, 300.0, 16000).astype(np.float32))
+  (tmp_path / "s.txt").write_text("ok.mp4 - 0\ncut.mp4 - 0\n")
+  run = lambda **kw: prepare.prepare_split(
+      str(tmp_path / "s.txt"), str(tmp_path / "out"), "train", root=str(tmp_path),
+      class_names=("a",), verbose=False, **kw)
+  info = run()
+  assert info.num_clips == 1 and info.extra["skipped_by_kind"] == {"av_mismatch": 1}
+  skipped = (tmp_path / "out" / "train" / prepare.SKIPPED_FILENAME).read_text()
+  assert "cut.mp4 differ by 0.4" in skipped and "max_av_mismatch_seconds 0.25" in skipped
+  assert run(max_av_mismatch_seconds=0.0).num_clips == 2  # 0 turns the check off
+
+
+def test_face_option_on_a_frames_folder_and_its_fingerprint(tmp_path):
+  """Whole frames (a folder) -> --face crops; switching the face step on, or changing one of
+  its options, rewrites the shards instead of reusing the old ones."""
+  skimage_data = pytest.importorskip("skimage.data")
+  pytest.importorskip("dlib")
+  from hicmae_jax import faces
+  photo = np.pad(skimage_data.astronaut(), ((0, 0), (64, 64), (0, 0)))  # 512x640 frames
+  _write_frames(str(tmp_path / "f"), np.stack([photo] * 3), "jpg")
+  _write_stereo_wav(str(tmp_path / "f.wav"), 0.2, 440.0)
+  (tmp_path / "s.txt").write_text("f f.wav 0\n")
+  run = lambda face: prepare.prepare_split(
+      str(tmp_path / "s.txt"), str(tmp_path / "out"), "train", root=str(tmp_path),
+      class_names=("a",), verbose=False, face=face)
+  plain = run(None)
+  assert (plain.frame_height, plain.frame_width) == (512, 640) and "face" not in plain.extra
+  shard = tmp_path / "out" / "train" / plain.shards[0]
+  before = shard.stat().st_mtime_ns
+  info = run(faces.FaceOptions(face_size=48))
+  assert shard.stat().st_mtime_ns != before
+  assert (info.frame_height, info.frame_width) == (48, 48)
+  assert info.extra["face"]["per_clip"]["f"]["detected_frames"] == 3
+  clip = next(prepare.iterate_clips(str(tmp_path / "out" / "train")))
+  assert clip.frame_format == "jpeg" and clip.num_frames == 3
+  assert Image.open(io.BytesIO(clip.frames[0])).size == (48, 48)
+  before = shard.stat().st_mtime_ns
+  assert run(faces.FaceOptions(face_size=48)) == info  # same options: nothing redone
+  assert shard.stat().st_mtime_ns == before
+  run(faces.FaceOptions(face_size=48, face_scale=0.6))
+  assert shard.stat().st_mtime_ns != before
+
+
+def test_cli_face_flags(raw, tmp_path, capsys):
+  split_file, root = raw
+  base = [f"--split_file={split_file}", f"--output_dir={tmp_path / 'out'}", f"--root={root}",
+          "--num_workers=1"]
+  assert prepare.main(base + ["--preview=2"]) == 2
+  assert "--preview shows face crops" in capsys.readouterr().err
+  assert prepare.main(base + ["--face=dlib", "--face_smoothing_window=4"]) == 2
+  assert "smoothing_window must be an odd number" in capsys.readouterr().err

@@ -21,7 +21,6 @@ import os
 import numpy as np
 import scipy.fft
 import soundfile as sf
-from scipy.signal import resample_poly
 
 __all__ = [
     "AudioError",
@@ -307,12 +306,21 @@ def random_roll(waveform: np.ndarray, rng: np.random.Generator,
 # ----------------------------------------------------------------------------------------
 
 def _resample(x: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-  """Polyphase resampling (scipy's Kaiser FIR); up/down reduced by their gcd."""
+  """float32 [N] at sr -> float32 [ceil(N * target_sr / sr)] at target_sr.
+
+  What librosa.resample(x, orig_sr=sr, target_sr=target_sr, res_type="soxr_hq") computes
+  (librosa's default): libsoxr's high-quality resampler, then the result cut or zero-padded
+  to ceil(N * target_sr / sr) samples. Called through the `soxr` package directly, which is
+  all librosa does here, so librosa (numba, scikit-learn) is not needed.
+  """
   if sr == target_sr or x.shape[0] == 0:
     return x.astype(np.float32, copy=False)
-  g = math.gcd(int(sr), int(target_sr))
-  y = resample_poly(x.astype(np.float64), int(target_sr) // g, int(sr) // g)
-  return y.astype(np.float32)
+  import soxr  # local: only inputs at another rate need it
+  y = soxr.resample(x.astype(np.float32, copy=False), sr, target_sr, quality="HQ")
+  n = math.ceil(x.shape[0] * target_sr / sr)
+  if y.shape[0] < n:
+    y = np.pad(y, (0, n - y.shape[0]))
+  return np.ascontiguousarray(y[:n], dtype=np.float32)
 
 
 def load_audio(path, target_sr: int = 16000) -> np.ndarray:
@@ -320,8 +328,7 @@ def load_audio(path, target_sr: int = 16000) -> np.ndarray:
 
   16-bit PCM is read as int16 and divided by 32768 (what the original's loader gives);
   other encodings use libsndfile's float conversion. Channels are averaged. A different
-  rate is resampled with scipy.signal.resample_poly (e.g. 44.1 kHz -> 16 kHz: up 160,
-  down 441). N = ceil(frames * target_sr / sr).
+  rate is resampled like librosa's soxr_hq (see _resample). N = ceil(frames * target_sr / sr).
 
   Raises:
     AudioError: the file is missing, unreadable or holds no samples.
@@ -348,7 +355,7 @@ def load_audio_from_video(path, target_sr: int = 16000) -> np.ndarray:
   """Decode the first audio stream of a video (mp4, avi, ...) with PyAV.
 
   Frames are converted to planar float at the stream's own rate and layout, channels are
-  averaged (same downmix as load_audio) and the result is resampled with resample_poly.
+  averaged (same downmix as load_audio) and the result is resampled like load_audio's.
 
   Returns:
     float32 mono [N] in [-1, 1] at `target_sr` Hz.

@@ -28,7 +28,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -41,12 +40,19 @@ import numpy as np
 
 from hicmae_jax.data import datasets
 from hicmae_jax.data import schema
+from hicmae_jax.data import video_io
+from hicmae_jax.faces import options as face_options
+# Readers live in video_io; these names stay importable from here (tools and tests use them).
+from hicmae_jax.data.video_io import (  # noqa: F401
+    FRAME_EXTENSIONS, VERIFY_MODES, ClipError, read_frames_dir, read_video)
 
 LABEL_TYPES = ("class", "regression", "none")
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg")
 NO_AUDIO_FIELDS = ("-", "none", "null", "")
 SKIPPED_FILENAME = "skipped.txt"
+# Videos whose audio track and frames last longer apart than this are skipped: AAC padding and
+# the last frame's duration account for < 0.1 s, a truncated or wrong track for far more.
+MAX_AV_MISMATCH_SECONDS = 0.25
 PROGRESS_DIRNAME = ".prepare"
 _SHARD_RE = re.compile(r"^shard-\d{5}-of-\d{5}\.array_record(\.tmp)?$")
 
@@ -68,11 +74,12 @@ class SplitEntry:
 
 @dataclasses.dataclass(frozen=True)
 class Skipped:
-  """A clip that was not written, and why."""
+  """A clip that was not written, why, and the kind of reason (ClipError.kind, "malformed")."""
   line_no: int
   video: str
   audio: str
   reason: str
+  kind: str = "unreadable"
 
   def to_line(self) -> str:
     return f"line {self.line_no}\t{self.video or '-'}\t{self.audio or '-'}\t{self.reason}"
@@ -128,7 +135,8 @@ def parse_split_file(split_file: str, *, root: str = "", label_type: str = "clas
         num_targets = len(targets)
     except ValueError as e:
       bad.append(Skipped(line_no, fields[0] if fields else "",
-                         fields[1] if len(fields) > 1 else "", f"malformed line: {e}"))
+                         fields[1] if len(fields) > 1 else "", f"malformed line: {e}",
+                         "malformed"))
       continue
     entries.append(SplitEntry(
         line_no=line_no, video=_resolve(video, root),
@@ -206,113 +214,6 @@ def _assign_clip_ids(entries: list[SplitEntry]) -> list[SplitEntry]:
 # Loading one clip
 # ----------------------------------------------------------------------------------------------
 
-class ClipError(Exception):
-  """A clip that cannot be read; the message is the reason written to skipped.txt."""
-
-
-VERIFY_MODES = ("decode", "markers")
-_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
-_PNG_SIGNATURE, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # IEND chunk + its CRC
-
-
-def _complete_format(data: bytes) -> str | None:
-  """"JPEG"/"PNG" when the bytes start and end with that format's markers, else None."""
-  if data[:2] == _JPEG_SOI and data[-2:] == _JPEG_EOI:
-    return "JPEG"
-  if data[:8] == _PNG_SIGNATURE and data[-8:] == _PNG_IEND:
-    return "PNG"
-  return None
-
-
-def _decode_frame(data: bytes, file: str) -> tuple[str, tuple[int, int]]:
-  """Fully decodes one frame (JPEGs at 1/8 scale, which still reads the whole entropy-coded
-  stream); -> (PIL format, (width, height)). Raises ClipError."""
-  from PIL import Image
-  try:
-    img = Image.open(io.BytesIO(data))
-    fmt, size = img.format, img.size
-    if fmt == "JPEG":
-      img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-    img.load()
-  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError ... on bad files
-    raise ClipError(f"unreadable frame {file}: {type(e).__name__}: {e}") from None
-  return fmt, size
-
-
-def read_frames_dir(path: str, verify: str = "decode") -> tuple[list[bytes], str, int, int]:
-  """Frames folder -> (source bytes sorted by file name, "jpeg"|"png", height, width).
-
-  verify="decode" fully decodes every frame to catch corrupt or truncated files.
-  verify="markers" decodes the first frame and checks the others only for complete
-  start/end markers (catches truncated and garbage files, ~7x faster; a frame that fails
-  the check is decoded before it is rejected). height, width: the first frame's.
-  """
-  if verify not in VERIFY_MODES:
-    raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
-  if not os.path.isdir(path):
-    raise ClipError(f"frames folder not found: {path}")
-  # Lexicographic, as the original's sorted(glob(dir/*.jpg)).
-  names = sorted(n for n in os.listdir(path)
-                 if os.path.splitext(n)[1].lower() in FRAME_EXTENSIONS)
-  if not names:
-    raise ClipError(f"no .jpg/.jpeg/.png frames in {path}")
-  frames, formats = [], set()
-  height = width = 0
-  for name in names:
-    file = os.path.join(path, name)
-    with open(file, "rb") as f:
-      data = f.read()
-    fmt = _complete_format(data) if (verify == "markers" and frames) else None
-    if fmt is None:
-      fmt, size = _decode_frame(data, file)
-      if not frames:
-        width, height = size
-    if fmt not in ("JPEG", "PNG"):
-      raise ClipError(f"frame {file} is {fmt}, only JPEG and PNG frames are supported")
-    formats.add(fmt)
-    frames.append(data)
-  if len(formats) > 1:
-    raise ClipError(f"frames folder {path} mixes JPEG and PNG frames")
-  return frames, ("jpeg" if formats == {"JPEG"} else "png"), height, width
-
-
-def read_video(path: str, *, jpeg_quality: int = 95, max_side: int = 0
-               ) -> tuple[list[bytes], int, int, float]:
-  """Video file -> (JPEG bytes per frame, height, width, fps), optionally shrunk so that the
-  longer side is at most max_side (0 keeps the size)."""
-  import av
-  from PIL import Image
-  if not os.path.isfile(path):
-    raise ClipError(f"video file not found: {path}")
-  frames = []
-  height = width = 0
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise ClipError(f"{path} has no video stream")
-      stream = container.streams.video[0]
-      stream.thread_type = "AUTO"
-      rate = stream.average_rate or stream.guessed_rate
-      fps = float(rate) if rate else 0.0
-      for frame in container.decode(stream):
-        img = frame.to_image()  # RGB
-        if max_side and max(img.size) > max_side:
-          scale = max_side / max(img.size)
-          img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                           Image.Resampling.BILINEAR)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=jpeg_quality)
-        frames.append(buf.getvalue())
-        width, height = img.size
-  except ClipError:
-    raise
-  except Exception as e:  # av.error.* and friends
-    raise ClipError(f"video {path} does not decode: {type(e).__name__}: {e}") from None
-  if not frames:
-    raise ClipError(f"video {path} has no decodable frames")
-  return frames, height, width, fps
-
-
 def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
   """The clip's audio as 16 kHz mono int16 [N], from its wav or else its video's track."""
   from hicmae_jax.data import audio as audio_lib
@@ -337,23 +238,54 @@ def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
   return audio_lib.to_int16(wave)
 
 
-def load_clip(entry: SplitEntry, *, jpeg_quality: int = 95, max_side: int = 0,
-              verify_frames: str = "decode") -> schema.Clip:
-  """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input."""
-  if os.path.isdir(entry.video):
-    frames, fmt, height, width = read_frames_dir(entry.video, verify=verify_frames)
-    fps, video_is_file = 0.0, False
-  elif os.path.isfile(entry.video):
+def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side: int = 0,
+                          verify_frames: str = "decode",
+                          face: face_options.FaceOptions | None = None,
+                          max_av_mismatch_seconds: float = 0.0
+                          ) -> tuple[schema.Clip, dict | None]:
+  """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
+
+  face: a faces.FaceOptions to store aligned face crops (JPEG, face_size square) instead of
+  the frames; the second value is then the clip's FaceReport as a dict, else None. A video
+  whose audio and frames last more than max_av_mismatch_seconds apart (> 0) is rejected.
+  """
+  is_file = os.path.isfile(entry.video)
+  if not is_file and not os.path.isdir(entry.video):
+    raise ClipError(f"frames folder or video not found: {entry.video}")
+  fps, pixels, report = 0.0, None, None
+  if face is not None and is_file:
+    pixels, fps = video_io.decode_video(entry.video)
+  elif face is not None:  # decode_frames checks every frame fully; markers avoid a 2nd pass
+    pixels = video_io.decode_frames(read_frames_dir(entry.video, verify="markers")[0],
+                                    entry.video)
+  elif is_file:
     frames, height, width, fps = read_video(entry.video, jpeg_quality=jpeg_quality,
                                             max_side=max_side)
-    fmt, video_is_file = "jpeg", True
+    fmt = "jpeg"
   else:
-    raise ClipError(f"frames folder or video not found: {entry.video}")
-  pcm = read_audio(entry, video_is_file)
-  return schema.Clip(
+    frames, fmt, height, width = read_frames_dir(entry.video, verify=verify_frames)
+  pcm = read_audio(entry, is_file)
+  video_io.check_av_durations(len(pixels) if pixels is not None else len(frames), fps,
+                              len(pcm), schema.AUDIO_SAMPLE_RATE, max_av_mismatch_seconds,
+                              entry.video)
+  if face is not None:
+    from hicmae_jax import faces
+    result = faces.get_aligner(face)(pixels)
+    report = result.report.to_dict()
+    if result.crops is None:
+      raise video_io.NoFaceError(f"no face: {result.report.skip_reason}", report)
+    frames = [video_io.encode_jpeg(crop, jpeg_quality) for crop in result.crops]
+    fmt, height, width = "jpeg", face.face_size, face.face_size
+  clip = schema.Clip(
       clip_id=entry.clip_id, frames=frames, frame_format=fmt, height=height, width=width,
       audio=pcm, label=entry.label, targets=entry.targets, fps=fps,
       source_video=entry.video, source_audio=entry.audio)
+  return clip, report
+
+
+def load_clip(entry: SplitEntry, **options) -> schema.Clip:
+  """load_clip_with_report without the report (same keyword options)."""
+  return load_clip_with_report(entry, **options)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,9 +299,7 @@ class ShardTask:
   progress_path: str  # .prepare/<shard>.json
   entries: list[SplitEntry]
   fingerprint: str
-  jpeg_quality: int
-  max_side: int
-  verify_frames: str = "decode"
+  load_options: dict  # keyword arguments of load_clip_with_report
 
 
 @dataclasses.dataclass
@@ -378,11 +308,14 @@ class ShardResult:
   num_records: int
   skipped: list[Skipped]
   frame_sizes: dict[str, int]  # "HxW" -> clip count
+  face_reports: dict[str, dict] = dataclasses.field(default_factory=dict)  # clip id -> report
 
 
-def _fingerprint(entries: Sequence[SplitEntry], jpeg_quality: int, max_side: int) -> str:
-  """What a shard's content depends on: its lines, the encoding options, the schema version."""
-  payload = json.dumps([schema.SCHEMA_VERSION, jpeg_quality, max_side,
+def _fingerprint(entries: Sequence[SplitEntry], load_options: dict) -> str:
+  """What a shard's content depends on: its lines, the reading options, the schema version."""
+  options = {k: (v.to_dict() if hasattr(v, "to_dict") else v)
+             for k, v in sorted(load_options.items()) if k != "verify_frames"}
+  payload = json.dumps([schema.SCHEMA_VERSION, options,
                         [dataclasses.astuple(e) for e in entries]])
   return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -409,7 +342,8 @@ def _load_progress(task: ShardTask) -> ShardResult | None:
     if count_records(task.path) != meta["num_records"]:
       return None
     return ShardResult(task.index, meta["num_records"],
-                       [Skipped(**s) for s in meta["skipped"]], dict(meta["frame_sizes"]))
+                       [Skipped(**s) for s in meta["skipped"]], dict(meta["frame_sizes"]),
+                       dict(meta.get("face_reports", {})))
   except (OSError, ValueError, KeyError, TypeError):
     return None
 
@@ -420,16 +354,19 @@ def write_shard(task: ShardTask, tick: Callable[[], None] | None = None) -> Shar
   tmp = task.path + ".tmp"
   skipped: list[Skipped] = []
   frame_sizes: collections.Counter = collections.Counter()
+  face_reports: dict[str, dict] = {}
   num_records = 0
   writer = ArrayRecordWriter(tmp, "group_size:1")  # group_size 1: cheap random access
   try:
     for entry in task.entries:
       try:
-        clip = load_clip(entry, jpeg_quality=task.jpeg_quality, max_side=task.max_side,
-                         verify_frames=task.verify_frames)
+        clip, report = load_clip_with_report(entry, **task.load_options)
         record = schema.encode_clip(clip)
       except (ClipError, schema.RecordError) as e:
-        skipped.append(Skipped(entry.line_no, entry.video, entry.audio, str(e)))
+        if isinstance(e, video_io.NoFaceError):
+          face_reports[entry.clip_id] = e.report
+        skipped.append(Skipped(entry.line_no, entry.video, entry.audio, str(e),
+                               getattr(e, "kind", "unreadable")))
       except Exception as e:  # an input no reader anticipated must not stop the whole split
         skipped.append(Skipped(entry.line_no, entry.video, entry.audio,
                                f"unexpected {type(e).__name__}: {e}"))
@@ -437,13 +374,16 @@ def write_shard(task: ShardTask, tick: Callable[[], None] | None = None) -> Shar
         writer.write(record)
         num_records += 1
         frame_sizes[f"{clip.height}x{clip.width}"] += 1
+        if report is not None:
+          face_reports[entry.clip_id] = report
       if tick is not None:
         tick()
   finally:
     writer.close()
-  result = ShardResult(task.index, num_records, skipped, dict(frame_sizes))
+  result = ShardResult(task.index, num_records, skipped, dict(frame_sizes), face_reports)
   meta = {"fingerprint": task.fingerprint, "num_records": num_records,
-          "skipped": [dataclasses.asdict(s) for s in skipped], "frame_sizes": result.frame_sizes}
+          "skipped": [dataclasses.asdict(s) for s in skipped], "frame_sizes": result.frame_sizes,
+          "face_reports": face_reports}
   with open(task.progress_path + ".tmp", "w") as f:
     json.dump(meta, f)
   # Shard first, progress file second: a crash in between leaves a shard without a matching
@@ -503,7 +443,7 @@ class _Progress:
 
 def mp_context():
   """fork when it is safe (one thread, no JAX in the process): workers start at once with
-  the modules already imported (scipy.signal alone takes ~1-2 s to import). Otherwise spawn,
+  the modules already imported (scipy, PIL and av take seconds to import). Otherwise spawn,
   because fork would copy other threads' locks mid-state (JAX, grain, a caller's pool)."""
   import threading
   if ("fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
@@ -514,7 +454,7 @@ def mp_context():
   return multiprocessing.get_context("spawn")
 
 
-# A spawned worker re-imports numpy, scipy.signal, PIL and av (seconds on a small machine);
+# A spawned worker re-imports numpy, scipy, PIL and av (seconds on a small machine);
 # below this many clips one process finishes sooner.
 _SPAWN_MIN_CLIPS = 200
 
@@ -567,7 +507,9 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                   num_shards: int | None = None, clips_per_shard: int = 256,
                   num_workers: int = 1, jpeg_quality: int = 95, max_side: int = 0,
                   dataset_name: str = "custom", extra: dict | None = None,
-                  verify_frames: str = "decode", verbose: bool = True) -> schema.DatasetInfo:
+                  verify_frames: str = "decode", face: face_options.FaceOptions | None = None,
+                  max_av_mismatch_seconds: float = MAX_AV_MISMATCH_SECONDS,
+                  verbose: bool = True) -> schema.DatasetInfo:
   """Prepares one split into `<output_dir>/<split>/` and returns its DatasetInfo.
 
   label_type: "class" | "regression" | "none"; None takes the preset's (dataset_name names a
@@ -575,8 +517,10 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   they are inferred as class_0..class_{max label} with a warning. num_shards, when given,
   overrides clips_per_shard (clips_per_shard = ceil(clips / num_shards)). extra: merged into
   DatasetInfo.extra. verify_frames: "decode" (every frame of a frames folder is decoded
-  once) or "markers" (see read_frames_dir). Raises PrepareError when no clip at all can be
-  written.
+  once) or "markers" (see read_frames_dir). face: a faces.FaceOptions to store aligned
+  face crops (None keeps the frames). max_av_mismatch_seconds: videos whose audio and frames
+  last longer apart are skipped (0: no check). Raises PrepareError when no clip at all can
+  be written.
   """
   t0 = time.time()
   preset = datasets.PRESETS.get(dataset_name.lower().replace("-", "_"))
@@ -595,6 +539,12 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   if not 1 <= jpeg_quality <= 100:
     raise PrepareError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
+  if face is not None:
+    from hicmae_jax import faces
+    try:  # fails fast on a missing package or model; forked workers inherit the loaded ones
+      faces.get_aligner(face)
+    except (ImportError, OSError, ValueError) as e:
+      raise PrepareError(f"face step {face.detector!r}: {e}") from None
 
   entries, malformed = parse_split_file(
       split_file, root=root, label_type=label_type,
@@ -626,6 +576,9 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   count = -(-n // clips_per_shard)
   if num_shards and count != num_shards:
     log(f"note: {n} clips at {clips_per_shard} per shard make {count} shards, not {num_shards}")
+  load_options = dict(jpeg_quality=jpeg_quality, max_side=max_side,
+                      verify_frames=verify_frames, face=face,
+                      max_av_mismatch_seconds=max_av_mismatch_seconds)
   tasks = []
   for index in range(count):
     chunk = entries[index * clips_per_shard:(index + 1) * clips_per_shard]
@@ -633,8 +586,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
     tasks.append(ShardTask(
         index=index, path=os.path.join(split_dir, name),
         progress_path=os.path.join(split_dir, PROGRESS_DIRNAME, name + ".json"),
-        entries=chunk, fingerprint=_fingerprint(chunk, jpeg_quality, max_side),
-        jpeg_quality=jpeg_quality, max_side=max_side, verify_frames=verify_frames))
+        entries=chunk, fingerprint=_fingerprint(chunk, load_options),
+        load_options=load_options))
 
   results: dict[int, ShardResult] = {}
   todo = []
@@ -684,6 +637,14 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   }
   if len(sizes) > 1:  # frames keep their source size; the online pipeline resizes anyway
     info_extra["frame_sizes"] = dict(sorted(sizes.items()))
+  kinds = collections.Counter(s.kind for s in skipped)
+  info_extra["skipped_by_kind"] = dict(sorted(kinds.items()))
+  info_extra["max_av_mismatch_seconds"] = max_av_mismatch_seconds
+  if face is not None:
+    from hicmae_jax.faces import report as face_report
+    info_extra["face"] = face_report.summarise(
+        {k: v for r in results.values() for k, v in r.face_reports.items()}, face.to_dict())
+    log(f"[prepare {split}] {face_report.summary_text(info_extra['face'])}")
   info_extra.update(extra or {})
   info = schema.DatasetInfo(
       name=dataset_name, split=split, num_clips=num_clips,
@@ -692,8 +653,9 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
       num_targets=num_targets, frame_height=height, frame_width=width,
       num_skipped=len(skipped), extra=info_extra)
   info.save(split_dir)  # last: its presence marks a complete split
-  log(f"[prepare {split}] wrote {num_clips} clips, skipped {len(skipped)}"
-      f"{' (see ' + os.path.join(split_dir, SKIPPED_FILENAME) + ')' if skipped else ''}, "
+  where = (" (" + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) + "; see "
+           + os.path.join(split_dir, SKIPPED_FILENAME) + ")") if skipped else ""
+  log(f"[prepare {split}] wrote {num_clips} clips, skipped {len(skipped)}{where}, "
       f"{count} shards ({len(todo)} written now) in {time.time() - t0:.1f} s -> {split_dir}")
   return info
 
@@ -776,11 +738,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="JPEG quality for frames decoded from video files")
   p.add_argument("--max_side", type=int, default=0,
                  help="shrink video frames so the longer side is at most this (0: keep); "
-                      "frames folders always keep their source bytes")
+                      "frames folders always keep their source bytes; with --face the crops "
+                      "are --face_size")
   p.add_argument("--verify_frames", default="decode", choices=VERIFY_MODES,
                  help="decode: decode every source frame once to catch corrupt files; "
                       "markers: decode the first, check the rest for complete start/end "
                       "markers (faster)")
+  p.add_argument("--max_av_mismatch_seconds", type=float, default=MAX_AV_MISMATCH_SECONDS,
+                 help="skip videos whose audio and frames last this much apart (0: no check)")
+  face_options.add_arguments(p)
+  p.add_argument("--preview", type=int, default=0,
+                 help="with --face: contact sheet PNG of this many clips (frame with box and "
+                      "landmarks, aligned crop)")
+  p.add_argument("--preview_file", default="",
+                 help="where the contact sheet goes (default <output_dir>/<split>/"
+                      "face_preview.png)")
   return p.parse_args(argv)
 
 
@@ -795,16 +767,32 @@ def main(argv: Sequence[str] | None = None) -> int:
   split = args.split or os.path.splitext(os.path.basename(args.split_file))[0]
   class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
   try:
+    face = face_options.from_arguments(args)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.preview and face is None:
+    print("error: --preview shows face crops: add --face=dlib", file=sys.stderr)
+    return 2
+  try:
     prepare_split(
         args.split_file, args.output_dir, split, root=args.root, label_type=args.label_type,
         class_names=class_names, num_shards=args.num_shards,
         clips_per_shard=args.clips_per_shard, num_workers=args.num_workers,
         jpeg_quality=args.jpeg_quality, max_side=args.max_side,
         dataset_name=args.dataset.lower().replace("-", "_"),
-        verify_frames=args.verify_frames)
+        verify_frames=args.verify_frames, face=face,
+        max_av_mismatch_seconds=args.max_av_mismatch_seconds)
   except PrepareError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  if args.preview:
+    from hicmae_jax.faces import preview
+    split_dir = os.path.join(args.output_dir, split)
+    path = args.preview_file or os.path.join(split_dir, preview.PREVIEW_FILENAME)
+    sources = [c.source_video for _, c in zip(range(args.preview), iterate_clips(split_dir))]
+    preview.write_contact_sheet(sources, face, path)
+    print(f"[prepare {split}] face preview of {len(sources)} clips -> {path}", file=sys.stderr)
   return 0
 
 

@@ -1,0 +1,16 @@
+"""Raw video frames -> aligned face crops, offline, from pip packages only (dlib-bin and
+face-recognition-models); the stand-in for the OpenFace 2.2 step of the original.
+
+  aligner = faces.FaceAligner(faces.FaceOptions())   # or faces.get_aligner(options)
+  result = aligner(frames)            # frames [T, H, W, 3] uint8
+  result.crops                        # [T, 256, 256, 3] uint8, None when the clip is skipped
+  result.report                       # detection rate, held frames, mean score, skip reason
+
+Modules: options (settings and flags), detector (interface + registry), dlib_detector (the
+dlib back end), track (main face across frames), align (template, Umeyama fit, smoothing,
+warp), step (the whole step), preview (contact sheet PNG).
+"""
+from hicmae_jax.faces.options import FaceOptions
+from hicmae_jax.faces.step import AlignedClip, FaceAligner, FaceReport, get_aligner
+
+__all__ = ["AlignedClip", "FaceAligner", "FaceOptions", "FaceReport", "get_aligner"]

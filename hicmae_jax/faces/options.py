@@ -1,0 +1,114 @@
+"""The face step's settings: one frozen dataclass (its defaults are the documented values) and
+the command-line flags that fill it, shared by every tool that runs the step."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+DETECTORS = ("none", "dlib")
+LANDMARK_COUNTS = (5, 68)
+SMOOTHING_METHODS = ("centred", "ema", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceOptions:
+  """How raw frames become aligned face crops (see hicmae_jax/faces/__init__.py).
+
+  detector: "dlib" (HOG frontal face detector + shape predictor from the
+    face-recognition-models package). landmarks: 5 (default; dlib's own 5-point model) or 68
+    (the iBUG 300-W model, whose training data forbid commercial use).
+  face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
+    like OpenFace's similarity scale: at 0.7 the eye centres are 0.4 of the crop apart and the
+    eye line sits at 0.27 of its height (eyebrows to chin; see align.TEMPLATE).
+  detect_max_side: frames whose longer side exceeds this are shrunk for detection only
+    (0: never); landmarks are fitted on the full frame. upsample: times the detector
+    doubles the image first (finds faces under ~80 px, 4x slower each). min_score: detections
+    scoring below this are ignored.
+  max_hold_frames: frames over which the last box is held when the face is missed.
+  track_iou: a detection continues the track when its box overlaps the previous one by
+    at least this intersection-over-union.
+  smoothing: "centred" moving average (smoothing_window frames, odd), "ema" (exponential,
+    run forwards then backwards so it does not lag; ema_alpha is the weight of the new
+    frame) or "none", over the transform parameters (a, b, tx, ty).
+  min_face_fraction: a clip whose face is detected in fewer of its frames is skipped.
+  """
+  detector: str = "dlib"
+  landmarks: int = 5
+  face_size: int = 256
+  face_scale: float = 0.7
+  detect_max_side: int = 640
+  upsample: int = 0
+  min_score: float = 0.0
+  max_hold_frames: int = 12
+  track_iou: float = 0.3
+  smoothing: str = "centred"
+  smoothing_window: int = 5
+  ema_alpha: float = 0.5
+  min_face_fraction: float = 0.5
+
+  def __post_init__(self):
+    checks = [
+        (self.detector in DETECTORS[1:], f"detector must be one of {DETECTORS[1:]}"),
+        (self.landmarks in LANDMARK_COUNTS, f"landmarks must be one of {LANDMARK_COUNTS}"),
+        (self.face_size >= 16, "face_size must be >= 16 pixels"),
+        (self.face_scale > 0, "face_scale must be > 0"),
+        (self.detect_max_side == 0 or self.detect_max_side >= 80,
+         "detect_max_side must be 0 (off) or >= 80 (HOG finds faces of ~80 px)"),
+        (self.upsample >= 0, "upsample must be >= 0"),
+        (self.max_hold_frames >= 0, "max_hold_frames must be >= 0"),
+        (0.0 <= self.track_iou <= 1.0, "track_iou must be in [0, 1]"),
+        (self.smoothing in SMOOTHING_METHODS, f"smoothing must be one of {SMOOTHING_METHODS}"),
+        (self.smoothing_window >= 1 and self.smoothing_window % 2 == 1,
+         "smoothing_window must be an odd number >= 1"),
+        (0.0 < self.ema_alpha <= 1.0, "ema_alpha must be in (0, 1]"),
+        (0.0 <= self.min_face_fraction <= 1.0, "min_face_fraction must be in [0, 1]"),
+    ]
+    for ok, message in checks:
+      if not ok:
+        raise ValueError(f"face option: {message}")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+# --flag -> (FaceOptions field, help); type, default and choices come from the field.
+_FLAGS = {
+    "--face_landmarks": ("landmarks", "5 (default) or 68 (its training data forbid commercial "
+                                      "use)"),
+    "--face_size": ("face_size", "side of the square aligned crop, pixels"),
+    "--face_scale": ("face_scale", "face size in the crop (0.7: OpenFace's default framing)"),
+    "--face_detect_max_side": ("detect_max_side", "shrink frames to this longer side for "
+                                                  "detection (0: never)"),
+    "--face_upsample": ("upsample", "detector upsampling steps (finds smaller faces, slower)"),
+    "--face_min_score": ("min_score", "ignore detections scoring below this"),
+    "--max_hold_frames": ("max_hold_frames", "hold the last face box over at most this many "
+                                             "missed frames"),
+    "--face_smoothing": ("smoothing", "temporal smoothing of the alignment transform"),
+    "--face_smoothing_window": ("smoothing_window", "frames in the centred moving average "
+                                                    "(odd)"),
+    "--face_ema_alpha": ("ema_alpha", "weight of the new frame in the exponential average"),
+    "--min_face_fraction": ("min_face_fraction", "skip clips whose face is found in fewer of "
+                                                 "their frames"),
+}
+_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds --face and the flags above (defaults: FaceOptions') to a tool's parser."""
+  g = parser.add_argument_group("faces", "detect, track and align the face in every frame "
+                                         "(hicmae_jax/faces)")
+  g.add_argument("--face", default="none", choices=DETECTORS,
+                 help="none: keep the frames as they are; dlib: store aligned face crops")
+  defaults = FaceOptions()
+  for flag, (field, text) in _FLAGS.items():
+    default = getattr(defaults, field)
+    g.add_argument(flag, type=type(default), default=default, choices=_CHOICES.get(field),
+                   help=f"{text} (default {default})")
+
+
+def from_arguments(args: argparse.Namespace) -> FaceOptions | None:
+  """FaceOptions from parsed flags (None for --face=none); ValueError names a bad value."""
+  if args.face == "none":
+    return None
+  return FaceOptions(detector=args.face, **{
+      field: getattr(args, flag[2:]) for flag, (field, _) in _FLAGS.items()})
