@@ -19,8 +19,9 @@ SIZES = {
                  decoder_dim=384, decoder_heads=6, decoder_depth=4, hierarchy_layers=(3, 6, 9)),
 }
 
-# The sizes of the original's registered models (SPEC 1), by encoder width.
-RELEASED_SIZES = ("tiny", "small", "base")
+# The sizes the original release registers models for (pretrain_hicmae_dim384/512_...,
+# avit_dim384/512_...): their head counts are the original's (SPEC 1). Tiny's decoder is ours.
+REGISTERED_SIZES = ("small", "base")
 
 
 def model_config(size: str = "base") -> ml_collections.ConfigDict:
@@ -70,9 +71,9 @@ def model_config_for_tests(**overrides) -> ml_collections.ConfigDict:
   return m
 
 
-def released_size_of_width(dim: int) -> str | None:
-  """The released size whose encoder is `dim` wide (None for other widths)."""
-  for size in RELEASED_SIZES:
+def registered_size_of_width(dim: int) -> str | None:
+  """The registered size whose encoder is `dim` wide (None for other widths)."""
+  for size in REGISTERED_SIZES:
     if SIZES[size]["dim"] == dim:
       return size
   return None
