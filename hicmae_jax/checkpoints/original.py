@@ -54,7 +54,8 @@ ARCHITECTURE = {
 # Where the original's `args` keep the unrecorded values (fine-tuning clips are
 # num_frames x num_segments frames: the original's all_frames).
 _ARGS_FIELDS = {"input_size": "input_size", "audio_frames": "input_size_audio",
-                "audio_mel_bins": "num_mel_bins", "hierarchy_layers": "return_intermediate_features"}
+                "audio_mel_bins": "num_mel_bins",
+                "hierarchy_layers": "return_intermediate_features"}
 # The regression script's args have a loss choice; the classification script's have none.
 _REGRESSION_ARG = "loss"
 
@@ -255,9 +256,9 @@ def resolve_model_config(kind: str, facts: Mapping[str, Any], *, path: str,
     # Defaults of what does not change the computation (dtype, masks, ...); a size label.
     size = next((name for name, row in sizes.SIZES.items() if row["dim"] == facts["dim"]), None)
     base = dict(sizes.model_config(size or "base").to_dict(), size=size or f"custom{facts['dim']}")
-  cfg = ml_collections.ConfigDict(base)
-  cfg.update({k: v for k, v in facts.items() if k != "head_outputs"})
-  cfg.update(values)
+  # One dict, tuples in place, before the ConfigDict: it would keep a JSON list's type.
+  cfg = ml_collections.ConfigDict(_normalised(
+      {**base, **{k: v for k, v in facts.items() if k != "head_outputs"}, **values}))
   if kind == "finetune":
     regression = cfg.task == "regression"
     cfg.num_classes = 0 if regression else facts["head_outputs"]

@@ -1,7 +1,7 @@
 """The size table (test/tiny/small/base) and the model config built from a size name.
 
 Lives next to the models (configs/common.py re-exports it): the checkpoint reader needs the
-released sizes too, and the package never imports the repo's configs/. ml_collections only.
+sizes too, and the package never imports the repo's configs/. ml_collections only.
 """
 import ml_collections
 

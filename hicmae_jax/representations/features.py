@@ -49,7 +49,7 @@ from flax import nnx
 
 from hicmae_jax import checkpointing, experiments
 from hicmae_jax.checkpoints import mapping, original, transfer
-from hicmae_jax.data import schema, transforms
+from hicmae_jax.data import prepare, schema, transforms
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
@@ -287,7 +287,6 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
 
 def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
   """The clips of a prepared split in order (the first `limit` when > 0)."""
-  from hicmae_jax.data import prepare
   for i, clip in enumerate(prepare.iterate_clips(split_dir)):
     if limit and i >= limit:
       return
@@ -298,7 +297,6 @@ def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int
              clip_id: str = "") -> schema.Clip:
   """One clip from raw files: a video file (its own audio track unless `wav` is given) or a
   frames folder with a wav. Uses prepare's readers, so it is read exactly as `prepare` would."""
-  from hicmae_jax.data import prepare
   if bool(video) == bool(frames_dir):
     raise ValueError("give exactly one of --video (a video file) or --frames_dir (a folder of "
                      "frames, with --wav)")

@@ -7,7 +7,8 @@
 --train/--val/--test are folders written by `python -m hicmae_jax.tools.export_features` with
 the same checkpoint. Hyper-parameters are `feature_probe_config()`
 (hicmae_jax/representations/settings.py), each overridable as --config.<name>. Clips cut into
-windows are scored per clip (window probabilities averaged). Prints the reports and writes them as JSON with --output.
+windows are scored per clip (window probabilities averaged). Prints the reports and writes
+them as JSON with --output.
 (`--config=configs/<finetune>.py --config.kind=linear_probe` with the trainer probes through
 the full model with augmentation instead: `python -m hicmae_jax.main`.)
 """
