@@ -1,69 +1,14 @@
-"""Shared config pieces: the size table (tiny/small/base/test) and the model/masking defaults.
+"""Shared config pieces: the experiment defaults, plus the size table and the feature tools'
+settings, which live in the package (hicmae_jax/models/sizes.py,
+hicmae_jax/representations/settings.py) and are re-exported here.
 
-Configs import nothing heavy: ml_collections only.
+Configs import nothing heavy: ml_collections and those two ml_collections-only modules.
 """
 import ml_collections
 
-# width, heads, encoder depths, fusion depth, decoder (per modality) width/heads/depth, hierarchy.
-SIZES = {
-    # CPU-sized, for the test suite (same structure as the fixtures' tiny original models).
-    "test": dict(dim=32, num_heads=2, video_depth=4, audio_depth=4, fusion_depth=1,
-                 decoder_dim=16, decoder_heads=2, decoder_depth=4, hierarchy_layers=(1, 2, 3)),
-    # Not in the public release: decoder 192 wide / 3 heads like Small (25,360,640 params).
-    "tiny": dict(dim=256, num_heads=4, video_depth=10, audio_depth=10, fusion_depth=2,
-                 decoder_dim=192, decoder_heads=3, decoder_depth=4, hierarchy_layers=(3, 6, 9)),
-    "small": dict(dim=384, num_heads=6, video_depth=10, audio_depth=10, fusion_depth=2,
-                  decoder_dim=192, decoder_heads=3, decoder_depth=4, hierarchy_layers=(3, 6, 9)),
-    "base": dict(dim=512, num_heads=8, video_depth=10, audio_depth=10, fusion_depth=2,
-                 decoder_dim=384, decoder_heads=6, decoder_depth=4, hierarchy_layers=(3, 6, 9)),
-}
-
-
-def model_config(size: str = "base") -> ml_collections.ConfigDict:
-  """Model hyper-parameters for one size (pre-training and fine-tuning share them)."""
-  if size not in SIZES:
-    raise ValueError(f"unknown model size {size!r}; allowed: {sorted(SIZES)}")
-  m = ml_collections.ConfigDict()
-  m.size = size
-  m.update(SIZES[size])
-  m.hierarchy_layers = tuple(m.hierarchy_layers)
-  m.mlp_ratio = 4.0
-  m.layer_norm_eps = 1e-6
-  # Input geometry.
-  m.num_frames = 16
-  m.input_size = 160
-  m.patch_size = 16
-  m.tubelet_size = 2
-  m.audio_frames = 256
-  m.audio_mel_bins = 128
-  m.audio_patch_size = 16
-  # Pre-training masks (SPEC 5.1): tube masking 0.9 for video, random 0.8 for audio.
-  m.video_mask_ratio = 0.9
-  m.audio_mask_ratio = 0.8
-  # Regularisation (pre-training: none; fine-tuning configs set drop_path 0.1).
-  m.drop_path = 0.0
-  m.head_dropout = 0.0
-  # Fine-tuning head.
-  m.task = "classification"  # or "regression"
-  m.num_classes = 0
-  m.num_targets = 0
-  m.head_activation = "none"  # regression output: none | sigmoid | tanh | relu
-  # Scale: compute dtype (parameters stay float32), attention kernel, rematerialisation.
-  m.dtype = "float32"  # float32 | bfloat16
-  m.param_dtype = "float32"
-  m.attention_impl = "native"  # native (einsum) | xla | cudnn (jax.nn.dot_product_attention)
-  m.remat = False
-  return m
-
-
-def model_config_for_tests(**overrides) -> ml_collections.ConfigDict:
-  """The CPU test size with the fixtures' input geometry (32x32 frames, 64x32 spectrogram)."""
-  m = model_config("test")
-  m.input_size = 32
-  m.audio_frames = 64
-  m.audio_mel_bins = 32
-  m.update(overrides)
-  return m
+from hicmae_jax.models.sizes import SIZES, model_config, model_config_for_tests  # noqa: F401
+from hicmae_jax.representations.settings import (  # noqa: F401
+    embedding_plot_config, feature_probe_config)
 
 
 def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
@@ -159,32 +104,6 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.recon_every_steps = 1000 if kind == "pretrain" else 0
   c.recon_num_clips = 2
   return c
-
-
-def feature_probe_config() -> ml_collections.ConfigDict:
-  """Linear probe on exported features (python -m hicmae_jax.tools.linear_probe)."""
-  p = ml_collections.ConfigDict()
-  p.steps = 500               # AdamW steps on standardised features
-  p.learning_rate = 1e-2
-  p.weight_decay = 1e-4
-  p.batch_size = 0            # 0: full batch
-  p.seed = 0
-  p.train_per_class = 0       # > 0: train on that many clips per class only (few-shot)
-  return p
-
-
-def embedding_plot_config() -> ml_collections.ConfigDict:
-  """2-D embedding of exported features (python -m hicmae_jax.tools.plot_embeddings)."""
-  e = ml_collections.ConfigDict()
-  e.method = "tsne"           # tsne | pca
-  e.perplexity = 30.0         # t-SNE: effective neighbours (lowered for small sets)
-  e.iterations = 1000
-  e.learning_rate = 200.0
-  e.early_exaggeration = 12.0
-  e.pca_dims = 50             # t-SNE runs on the first PCA components
-  e.max_points = 5000         # a random subset above this (exact t-SNE is O(N^2))
-  e.seed = 0
-  return e
 
 
 def lr_for_batch(base_lr: float, global_batch_size: int) -> float:

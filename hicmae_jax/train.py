@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 
 from hicmae_jax import checkpointing, evaluate, objectives, optim, runtime, sharding, writers
-from hicmae_jax.checkpoints import mapping
+from hicmae_jax.checkpoints import transfer
 from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -299,20 +299,13 @@ def _initial_weights(config, start, view, model, param_shardings):
     mesh = next(iter(param_shardings.values())).mesh
     raw = checkpointing.restore_params_as_saved(start.directory, start.step,
                                                 sharding.replicated(mesh))
-    keep = {k: v for k, v in raw.items() if k in ours}
-    dropped = sorted(k for k in raw if k not in ours)
-    missing = sorted(k for k in ours if k not in raw)
+    moved = transfer.transfer_by_name(raw, ours)
+    dropped = moved.dropped
     log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
-             src_kind, len(keep), len(dropped), ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
-    log.info("newly initialised (not in the checkpoint): %s", ", ".join(missing))
-    shapes_bad = [f"{k}: {np.shape(v)} vs {ours[k].shape}" for k, v in keep.items()
-                  if tuple(np.shape(v)) != tuple(ours[k].shape)]
-    if shapes_bad:
-      raise mapping.MappingError("init_from shape mismatch: " + "; ".join(shapes_bad))
-    merged = dict(ours)
-    merged.update({k: jnp.asarray(v, ours[k].dtype) for k, v in keep.items()})
+             src_kind, len(moved.loaded), len(dropped), ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+    log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing))
     mngr.close()
-    return jax.device_put(merged, param_shardings)
+    return jax.device_put(moved.params, param_shardings)
   abstract = checkpointing.abstract_like(target, param_shardings)
   restored = checkpointing.restore(mngr, start.step, params_target=abstract)
   mngr.close()

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs.common import model_config_for_tests
 from hicmae_jax import objectives
-from hicmae_jax.checkpoints import mapping, torch_format
+from hicmae_jax.checkpoints import mapping
+from hicmae_jax.checkpoints.pth_reader import read_torch_checkpoint
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
+from hicmae_jax.models.sizes import model_config_for_tests
 from tests import tolerances
 
 
@@ -44,7 +45,7 @@ def x64():
 
 
 def _load(model, path, **kw):
-  state_dict = torch_format.read_torch_checkpoint(str(path))["model"]
+  state_dict = read_torch_checkpoint(str(path))["model"]
   params, dropped = mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model), **kw)
   params_lib.assign_params(model, params)
   return dropped
@@ -141,7 +142,7 @@ def test_tolerances_catch_tanh_gelu(ref, data_dir, monkeypatch):
 def test_pretrained_weights_into_finetune_model(ref, data_dir):
   """Encoders and fusion map by name; decoders, projections and mask tokens are dropped."""
   model = FinetuneModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
-  state_dict = torch_format.read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
+  state_dict = read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
   expected = params_lib.param_shapes(model)
   encoder_only = {p: s for p, s in expected.items()
                   if p[0] in ("encoder", "encoder_audio", "encoder_fusion")}
@@ -157,7 +158,7 @@ def test_pretrained_weights_into_finetune_model(ref, data_dir):
 
 def test_mapping_errors_name_the_tensors(data_dir):
   model = FinetuneModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
-  state_dict = dict(torch_format.read_torch_checkpoint(str(data_dir / "finetune_tiny.pth"))["model"])
+  state_dict = dict(read_torch_checkpoint(str(data_dir / "finetune_tiny.pth"))["model"])
   state_dict.pop("fc_norm.bias")
   state_dict["head.weight"] = np.zeros((7, 128), np.float32)
   state_dict["extra.thing"] = np.zeros(3, np.float32)
@@ -169,7 +170,7 @@ def test_mapping_errors_name_the_tensors(data_dir):
 
 
 def test_export_import_round_trip_is_exact(data_dir):
-  state_dict = torch_format.read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
+  state_dict = read_torch_checkpoint(str(data_dir / "pretrain_tiny.pth"))["model"]
   model = PretrainModel(fixture_model_config("float32"), rngs=nnx.Rngs(0))
   params, _ = mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model))
   back = mapping.params_to_state_dict(params)

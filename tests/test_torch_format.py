@@ -1,4 +1,4 @@
-"""Tests for hicmae_jax.checkpoints.torch_format (torch.save files without torch).
+"""Tests for hicmae_jax.checkpoints.pth_reader / pth_writer (torch.save files without torch).
 
 The torch-backed tests at the bottom run only where torch is importable (a throwaway
 venv, not CI); everything else checks the format against the fixtures written by the
@@ -22,12 +22,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hicmae_jax.checkpoints.torch_format import (
-  CheckpointFormatError,
-  read_torch_checkpoint,
-  save_state_dict_like_original,
-  write_torch_checkpoint,
-)
+from hicmae_jax.checkpoints.pth_reader import CheckpointFormatError, read_torch_checkpoint
+from hicmae_jax.checkpoints.pth_writer import save_state_dict_like_original, write_torch_checkpoint
 
 DATA = pathlib.Path(__file__).parent / "data"
 FIXTURES = {"pretrain": DATA / "pretrain_tiny.pth", "finetune": DATA / "finetune_tiny.pth"}

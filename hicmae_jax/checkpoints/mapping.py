@@ -1,7 +1,8 @@
 """Name and layout mapping between the original PyTorch state dicts and our NNX parameters.
 
 Our parameter paths mirror the original module tree, so the mapping is mechanical:
-  `encoder.blocks.3.attn.qkv.weight` [out, in]  <->  ('encoder', 'blocks', 3, 'attn', 'qkv', 'kernel') [in, out]
+  `encoder.blocks.3.attn.qkv.weight` [out, in]
+      <->  ('encoder', 'blocks', 3, 'attn', 'qkv', 'kernel') [in, out]
   `*.norm*.weight` (1-D LayerNorm)              <->  (..., 'scale')
   `*.patch_embed.proj.weight` Conv3d [O, I, kt, kh, kw] <-> kernel [kt, kh, kw, I, O]
   `*.patch_embed.proj.weight` Conv2d [O, I, kh, kw]     <-> kernel [kh, kw, I, O]
@@ -67,7 +68,8 @@ PRETRAIN_ONLY_PREFIXES = ("decoder.", "decoder_audio.", "encoder_to_decoder",
 
 def state_dict_to_params(state_dict: Mapping[str, np.ndarray],
                          expected: Mapping[Path, tuple[int, ...]], *,
-                         drop_prefixes: Iterable[str] = ()) -> tuple[dict[Path, np.ndarray], list[str]]:
+                         drop_prefixes: Iterable[str] = ()
+                         ) -> tuple[dict[Path, np.ndarray], list[str]]:
   """Maps an original state dict onto our parameter paths.
 
   expected: our flat parameter shapes. Tensors whose name starts with one of drop_prefixes are
@@ -107,7 +109,8 @@ def state_dict_to_params(state_dict: Mapping[str, np.ndarray],
   return params, dropped
 
 
-def params_to_state_dict(params: Mapping[Path, np.ndarray]) -> "collections.OrderedDict[str, np.ndarray]":
+def params_to_state_dict(params: Mapping[Path, np.ndarray]
+                         ) -> "collections.OrderedDict[str, np.ndarray]":
   """Our flat parameters -> an original-layout state dict (names and tensor layouts)."""
   out = collections.OrderedDict()
   for path, value in params.items():

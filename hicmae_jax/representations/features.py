@@ -41,10 +41,18 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from flax import nnx
 
-from hicmae_jax.data import schema
-from hicmae_jax.data import transforms as T
+from hicmae_jax import checkpointing, experiments
+from hicmae_jax.checkpoints import mapping, original, transfer
+from hicmae_jax.data import prepare, schema, transforms
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.classifier import FinetuneModel
+from hicmae_jax.models.hicmae import PretrainModel
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +79,20 @@ class Weights:
   source: dict[str, Any]
 
 
-def _model_config(raw: dict):
-  import ml_collections
+def _model_config(raw: dict) -> ml_collections.ConfigDict:
   raw = dict(raw, hierarchy_layers=tuple(raw.get("hierarchy_layers", ())))  # JSON gave a list
   return ml_collections.ConfigDict(raw)
 
 
-# What an original .pth does not record (no tensor holds it): taken from a model config hint.
-_NOT_IN_TENSORS = ("num_heads", "decoder_heads", "hierarchy_layers", "num_frames", "input_size",
-                   "audio_frames", "audio_mel_bins")
-
-
 def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -> Weights:
   """Reads a checkpoint: a run's workdir, its checkpoints/ folder, a converted checkpoint
-  folder (`tools.convert_checkpoint`) or an original PyTorch .pth (converted in memory).
+  folder (`tools.convert_checkpoint`) or a .pth (read in memory, `checkpoints.original`).
 
   Our checkpoints carry their model config. For a .pth, what the tensors do not record (head
-  counts, hierarchy layers, input sizes) comes from `model_hint` (a model config) when given,
-  else from the released models' values (the converter's defaults)."""
-  from hicmae_jax import checkpointing
+  counts, hierarchy layers, input sizes) comes from the file itself (our export carries our
+  model config, the original's full checkpoints their training args), else from
+  `model_hint` (a model config, or an experiment config: nested ones give the experiment of
+  the file's kind); with neither the read is refused, naming what is missing."""
   if not checkpoint:
     raise ValueError("no checkpoint given: pass --checkpoint=<workdir, checkpoint folder or "
                      ".pth> (or --random_init for the untrained baseline)")
@@ -101,19 +104,10 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
     if not checkpoint.endswith((".pth", ".pt")):
       raise ValueError(f"checkpoint {checkpoint!r} is a file but not a .pth: pass an original "
                        f"PyTorch checkpoint or one of our checkpoint folders")
-    from hicmae_jax.tools import convert_checkpoint
-    hint = {}
-    if model_hint is not None:
-      hint = dict(hierarchy_layers=tuple(model_hint.hierarchy_layers),
-                  num_heads=model_hint.num_heads, decoder_heads=model_hint.decoder_heads)
-    kind, cfg, flat, meta = convert_checkpoint.read_original(checkpoint, **hint)
-    if model_hint is not None:
-      with cfg.unlocked():
-        for key in _NOT_IN_TENSORS:
-          cfg[key] = model_hint[key]
-    return Weights(kind, cfg, {k: np.asarray(v) for k, v in flat.items()},
+    read = original.read_original(checkpoint, config=model_hint)
+    return Weights(read.kind, read.model, {k: np.asarray(v) for k, v in read.params.items()},
                    {"checkpoint": os.path.abspath(checkpoint), "step": None,
-                    **meta.get("source", {})})
+                    **read.meta["source"]})
   step, meta, raw = checkpointing.read_params(checkpoint, step)
   directory = checkpoint
   if os.path.isdir(checkpointing.checkpoint_dir(directory)):
@@ -129,10 +123,6 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
 
 def random_weights(model_cfg, seed: int) -> Weights:
   """The pre-training model's initial parameters for `seed`: what pre-training starts from."""
-  from flax import nnx
-
-  from hicmae_jax.models import params as params_lib
-  from hicmae_jax.models.hicmae import PretrainModel
   model = PretrainModel(model_cfg, rngs=nnx.Rngs(params=seed))
   flat = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
   return Weights("random", copy.deepcopy(model_cfg), flat, {"random_init_seed": int(seed)})
@@ -158,35 +148,22 @@ class FeatureExtractor:
   model has. One compile per batch shape."""
 
   def __init__(self, weights: Weights, *, per_layer: bool = False, seed: int = 0):
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    from hicmae_jax.models import params as params_lib
-    from hicmae_jax.models.classifier import FinetuneModel
     self.weights = weights
     self.model_cfg = feature_model_config(weights.model)
     model = FinetuneModel(self.model_cfg, rngs=nnx.Rngs(params=seed))
     view = params_lib.ParamsView(model)
-    ours = view.flat(model)
-    loaded = {k: v for k, v in weights.params.items() if k in ours}
-    missing = sorted(set(ours) - set(loaded))
-    if weights.kind in ("finetune", "linear_probe") and missing:
-      raise ValueError(f"the {weights.kind} checkpoint {weights.source.get('checkpoint')} lacks "
-                       f"{len(missing)} tensors of the fine-tuning model, e.g. {missing[:5]}")
-    encoder_missing = [k for k in missing if k.startswith(("encoder.", "encoder_audio.",
-                                                           "encoder_fusion."))]
-    if encoder_missing:
-      raise ValueError(f"the {weights.kind} weights lack encoder tensors {encoder_missing[:5]}: "
-                       f"not a HiCMAE checkpoint of this model config")
-    bad = [f"{k}: {np.shape(v)} vs {tuple(ours[k].shape)}" for k, v in loaded.items()
-           if tuple(np.shape(v)) != tuple(ours[k].shape)]
-    if bad:
-      raise ValueError("checkpoint tensors do not fit the model: " + "; ".join(bad[:5]))
-    if missing:
+    # A fine-tuned checkpoint gives every tensor; any other its encoders and fusion encoder.
+    required = (transfer.ALL if weights.kind in ("finetune", "linear_probe")
+                else transfer.SHARED_PREFIXES)
+    try:
+      moved = transfer.transfer_by_name(weights.params, view.flat(model), required=required)
+    except mapping.MappingError as e:
+      raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
+                       f"not fit the fine-tuning model of their config: {e}") from e
+    if moved.missing:
       log.info("feature model: %d tensors from the %s weights; at their initial values: %s",
-               len(loaded), weights.kind, ", ".join(missing))
-    self.params = {k: jnp.asarray(loaded.get(k, v), ours[k].dtype) for k, v in ours.items()}
+               len(moved.loaded), weights.kind, ", ".join(moved.missing))
+    self.params = {k: jnp.asarray(v) for k, v in moved.params.items()}
     self.per_layer = per_layer
     del model
 
@@ -255,8 +232,8 @@ def clip_windows(num_available: int, fps: float, opts: ClipOptions) -> list[Wind
   if n < 1:
     raise ValueError("a clip without frames has no windows")
   if opts.window_seconds <= 0:
-    ids, (f0, _) = T.segment_frame_indices(n, num_frames=opts.num_frames,
-                                           sampling_rate=opts.sampling_rate)
+    ids, (f0, _) = transforms.segment_frame_indices(n, num_frames=opts.num_frames,
+                                                    sampling_rate=opts.sampling_rate)
     end = min(f0 + opts.num_frames * opts.sampling_rate, n)
     return [Window(0, f0, end, ids)]
   length = max(1, int(round(opts.window_seconds * fps)))
@@ -287,13 +264,14 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
                                      num_mel_bins=opts.num_mel_bins)
   for w in clip_windows(n, fps, opts):
     try:
-      images = T.decode_frames(clip.frames, w.frame_ids)
-      resized = {i: T.pil_resize(img, opts.input_size, opts.input_size)
+      images = transforms.decode_frames(clip.frames, w.frame_ids)
+      resized = {i: transforms.pil_resize(img, opts.input_size, opts.input_size)
                  for i, img in images.items()}
-      video = T.normalize(T.stack_frames(resized, w.frame_ids))
-      a0, a1 = T.relative_audio_span(w.start_frame, min(w.end_frame, n - 1), n, wave.shape[0])
-      segment = T.cut_audio(wave, a0, a1, min_samples=audio_opts.min_span_samples,
-                            whole_if_shorter_than=pipeline.whole_file_limit(audio_opts))
+      video = transforms.normalize(transforms.stack_frames(resized, w.frame_ids))
+      a0, a1 = transforms.relative_audio_span(w.start_frame, min(w.end_frame, n - 1), n,
+                                              wave.shape[0])
+      segment = transforms.cut_audio(wave, a0, a1, min_samples=audio_opts.min_span_samples,
+                                     whole_if_shorter_than=pipeline.whole_file_limit(audio_opts))
       audio = pipeline.audio_features(segment, None, audio_opts, augment=False)
     except Exception as e:  # noqa: BLE001 - name the clip and window, keep the cause
       raise ValueError(f"clip {clip.clip_id!r} window {w.index} (frames {w.start_frame}:"
@@ -309,7 +287,6 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
 
 def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
   """The clips of a prepared split in order (the first `limit` when > 0)."""
-  from hicmae_jax.data import prepare
   for i, clip in enumerate(prepare.iterate_clips(split_dir)):
     if limit and i >= limit:
       return
@@ -320,7 +297,6 @@ def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int
              clip_id: str = "") -> schema.Clip:
   """One clip from raw files: a video file (its own audio track unless `wav` is given) or a
   frames folder with a wav. Uses prepare's readers, so it is read exactly as `prepare` would."""
-  from hicmae_jax.data import prepare
   if bool(video) == bool(frames_dir):
     raise ValueError("give exactly one of --video (a video file) or --frames_dir (a folder of "
                      "frames, with --wav)")
@@ -523,15 +499,17 @@ def export_features(*, output_dir: str, checkpoint: str = "", step: int | None =
       raise ValueError("--random_init and --checkpoint exclude each other")
     if config is None:
       raise ValueError("--random_init needs --config (its model and seed)")
-    weights = random_weights(config.model, config.seed)
+    experiment = experiments.experiment_for_kind(config, "pretrain")
+    weights = random_weights(experiment.model, experiment.seed)
   else:
-    weights = load_weights(checkpoint, step,
-                           model_hint=config.model if config is not None else None)
+    weights = load_weights(checkpoint, step, model_hint=config)
+    experiment = (experiments.experiment_for_kind(config, weights.kind) if config is not None
+                  else None)
   train_config = weights.source.pop("config", None) or {}
-  sampling_rate = (config.data.sampling_rate if config is not None else
+  sampling_rate = (experiment.data.sampling_rate if experiment is not None else
                    train_config.get("data", {}).get("sampling_rate", 4))
   if not batch_size:
-    batch_size = (config.eval_batch_size if config is not None
+    batch_size = (experiment.eval_batch_size if experiment is not None
                   else train_config.get("eval_batch_size", 32))
   opts = ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
                                window_seconds=window_seconds, stride_seconds=stride_seconds,

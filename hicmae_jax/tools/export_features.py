@@ -10,20 +10,24 @@
   python -m hicmae_jax.tools.export_features --config=configs/learning_check.py --random_init \
       --frames_dir=clip01/ --wav=clip01.wav --output_dir=features/clip01_random
 
---checkpoint takes a run's workdir, its checkpoints/ folder, a converted checkpoint folder or an
-original PyTorch .pth, pre-trained or fine-tuned (see hicmae_jax/representations/features.py for
-what the feature is in each case). The model sizes come from the checkpoint; --config (optional)
-gives the frame sampling rate and batch size, else the checkpoint's own training config does
-(and, for a .pth, the head counts, hierarchy layers and input sizes that its tensors do not
-record; without --config the released models' values).
+--checkpoint takes a run's workdir, its checkpoints/ folder, a converted checkpoint folder or a
+.pth, pre-trained or fine-tuned (see hicmae_jax/representations/features.py for what the feature
+is in each case). The model comes from the checkpoint; --config (optional) gives the frame
+sampling rate and batch size, else the checkpoint's own training config does. A .pth records
+its head counts and input sizes only in the file (our export's model config, the original's
+training args); one that does not needs --config, whose model must then be the checkpoint's.
+A config nesting experiments (configs/demo.py) gives the experiment of the checkpoint's kind
+(with --random_init: the pre-training one).
 Writes features.npy [N, F], metadata.json (clip ids, labels, windows) and with --per_layer the
 per-layer pooled features per modality.
 """
 from __future__ import annotations
 
-
 from absl import app, flags
 from ml_collections import config_flags
+
+from hicmae_jax import runtime
+from hicmae_jax.representations.features import export_features
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config (data.sampling_rate, eval_batch_size; with "
@@ -56,9 +60,7 @@ flags.mark_flags_as_required(["output_dir"])
 
 def main(argv):
   del argv
-  from hicmae_jax import runtime
   runtime.setup_logging(None)
-  from hicmae_jax.representations.features import export_features
   return runtime.json_command(lambda: export_features(
       output_dir=_OUTPUT_DIR.value, checkpoint=_CHECKPOINT.value, step=_STEP.value,
       random_init=_RANDOM_INIT.value, config=_CONFIG.value, split_dir=_SPLIT_DIR.value,

@@ -5,9 +5,10 @@
       [--config.steps=1000 --config.learning_rate=3e-3 --config.train_per_class=16]
 
 --train/--val/--test are folders written by `python -m hicmae_jax.tools.export_features` with
-the same checkpoint. Hyper-parameters are `configs/common.py: feature_probe_config()`, each
-overridable as --config.<name>. Clips cut into windows are scored per clip (window
-probabilities averaged). Prints the reports and writes them as JSON with --output.
+the same checkpoint. Hyper-parameters are `feature_probe_config()`
+(hicmae_jax/representations/settings.py), each overridable as --config.<name>. Clips cut into
+windows are scored per clip (window probabilities averaged). Prints the reports and writes
+them as JSON with --output.
 (`--config=configs/<finetune>.py --config.kind=linear_probe` with the trainer probes through
 the full model with augmentation instead: `python -m hicmae_jax.main`.)
 """
@@ -19,9 +20,11 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from configs import common
+from hicmae_jax import metrics
+from hicmae_jax.representations.probe import probe_feature_dirs
+from hicmae_jax.representations.settings import feature_probe_config
 
-_CONFIG = config_flags.DEFINE_config_dict("config", common.feature_probe_config(),
+_CONFIG = config_flags.DEFINE_config_dict("config", feature_probe_config(),
                                           "Probe hyper-parameters.")
 _TRAIN = flags.DEFINE_string("train", None, "Features folder of the training split.")
 _VAL = flags.DEFINE_string("val", "", "Features folder of the validation split (optional).")
@@ -37,8 +40,6 @@ def summary_line(name: str, report: dict) -> str:
 
 def main(argv):
   del argv
-  from hicmae_jax import metrics
-  from hicmae_jax.representations.probe import probe_feature_dirs
   try:
     results = probe_feature_dirs(_TRAIN.value, {"val": _VAL.value, "test": _TEST.value},
                                  _CONFIG.value)

@@ -4,19 +4,20 @@
       --titles="random init,pre-trained" --output=embeddings.png [--config.method=pca]
 
 --features: folders written by `python -m hicmae_jax.tools.export_features`. Settings are
-`configs/common.py: embedding_plot_config()` (--config.<name>). Each panel's title adds the
-leave-one-out 5-nearest-neighbour accuracy of the labels in the feature space itself (not the
-picture): a number for how well the classes cluster.
+`embedding_plot_config()` (hicmae_jax/representations/settings.py; --config.<name>). Each
+panel's title adds the leave-one-out 5-nearest-neighbour accuracy of the labels in the feature
+space itself (not the picture): a number for how well the classes cluster.
 """
 from __future__ import annotations
-
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from configs import common
+from hicmae_jax import runtime
+from hicmae_jax.representations.embedding import plot_feature_dirs
+from hicmae_jax.representations.settings import embedding_plot_config
 
-_CONFIG = config_flags.DEFINE_config_dict("config", common.embedding_plot_config(),
+_CONFIG = config_flags.DEFINE_config_dict("config", embedding_plot_config(),
                                           "Embedding settings.")
 _FEATURES = flags.DEFINE_list("features", None, "Feature folders, one panel each.")
 _TITLES = flags.DEFINE_list("titles", [], "Panel titles (default: the folder names).")
@@ -29,8 +30,6 @@ flags.mark_flags_as_required(["features", "output"])
 
 def main(argv):
   del argv
-  from hicmae_jax import runtime
-  from hicmae_jax.representations.embedding import plot_feature_dirs
   return runtime.json_command(lambda: plot_feature_dirs(
       _FEATURES.value, _OUTPUT.value, _CONFIG.value, titles=_TITLES.value, array=_ARRAY.value,
       title=_TITLE.value), errors=(FileNotFoundError, ValueError, KeyError))
