@@ -22,8 +22,10 @@ per-layer pooled features per modality.
 from __future__ import annotations
 
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from hicmae_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config (data.sampling_rate, eval_batch_size; with "
@@ -57,6 +59,7 @@ flags.mark_flags_as_required(["output_dir"])
 def main(argv):
   del argv
   from hicmae_jax import runtime
+  cli.check_output_dir(_OUTPUT_DIR.value, "--output_dir")
   runtime.setup_logging(None)
   from hicmae_jax.representations.features import export_features
   return runtime.json_command(lambda: export_features(
@@ -69,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

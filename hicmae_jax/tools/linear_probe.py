@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from configs import common
+from hicmae_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_dict("config", common.feature_probe_config(),
-                                          "Probe hyper-parameters.")
+_CONFIG = cli.define_config_dict("config", common.feature_probe_config(), "Probe hyper-parameters.")
 _TRAIN = flags.DEFINE_string("train", None, "Features folder of the training split.")
 _VAL = flags.DEFINE_string("val", "", "Features folder of the validation split (optional).")
 _TEST = flags.DEFINE_string("test", "", "Features folder of the test split (optional).")
@@ -37,14 +36,15 @@ def summary_line(name: str, report: dict) -> str:
 
 def main(argv):
   del argv
+  cli.check_output_file(_OUTPUT.value, "--output")
   from hicmae_jax import metrics
   from hicmae_jax.representations.probe import probe_feature_dirs
   try:
     results = probe_feature_dirs(_TRAIN.value, {"val": _VAL.value, "test": _TEST.value},
                                  _CONFIG.value)
   except (FileNotFoundError, ValueError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    print(cli.error_line(e), file=sys.stderr)
+    return cli.EXIT_BAD_INPUT
   for name in ("train", "val", "test"):
     if name in results:
       print(summary_line(name, results[name]))
@@ -57,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

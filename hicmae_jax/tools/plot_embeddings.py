@@ -11,13 +11,12 @@ picture): a number for how well the classes cluster.
 from __future__ import annotations
 
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 from configs import common
+from hicmae_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_dict("config", common.embedding_plot_config(),
-                                          "Embedding settings.")
+_CONFIG = cli.define_config_dict("config", common.embedding_plot_config(), "Embedding settings.")
 _FEATURES = flags.DEFINE_list("features", None, "Feature folders, one panel each.")
 _TITLES = flags.DEFINE_list("titles", [], "Panel titles (default: the folder names).")
 _ARRAY = flags.DEFINE_string("array", "feature", "Which exported array: feature, or with "
@@ -30,6 +29,7 @@ flags.mark_flags_as_required(["features", "output"])
 def main(argv):
   del argv
   from hicmae_jax import runtime
+  cli.check_output_file(_OUTPUT.value, "--output")
   from hicmae_jax.representations.embedding import plot_feature_dirs
   return runtime.json_command(lambda: plot_feature_dirs(
       _FEATURES.value, _OUTPUT.value, _CONFIG.value, titles=_TITLES.value, array=_ARRAY.value,
@@ -37,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
