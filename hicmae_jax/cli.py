@@ -79,7 +79,12 @@ def error_line(error: BaseException | str) -> str:
 
 
 def one_line(text: str) -> str:
-  return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+  """The lines of `text` joined: after punctuation by a space, else by "; "."""
+  out = ""
+  for line in (line.strip() for line in str(text).splitlines()):
+    if line:
+      out += ("" if not out else " " if out[-1] in ":;,.?!" else "; ") + line
+  return out
 
 
 def fail(message: str) -> None:

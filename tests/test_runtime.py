@@ -55,3 +55,32 @@ def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, cap
 def test_one_process_failure_is_left_to_python(monkeypatch):
   monkeypatch.setattr(runtime.os, "_exit", lambda code: pytest.fail("must not exit"))
   runtime.exit_now_if_multiprocess(ValueError("x"))
+
+
+def test_a_process_with_bad_input_prints_one_line_and_exits_2(monkeypatch, capsys):
+  from hicmae_jax import cli
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  codes = []
+
+  def fake_exit(code):
+    codes.append(code)
+    raise SystemExit(code)
+  monkeypatch.setattr(runtime.os, "_exit", fake_exit)
+  with pytest.raises(SystemExit):
+    runtime.exit_now_if_multiprocess(cli.BadInput("--workdir=/x is a file"))
+  assert codes == [2]
+  assert capsys.readouterr().err == "error: --workdir=/x is a file\n"
+
+
+def test_known_benign_orbax_warnings_are_dropped_real_ones_kept(caplog):
+  runtime.quiet_known_noise()
+  runtime.quiet_known_noise()  # idempotent: one filter
+  orbax_log = logging.getLogger("absl")  # Orbax logs through absl.logging
+  assert len(orbax_log.filters) == 1
+  with caplog.at_level(logging.INFO):
+    orbax_log.warning("Given directory is read only=%s", "/ckpt/checkpoints")
+    orbax_log.warning("Metadata file does not exist: %s", "/ckpt/1/_CHECKPOINT_METADATA")
+    orbax_log.warning("CheckpointManagerOptions.read_only=True, setting save_interval_steps=0.")
+    orbax_log.warning("Checkpoint step 4 is incomplete")
+    logging.getLogger("jax._src.xla_bridge").info("Unable to initialize backend 'tpu'")
+  assert [r.getMessage() for r in caplog.records] == ["Checkpoint step 4 is incomplete"]
