@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import sysconfig
-from typing import Callable
+from typing import Callable, NoReturn
 
 from absl import app, flags
 
@@ -87,7 +87,7 @@ def one_line(text: str) -> str:
   return out
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
   """Ends the process on bad input found before main() runs."""
   print(error_line(message), file=sys.stderr)
   sys.exit(EXIT_BAD_INPUT)
@@ -162,7 +162,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if message is None:
       raise
     fail(message)
-  raise AssertionError("unreachable")
 
 
 def _config_file_flags() -> list[str]:

@@ -1,4 +1,4 @@
-"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
+r"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
 
   python -m hicmae_jax.eval_main --config=configs/finetune_crema_d.py --checkpoint=DIR \
       --config.data.test_dir=/data/crema_d/fold1/test [--results=out.json]

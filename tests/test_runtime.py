@@ -34,7 +34,9 @@ def test_first_call_compiles_then_meets_once(monkeypatch):
   assert traced == [(3,)]  # the run reused what the barrier's compile produced
 
 
-def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, caplog):
+@pytest.fixture
+def two_process_exit_codes(monkeypatch):
+  """Fakes a 2-process job; os._exit records its code and raises SystemExit instead."""
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   codes = []
 
@@ -42,6 +44,11 @@ def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, cap
     codes.append(code)
     raise SystemExit(code)
   monkeypatch.setattr(runtime.os, "_exit", fake_exit)
+  return codes
+
+
+def test_a_failing_process_logs_the_traceback_and_exits_at_once(two_process_exit_codes, caplog):
+  codes = two_process_exit_codes
   try:
     raise ValueError("bad record on this process")
   except ValueError as e:
@@ -57,18 +64,11 @@ def test_one_process_failure_is_left_to_python(monkeypatch):
   runtime.exit_now_if_multiprocess(ValueError("x"))
 
 
-def test_a_process_with_bad_input_prints_one_line_and_exits_2(monkeypatch, capsys):
+def test_a_process_with_bad_input_prints_one_line_and_exits_2(two_process_exit_codes, capsys):
   from hicmae_jax import cli
-  monkeypatch.setattr(jax, "process_count", lambda: 2)
-  codes = []
-
-  def fake_exit(code):
-    codes.append(code)
-    raise SystemExit(code)
-  monkeypatch.setattr(runtime.os, "_exit", fake_exit)
   with pytest.raises(SystemExit):
     runtime.exit_now_if_multiprocess(cli.BadInput("--workdir=/x is a file"))
-  assert codes == [2]
+  assert two_process_exit_codes == [2]
   assert capsys.readouterr().err == "error: --workdir=/x is a file\n"
 
 

@@ -1,4 +1,4 @@
-"""Exports per-clip features of a checkpoint over a prepared split or raw files (.npy + JSON).
+r"""Exports per-clip features of a checkpoint over a prepared split or raw files (.npy + JSON).
 
   # a prepared split, one view per clip (the evaluation sampler)
   python -m hicmae_jax.tools.export_features --checkpoint=ckpt/hicmae_base \

@@ -1,4 +1,4 @@
-"""Runs the learning check (pre-trained vs randomly initialised features, same linear probe).
+r"""Runs the learning check (pre-trained vs randomly initialised features, same linear probe).
 
   python -m hicmae_jax.tools.learning_check --config=configs/learning_check.py \
       --workdir=workdirs/learning_check

@@ -1,4 +1,4 @@
-"""Trains a linear classifier on exported (frozen) features and reports UAR/WAR.
+r"""Trains a linear classifier on exported (frozen) features and reports UAR/WAR.
 
   python -m hicmae_jax.tools.linear_probe --train=features/crema_train \
       --test=features/crema_test [--val=features/crema_val] [--output=probe.json] \

@@ -1,4 +1,4 @@
-"""Plots exported features in 2-D (t-SNE or PCA), coloured by label, one panel per folder.
+r"""Plots exported features in 2-D (t-SNE or PCA), coloured by label, one panel per folder.
 
   python -m hicmae_jax.tools.plot_embeddings --features=features/random_test,features/pre_test \
       --titles="random init,pre-trained" --output=embeddings.png [--config.method=pca]

@@ -1,4 +1,4 @@
-"""Draws a pre-trained model's reconstructions of a few clips (frames and spectrogram) as PNG.
+r"""Draws a pre-trained model's reconstructions of a few clips (frames and spectrogram) as PNG.
 
   python -m hicmae_jax.tools.reconstruct --checkpoint=workdirs/demo/pretrain \
       --split_dir=workdirs/synthetic_demo/test --num_clips=3 --output=reconstruction.png
