@@ -7,9 +7,9 @@ untrained model's features, on the synthetic data.
 Pre-trains the demo's model (configs/demo.py, same synthetic data under
 workdirs/synthetic_demo) for 400 steps, exports the train and test features of the result and
 of its initialisation, probes both with the same budget and reports test UAR/WAR (README,
-"Representations"); also writes reconstruction.png and embeddings.png. About 5 minutes on a
-2-core CPU. `--config=configs/learning_check.py:reduced` is the CPU-test-sized version that
-tests/test_representations.py runs (under a minute).
+"Representations", which gives the measured time and figures); also writes reconstruction.png
+and embeddings.png. `--config=configs/learning_check.py:reduced` is the CPU-test-sized version
+that tests/test_representations.py runs.
 """
 import ml_collections
 

@@ -28,6 +28,8 @@ def run(config, workdir: str) -> dict:
       "tensorboard": f"tensorboard --logdir {workdir}",
       "checkpoints": [os.path.join(pre_dir, "checkpoints"), os.path.join(fine_dir, "checkpoints")],
       "results": os.path.join(fine_dir, "results.json"),
+      "evaluate_again": ("python -m hicmae_jax.eval_main --config=configs/demo.py "
+                         f"--checkpoint={fine_dir}"),
   }
   print(json.dumps(summary, indent=2))
   return summary

@@ -1,19 +1,22 @@
-"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
+r"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
 
   python -m hicmae_jax.eval_main --config=configs/finetune_crema_d.py --checkpoint=DIR \
       --config.data.test_dir=/data/crema_d/fold1/test [--results=out.json]
+  python -m hicmae_jax.eval_main --config=configs/demo.py --checkpoint=workdirs/demo/finetune
 
 Never creates an optimizer and never writes into the checkpoint folder. The model's sizes come
-from the checkpoint's metadata (the config's data and eval settings are used).
+from the checkpoint's metadata (the config's data and eval settings are used). The demo config
+means its fine-tuning part; a config with built-in synthetic data (config.data.synthetic_dir)
+evaluates that data's split unless --config.data.<split>_dir says otherwise.
 """
 import json
 import logging
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from hicmae_jax import runtime
+from hicmae_jax import cli, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
@@ -39,20 +42,22 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   from hicmae_jax.models import params as params_lib
   from hicmae_jax.models.classifier import FinetuneModel
 
-  directory = checkpoint
-  if os.path.isdir(checkpointing.checkpoint_dir(directory)):
-    directory = checkpointing.checkpoint_dir(directory)
+  config, directory, split_dir = check_inputs(config, checkpoint, step, split, results_path)
   step, meta = checkpointing.read_meta(directory, step)
   if meta.get("kind") == "pretrain":
     raise ValueError(f"{directory} step {step} is a pre-training checkpoint: it has no "
                      f"classifier. Fine-tune it first (config.init_from) or export features.")
+  path = results_path or os.path.join(os.path.dirname(os.path.abspath(directory)),
+                                      f"eval_{split}_step{step}.json")
+  if os.path.commonpath([os.path.abspath(path), os.path.abspath(directory)]) == \
+      os.path.abspath(directory):
+    raise ValueError(f"--results={path} is inside the checkpoint folder; eval never writes there")
+  if not results_path:
+    cli.check_output_file(path, "--results (default: beside the checkpoint folder)")
   with config.unlocked():
     config.model = ml_collections.ConfigDict(meta["model"])
     config.model.hierarchy_layers = tuple(config.model.hierarchy_layers)
     config.kind = "finetune"
-  split_dir = config.data.test_dir if split == "test" else config.data.val_dir
-  if not split_dir:
-    raise ValueError(f"config.data.{split}_dir is empty: pass --config.data.{split}_dir=<split>")
   mesh = sharding.make_mesh(config.mesh)
   model = nnx.eval_shape(lambda: FinetuneModel(config.model, rngs=nnx.Rngs(0)))
   view = params_lib.ParamsView(model)
@@ -68,11 +73,6 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   report["checkpoint"] = os.path.abspath(directory)
   report["step"] = int(step)
   if jax.process_index() == 0:
-    path = results_path or os.path.join(os.path.dirname(os.path.abspath(directory)),
-                                        f"eval_{split}_step{step}.json")
-    if os.path.commonpath([os.path.abspath(path), os.path.abspath(directory)]) == \
-        os.path.abspath(directory):
-      raise ValueError(f"--results={path} is inside the checkpoint folder; eval never writes there")
     checkpointing.write_json(path, report)
     if "confusion_matrix" in report:
       metrics.save_confusion_matrix_png(report["confusion_matrix"], report.get(
@@ -81,12 +81,68 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   return report
 
 
+def check_inputs(config, checkpoint: str, step: int | None, split: str, results_path: str = ""):
+  """(the config of the evaluated model, the folder of step folders, the split folder), or
+  cli.BadInput naming the flag. Reads no checkpoint: file checks only."""
+  cli.check_output_file(results_path, "--results")
+  name = "config"
+  if config.get("demo", False):  # the demo's model is its fine-tuning run
+    config, name = config.finetune, "config.finetune"
+  split_dir = split_folder(config, split, name)
+  return config, checkpoint_folder(checkpoint, step), split_dir
+
+
+def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
+  """The folder holding the step folders: `checkpoint` itself or its checkpoints/."""
+  from hicmae_jax import checkpointing
+  if checkpoint.endswith(".pth") and os.path.isfile(checkpoint):
+    raise cli.BadInput(f"--checkpoint={checkpoint} is an original PyTorch file: convert it "
+                       f"first (python -m hicmae_jax.tools.convert_checkpoint --input="
+                       f"{checkpoint} --output=<folder>) and evaluate the folder")
+  if not os.path.isdir(checkpoint):
+    raise cli.BadInput(f"--checkpoint={checkpoint}: no such folder; give a run's workdir, its "
+                       f"checkpoints/ folder or a converted checkpoint")
+  inner = checkpointing.checkpoint_dir(checkpoint)
+  directory = inner if os.path.isdir(inner) else checkpoint
+  steps = checkpointing.finished_steps(directory)
+  if not steps:
+    raise cli.BadInput(f"--checkpoint={checkpoint}: no finished checkpoint in {directory} "
+                       f"(Orbax step folders such as {directory}/1000)")
+  if step is not None and step not in steps:
+    raise cli.BadInput(f"--step={step}: {directory} holds steps {sorted(steps)}")
+  return directory
+
+
+def split_folder(config, split: str, name: str = "config") -> str:
+  """config.data.<split>_dir, else the split of the config's synthetic data when it exists.
+
+  name: how the config is named in messages ("config.finetune" for the demo)."""
+  given = config.data.test_dir if split == "test" else config.data.val_dir
+  if given:
+    return given
+  if config.data.synthetic_dir:
+    generated = os.path.join(config.data.synthetic_dir, split)
+    if os.path.isdir(generated):
+      return generated
+    raise cli.BadInput(
+        f"{name}.data.{split}_dir is empty and the config's synthetic {split} split "
+        f"{generated} does not exist (relative to {os.getcwd()}): run the config's training "
+        f"command first, from this folder (it generates the data), or pass "
+        f"--{name}.data.{split}_dir=<prepared split>")
+  raise cli.BadInput(f"{name}.data.{split}_dir is empty: pass --{name}.data.{split}_dir="
+                     f"<prepared split>")
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag, e.g. "
+                       f"--config=configs/demo.py --checkpoint=workdirs/demo/finetune")
   runtime.initialize_distributed()
-  runtime.setup_logging(None)
-  runtime.banner()
   try:
+    check_inputs(_CONFIG.value, _CHECKPOINT.value, _STEP.value, _SPLIT.value,  # before logging
+                 _RESULTS.value)
+    runtime.setup_logging(None)
+    runtime.banner()
     report = evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value,
                                  split=_SPLIT.value, results_path=_RESULTS.value)
   except Exception as e:
@@ -97,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

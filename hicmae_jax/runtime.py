@@ -1,5 +1,6 @@
 """Process start-up and multi-process plumbing shared by the binaries: distributed init,
-barriers, fail-fast exit, logging, the versions banner."""
+barriers, fail-fast exit, logging (and the known-benign start-up noise it drops), the versions
+banner. Command-line parsing and bad-input errors are cli.py."""
 from __future__ import annotations
 
 import functools
@@ -82,7 +83,8 @@ def compile_then_meet(jitted: Callable, name: str) -> Callable:
 
 
 def exit_now_if_multiprocess(error: BaseException) -> None:
-  """A process that fails in a multi-process job exits at once, with the traceback.
+  """A process that fails in a multi-process job exits at once: with the traceback (exit 1),
+  or on bad input with the one `error:` line of cli.error_line (exit 2).
 
   A normal exit would wait up to 5 minutes at jax.distributed's shutdown barrier, heartbeats
   still beating, while the other processes hang in a collective this one never joins. Exiting
@@ -90,17 +92,51 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
   --heartbeat_timeout_s, naming this process."""
   if jax.process_count() <= 1:
     return
-  log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
-            "".join(traceback.format_exception(error)))
+  from hicmae_jax import cli
+  if cli.is_bad_input(error):  # the same one line a single process prints
+    print(cli.error_line(error), file=sys.stderr)
+    code = cli.EXIT_BAD_INPUT
+  else:
+    log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
+              "".join(traceback.format_exception(error)))
+    code = 1
   for handler in logging.getLogger().handlers:  # os._exit skips the usual flush
     handler.flush()
   sys.stdout.flush()
   sys.stderr.flush()
-  os._exit(1)
+  os._exit(code)
+
+
+# Orbax warnings that every read-only restore or converted checkpoint prints and that ask
+# nothing of the user (message prefixes); other Orbax warnings stay.
+BENIGN_WARNINGS = (
+    "Given directory is read only",
+    "CheckpointManagerOptions.read_only=True, setting save_interval_steps=0",
+    "Metadata file does not exist",
+)
+
+
+class _DropBenign(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(BENIGN_WARNINGS)
+
+
+def quiet_known_noise() -> None:
+  """Start-up and restore messages that say nothing wrong: JAX's INFO line about each platform
+  it probes and does not find (`Unable to initialize backend 'tpu'` on every machine without
+  one; a platform that is present starts silently as before) and BENIGN_WARNINGS. Call before
+  the backend starts; idempotent."""
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
+  if not any(isinstance(f, _DropBenign) for f in absl_logger.filters):
+    absl_logger.addFilter(_DropBenign())
 
 
 def setup_logging(workdir: str | None = None) -> None:
-  """Readable logs on process 0 (stderr and <workdir>/train.log); warnings only elsewhere."""
+  """Readable logs on process 0 (stderr and <workdir>/train.log); warnings only elsewhere.
+
+  Creates `workdir`: check it (cli.check_output_dir) and the config before calling this."""
+  quiet_known_noise()
   level = logging.INFO if jax.process_index() == 0 else logging.WARNING
   fmt = logging.Formatter("%(asctime)s %(levelname).1s %(name)s] %(message)s", "%H:%M:%S")
   root = logging.getLogger()
@@ -151,12 +187,15 @@ def explain_multiprocess_failure(error: BaseException, workdir: str) -> None:
 def json_command(body, errors: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
                  ) -> int:
   """Runs a command's body (a no-argument callable returning a JSON-able summary): prints the
-  summary and returns 0, or prints `error: <message>` to stderr and returns 2 on bad input."""
+  summary and returns 0, or prints one line `error: <message>` to stderr and returns 2 on bad
+  input (`errors`)."""
   import json
+
+  from hicmae_jax import cli
   try:
     summary = body()
   except errors as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    print(cli.error_line(e), file=sys.stderr)
+    return cli.EXIT_BAD_INPUT
   print(json.dumps(summary, indent=2))
   return 0

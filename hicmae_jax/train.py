@@ -21,10 +21,10 @@ from flax import nnx
 
 from hicmae_jax import checkpointing, evaluate, objectives, optim, runtime, sharding, writers
 from hicmae_jax.checkpoints import transfer
+from hicmae_jax.config_validation import validate_config  # noqa: F401 (train.validate_config)
 from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.models.common import check_attention_impl
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.representations import reconstruction
 
@@ -36,46 +36,6 @@ class NonFiniteError(FloatingPointError):
 
 
 # ------------------------------------------------------------------------------------ config --
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Fails fast, one line naming the key and the allowed values."""
-  m = config.model
-  if config.kind not in ("pretrain", "finetune", "linear_probe"):
-    raise ValueError(f"config.kind={config.kind!r}; allowed: pretrain, finetune, linear_probe")
-  check_attention_impl(m.attention_impl)
-  for key in ("video_mask_ratio", "audio_mask_ratio"):
-    if not 0.0 < m[key] < 1.0:
-      raise ValueError(f"config.model.{key}={m[key]} must be in (0, 1)")
-  if m.input_size % m.patch_size:
-    raise ValueError(f"config.model.input_size={m.input_size} is not divisible by "
-                     f"config.model.patch_size={m.patch_size}")
-  if m.num_frames % m.tubelet_size:
-    raise ValueError(f"config.model.num_frames={m.num_frames} is not divisible by "
-                     f"config.model.tubelet_size={m.tubelet_size}")
-  if m.audio_frames % m.audio_patch_size or m.audio_mel_bins % m.audio_patch_size:
-    raise ValueError(f"config.model.audio_frames/audio_mel_bins ({m.audio_frames}, "
-                     f"{m.audio_mel_bins}) must be divisible by audio_patch_size "
-                     f"{m.audio_patch_size}")
-  if config.kind == "pretrain":
-    if len(m.hierarchy_layers) != m.decoder_depth - 1:
-      raise ValueError(f"config.model.hierarchy_layers={tuple(m.hierarchy_layers)} must have "
-                       f"decoder_depth - 1 = {m.decoder_depth - 1} entries")
-    bad = [i for i in m.hierarchy_layers if not 0 <= i < min(m.video_depth, m.audio_depth)]
-    if bad:
-      raise ValueError(f"config.model.hierarchy_layers={tuple(m.hierarchy_layers)}: layers "
-                       f"must be in [0, {min(m.video_depth, m.audio_depth)})")
-    g = config.loss.contrastive_group_size
-    if g > 0 and config.global_batch_size % g and g < config.global_batch_size:
-      raise ValueError(f"config.loss.contrastive_group_size={g} must divide "
-                       f"config.global_batch_size={config.global_batch_size} (or be 0: global)")
-  if config.nonfinite not in ("stop", "skip"):
-    raise ValueError(f"config.nonfinite={config.nonfinite!r}; allowed: stop, skip")
-  if config.optim.accum_steps < 1:
-    raise ValueError(f"config.optim.accum_steps={config.optim.accum_steps} must be >= 1")
-  if not config.data.train_dir and not config.data.synthetic_dir:
-    raise ValueError("config.data.train_dir is empty: pass --config.data.train_dir=<prepared "
-                     "split> (or config.data.synthetic_dir for the built-in synthetic data)")
-
 
 def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
   """Generates the built-in synthetic dataset when the config asks for it (demo, tests)."""

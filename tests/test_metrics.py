@@ -63,7 +63,8 @@ def test_classification_report():
 
 
 def test_against_sklearn_if_installed():
-  skm = pytest.importorskip("sklearn.metrics")
+  skm = pytest.importorskip("sklearn.metrics", reason="optional cross-check with sklearn: "
+                            "pip install scikit-learn")
   rng = np.random.default_rng(0)
   for _ in range(5):
     labels = rng.integers(0, 5, 200)

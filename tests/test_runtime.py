@@ -34,7 +34,9 @@ def test_first_call_compiles_then_meets_once(monkeypatch):
   assert traced == [(3,)]  # the run reused what the barrier's compile produced
 
 
-def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, caplog):
+@pytest.fixture
+def two_process_exit_codes(monkeypatch):
+  """Fakes a 2-process job; os._exit records its code and raises SystemExit instead."""
   monkeypatch.setattr(jax, "process_count", lambda: 2)
   codes = []
 
@@ -42,6 +44,11 @@ def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, cap
     codes.append(code)
     raise SystemExit(code)
   monkeypatch.setattr(runtime.os, "_exit", fake_exit)
+  return codes
+
+
+def test_a_failing_process_logs_the_traceback_and_exits_at_once(two_process_exit_codes, caplog):
+  codes = two_process_exit_codes
   try:
     raise ValueError("bad record on this process")
   except ValueError as e:
@@ -55,3 +62,25 @@ def test_a_failing_process_logs_the_traceback_and_exits_at_once(monkeypatch, cap
 def test_one_process_failure_is_left_to_python(monkeypatch):
   monkeypatch.setattr(runtime.os, "_exit", lambda code: pytest.fail("must not exit"))
   runtime.exit_now_if_multiprocess(ValueError("x"))
+
+
+def test_a_process_with_bad_input_prints_one_line_and_exits_2(two_process_exit_codes, capsys):
+  from hicmae_jax import cli
+  with pytest.raises(SystemExit):
+    runtime.exit_now_if_multiprocess(cli.BadInput("--workdir=/x is a file"))
+  assert two_process_exit_codes == [2]
+  assert capsys.readouterr().err == "error: --workdir=/x is a file\n"
+
+
+def test_known_benign_orbax_warnings_are_dropped_real_ones_kept(caplog):
+  runtime.quiet_known_noise()
+  runtime.quiet_known_noise()  # idempotent: one filter
+  orbax_log = logging.getLogger("absl")  # Orbax logs through absl.logging
+  assert len(orbax_log.filters) == 1
+  with caplog.at_level(logging.INFO):
+    orbax_log.warning("Given directory is read only=%s", "/ckpt/checkpoints")
+    orbax_log.warning("Metadata file does not exist: %s", "/ckpt/1/_CHECKPOINT_METADATA")
+    orbax_log.warning("CheckpointManagerOptions.read_only=True, setting save_interval_steps=0.")
+    orbax_log.warning("Checkpoint step 4 is incomplete")
+    logging.getLogger("jax._src.xla_bridge").info("Unable to initialize backend 'tpu'")
+  assert [r.getMessage() for r in caplog.records] == ["Checkpoint step 4 is incomplete"]

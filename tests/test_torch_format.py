@@ -482,7 +482,8 @@ def test_fuzz_never_raises_other_errors(tmp_path):
 # ----------------------------------------------------------------- real torch (optional)
 
 def test_torch_loads_written_file(tmp_path):
-  torch = pytest.importorskip("torch")
+  torch = pytest.importorskip("torch", reason="optional cross-check with real torch: "
+                              "pip install torch")
   rng = np.random.default_rng(5)
   obj = {"model": collections.OrderedDict(), "epoch": 2, "meta": [1, 2.5, "s", None, (1, 2)]}
   for dtype in ALL_DTYPES + V3_DTYPES + [np.complex64]:
@@ -513,7 +514,8 @@ def test_torch_loads_written_file(tmp_path):
 
 
 def test_reads_file_written_by_torch(tmp_path):
-  torch = pytest.importorskip("torch")
+  torch = pytest.importorskip("torch", reason="optional cross-check with real torch: "
+                              "pip install torch")
   base = torch.arange(60, dtype=torch.float32).reshape(5, 12)
   linear = torch.nn.Linear(4, 3)
   sd = collections.OrderedDict([

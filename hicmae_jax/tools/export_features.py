@@ -1,4 +1,4 @@
-"""Exports per-clip features of a checkpoint over a prepared split or raw files (.npy + JSON).
+r"""Exports per-clip features of a checkpoint over a prepared split or raw files (.npy + JSON).
 
   # a prepared split, one view per clip (the evaluation sampler)
   python -m hicmae_jax.tools.export_features --checkpoint=ckpt/hicmae_base \
@@ -23,10 +23,10 @@ per-layer pooled features per modality.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from hicmae_jax import runtime
+from hicmae_jax import cli, runtime
 from hicmae_jax.representations.features import export_features
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -60,6 +60,7 @@ flags.mark_flags_as_required(["output_dir"])
 
 def main(argv):
   del argv
+  cli.check_output_dir(_OUTPUT_DIR.value, "--output_dir")
   runtime.setup_logging(None)
   return runtime.json_command(lambda: export_features(
       output_dir=_OUTPUT_DIR.value, checkpoint=_CHECKPOINT.value, step=_STEP.value,
@@ -71,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

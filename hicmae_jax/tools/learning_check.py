@@ -1,4 +1,4 @@
-"""Runs the learning check (pre-trained vs randomly initialised features, same linear probe).
+r"""Runs the learning check (pre-trained vs randomly initialised features, same linear probe).
 
   python -m hicmae_jax.tools.learning_check --config=configs/learning_check.py \
       --workdir=workdirs/learning_check
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from hicmae_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/learning_check.py or a "
                                           "variant.", lock_config=False)
@@ -22,7 +24,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  from hicmae_jax import runtime
+  from hicmae_jax import config_validation, runtime
+  config_validation.validate_config(_CONFIG.value)  # before the workdir and its log exist
+  cli.check_output_dir(_WORKDIR.value, "--workdir")
   runtime.setup_logging(_WORKDIR.value)
   runtime.banner()
   from hicmae_jax.representations import learning_check
@@ -32,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

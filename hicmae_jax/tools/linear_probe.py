@@ -1,4 +1,4 @@
-"""Trains a linear classifier on exported (frozen) features and reports UAR/WAR.
+r"""Trains a linear classifier on exported (frozen) features and reports UAR/WAR.
 
   python -m hicmae_jax.tools.linear_probe --train=features/crema_train \
       --test=features/crema_test [--val=features/crema_val] [--output=probe.json] \
@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from hicmae_jax import metrics
+from hicmae_jax import cli, metrics
 from hicmae_jax.representations.probe import probe_feature_dirs
 from hicmae_jax.representations.settings import feature_probe_config
 
-_CONFIG = config_flags.DEFINE_config_dict("config", feature_probe_config(),
-                                          "Probe hyper-parameters.")
+_CONFIG = cli.define_config_dict("config", feature_probe_config(), "Probe hyper-parameters.")
 _TRAIN = flags.DEFINE_string("train", None, "Features folder of the training split.")
 _VAL = flags.DEFINE_string("val", "", "Features folder of the validation split (optional).")
 _TEST = flags.DEFINE_string("test", "", "Features folder of the test split (optional).")
@@ -40,12 +38,13 @@ def summary_line(name: str, report: dict) -> str:
 
 def main(argv):
   del argv
+  cli.check_output_file(_OUTPUT.value, "--output")
   try:
     results = probe_feature_dirs(_TRAIN.value, {"val": _VAL.value, "test": _TEST.value},
                                  _CONFIG.value)
   except (FileNotFoundError, ValueError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    print(cli.error_line(e), file=sys.stderr)
+    return cli.EXIT_BAD_INPUT
   for name in ("train", "val", "test"):
     if name in results:
       print(summary_line(name, results[name]))
@@ -58,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

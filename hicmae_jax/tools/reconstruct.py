@@ -1,4 +1,4 @@
-"""Draws a pre-trained model's reconstructions of a few clips (frames and spectrogram) as PNG.
+r"""Draws a pre-trained model's reconstructions of a few clips (frames and spectrogram) as PNG.
 
   python -m hicmae_jax.tools.reconstruct --checkpoint=workdirs/demo/pretrain \
       --split_dir=workdirs/synthetic_demo/test --num_clips=3 --output=reconstruction.png
@@ -15,8 +15,10 @@ drawn at the checkpoint's ratios from --seed. --checkpoint must be a pre-trainin
 from __future__ import annotations
 
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from hicmae_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config (data.sampling_rate, loss.frame_difference). Optional: "
@@ -40,6 +42,7 @@ flags.mark_flags_as_required(["checkpoint", "output"])
 def main(argv):
   del argv
   from hicmae_jax import runtime
+  cli.check_output_file(_OUTPUT.value, "--output")
   runtime.setup_logging(None)
   from hicmae_jax.representations.reconstruction import reconstruction_png
   return runtime.json_command(lambda: reconstruction_png(
@@ -50,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
