@@ -367,7 +367,6 @@ def _initial_weights(config, start, view, model, param_shardings):
   return restored["params"]
 
 
-
 def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
   """Restores start.step; a corrupt or truncated checkpoint is named by path, and with
   `fallback` the previous complete ones are tried, newest first."""
