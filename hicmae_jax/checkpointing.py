@@ -15,13 +15,15 @@ scratch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import math
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from hicmae_jax import io_utils
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +36,28 @@ def _grain_args():
 
 
 def manager(directory: str, *, max_to_keep: int | None = None, async_save: bool = False,
-            read_only: bool = False) -> ocp.CheckpointManager:
+            read_only: bool = False, best_metric: str = "") -> ocp.CheckpointManager:
+  """best_metric: keep the `max_to_keep` checkpoints with the highest metrics[best_metric]
+  (Orbax's best-checkpoint policy) instead of the latest ones."""
+  best = dict(best_fn=lambda m: m[best_metric], best_mode="max",
+              keep_checkpoints_without_metrics=False) if best_metric else {}
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-      enable_async_checkpointing=async_save)
+      enable_async_checkpointing=async_save, **best)
   return ocp.CheckpointManager(os.path.abspath(directory), item_names=ITEMS, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, *, params, train=None, data_iter=None,
-         meta: dict[str, Any], force: bool = False) -> bool:
-  """Starts an (async) save of the given items at `step`."""
+         meta: dict[str, Any], force: bool = False, metrics=None) -> bool:
+  """Starts an (async) save of the given items at `step` (metrics: for a best_metric
+  manager)."""
   args = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
   if train is not None:
     args["train"] = ocp.args.StandardSave(train)
   if data_iter is not None:
     grain_save, _ = _grain_args()
     args["ds"] = grain_save(data_iter)
-  return mngr.save(step, args=ocp.args.Composite(**args), force=force)
+  return mngr.save(step, args=ocp.args.Composite(**args), force=force, metrics=metrics)
 
 
 def abstract_like(tree, shardings):
@@ -93,23 +100,43 @@ def read_params(checkpoint: str, step: int | None = None
                 ) -> tuple[int, dict[str, Any], dict[str, jax.Array]]:
   """(step, meta, params) of our checkpoint: a checkpoint folder or a workdir holding one,
   the latest step unless given, readable whatever topology wrote it."""
-  directory = checkpoint
-  if os.path.isdir(checkpoint_dir(directory)):
-    directory = checkpoint_dir(directory)
+  directory = resolve_checkpoint_dir(checkpoint)
   step, meta = read_meta(directory, step)
   return step, meta, restore_params_as_saved(directory, step)
 
 
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
-  """(step, meta) of the latest (or given) checkpoint in a folder; clear error if none."""
+  """(step, meta) of the latest (or given) checkpoint in a folder; a missing folder, one with
+  no finished checkpoint and a missing step each get their own error."""
+  steps = _steps_or_explain(directory)
+  step = max(steps) if step is None else step
+  if step not in steps:
+    raise FileNotFoundError(f"{directory!r} has no checkpoint of step {step}; it has steps "
+                            f"{sorted(steps)} (omit the step for the latest)")
   mngr = manager(directory, read_only=True)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint found in {directory!r} (expected Orbax step "
-                            f"folders such as {directory}/1000)")
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   mngr.close()
   return step, meta
+
+
+def _steps_or_explain(directory: str) -> list[int]:
+  """The finished steps in `directory`; FileNotFoundError saying what is wrong if none."""
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f"checkpoint folder {directory!r} does not exist: pass a run's workdir, its "
+        f"checkpoints/ folder or a converted checkpoint folder")
+  steps = finished_steps(directory)
+  if steps:
+    return steps
+  unfinished = sorted(n for n in os.listdir(directory) if "orbax-checkpoint-tmp" in n)
+  if unfinished:
+    raise FileNotFoundError(
+        f"{directory!r} holds only unfinished saves ({', '.join(unfinished[:3])}): the run was "
+        f"stopped while writing its first checkpoint. Start that run again (it begins anew) or "
+        f"pass another folder")
+  raise FileNotFoundError(
+      f"{directory!r} holds no checkpoint (no step folder such as {directory}/1000): a run "
+      f"writes its first one after config.checkpoint_every_steps steps; is it the right folder?")
 
 
 @dataclasses.dataclass
@@ -122,6 +149,20 @@ class Start:
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, "checkpoints")
+
+
+def best_dir(workdir: str) -> str:
+  """The best-validation weights of a fine-tuning run (BestCheckpoint)."""
+  return os.path.join(workdir, "best_val")
+
+
+def resolve_checkpoint_dir(path: str) -> str:
+  """The checkpoint folder `path` names: `path` itself when it holds step folders (a
+  checkpoints/ folder, a converted checkpoint, best_val/), else its checkpoints/ subfolder when
+  there is one (a run's workdir), else `path` (read_meta then says what is wrong with it)."""
+  if finished_steps(path) or not os.path.isdir(checkpoint_dir(path)):
+    return path
+  return checkpoint_dir(path)
 
 
 def finished_steps(directory: str) -> list[int]:
@@ -144,17 +185,70 @@ def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
   for mode, path in (("resume", resume), ("init_from", init_from)):
     if not path:
       continue
-    directory = path
-    if not any(name.isdigit() for name in os.listdir(path) if os.path.isdir(
-        os.path.join(path, name))) and os.path.isdir(checkpoint_dir(path)):
-      directory = checkpoint_dir(path)  # a workdir was given: use its checkpoints
+    directory = resolve_checkpoint_dir(path)
     step, _ = read_meta(directory)
     return Start(mode, directory, step)
   return Start("scratch")
 
 
-def write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
+# One implementation (io_utils); re-exported because eval_main.py imports it from here.
+write_json = io_utils.write_json
+
+
+class BestCheckpoint:
+  """The best-validation weights of a fine-tuning run: `<workdir>/best_val/<step>/` (params, and
+  meta whose "best" entry is {step, epoch, metric, value, val}).
+
+  Orbax's best-checkpoint policy (best_fn on `metric`, mode max, max_to_keep 1) keeps the one
+  with the highest value. Weights are written only when a validation beats the best so far, so
+  a tie keeps the earlier step and no checkpoint is written that the policy would drop at once.
+  The best so far is read back from the folder: a resumed or extended run goes on with the same
+  selection. Every process calls `offer` with the same report (evaluation gathers every
+  prediction), as the save is collective."""
+
+  def __init__(self, workdir: str, metric: str, *, resumed: bool, async_save: bool):
+    self.directory = best_dir(workdir)
+    self.metric = metric
+    self.record: dict[str, Any] | None = None
+    steps = finished_steps(self.directory)
+    self._mngr = manager(self.directory, max_to_keep=1, async_save=async_save,
+                         best_metric=metric)
+    if steps and not resumed:
+      # Left by an earlier attempt of this workdir that wrote no training checkpoint: this run
+      # starts anew, so its selection does too.
+      log.warning("%s: removing best-validation step(s) %s of an earlier attempt (this run "
+                  "starts without a checkpoint)", self.directory, steps)
+      for step in steps:
+        self._mngr.delete(step)
+    elif steps:
+      self.record = read_meta(self.directory, max(steps))[1].get("best")
+
+  def offer(self, step: int, epoch: int, report: dict[str, Any], params,
+            meta: dict[str, Any]) -> bool:
+    """Saves `params` as the best when report[metric] beats it; returns whether it did."""
+    value = float(report.get(self.metric, math.nan))
+    if not math.isfinite(value):
+      log.warning("validation %s=%s at step %d is not finite: not a best candidate",
+                  self.metric, value, step)
+      return False
+    # A resumed run redoes the steps after its last training checkpoint exactly, so a record
+    # at a later step than this one was made by this very computation: keep it.
+    if self.record is not None and (value <= self.record["value"] or step <= self.record["step"]):
+      return False
+    val = {k: v for k, v in report.items() if isinstance(v, (int, float, str))}
+    record = {"step": step, "epoch": epoch, "metric": self.metric, "value": value, "val": val}
+    save(self._mngr, step, params=params, meta=dict(meta, step=step, best=record), force=True,
+         metrics={self.metric: value})
+    self.record = record
+    log.info("best validation so far (%s=%.4g at step %d): weights saved in %s", self.metric,
+             value, step, self.directory)
+    return True
+
+  def restore(self, params_target) -> dict[str, jax.Array]:
+    """The best weights, into an abstract sharded target (see abstract_like)."""
+    self._mngr.wait_until_finished()
+    return restore(self._mngr, self.record["step"], params_target=params_target)["params"]
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()

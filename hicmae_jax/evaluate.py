@@ -1,4 +1,7 @@
-"""Evaluation of a fine-tuning model over a split: multi-view averaging and the paper's metrics."""
+"""Evaluation of a fine-tuning model over a split (multi-view averaging, the paper's metrics),
+and the evaluation job of a fine-tuning run: validation every `config.eval_every_epochs`
+epochs, which selects the weights (BestCheckpoint), and at the end the test split on the
+best-validation weights and on the last ones."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from hicmae_jax import metrics, runtime, sharding
+from hicmae_jax import checkpointing, metrics, periodic, runtime, sharding
 from hicmae_jax.data import pipeline
 
 log = logging.getLogger(__name__)
@@ -86,3 +89,100 @@ def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,
   report["split_dir"] = split_dir
   report["mode"] = mode
   return report
+
+
+def brief(report: dict) -> str:
+  """The headline numbers of a report, for the log."""
+  keys = [k for k in ("uar", "war", "weighted_f1", "pcc", "ccc", "num_clips") if k in report]
+  return ", ".join(f"{k}={report[k]:.4g}" if isinstance(report[k], float) else f"{k}={report[k]}"
+                   for k in keys)
+
+
+def _scalars(prefix: str, report: dict) -> dict[str, float]:
+  return {f"{prefix}_{k}": v for k, v in report.items() if isinstance(v, (int, float))}
+
+
+# ----------------------------------------------------------------------- evaluation job --
+
+class EvaluationJob(periodic.Job):
+  """Validation every eval_every_epochs epochs and the final val/test evaluation.
+
+  results (finish): val (last weights), best_val_step / best_val_epoch / best_val (the
+  selected validation), test (on the best-validation weights; on the last ones without a val
+  split), test_last (on the last weights, when there is a val split), test_weights (which)."""
+
+  def __init__(self, config, ctx: periodic.Context):
+    self.config, self.ctx = config, ctx
+    d = config.data
+    self.every_steps = ctx.steps_per_epoch * config.eval_every_epochs if d.val_dir else 0
+    self._predict = make_predict_fn(ctx.view, ctx.mesh)
+    metric = "uar" if config.model.task == "classification" else "ccc"
+    self.best = checkpointing.BestCheckpoint(
+        ctx.workdir, metric, resumed=ctx.resumed,
+        async_save=config.async_checkpointing) if d.val_dir else None
+    self._last_val: tuple[int, dict] | None = None
+
+  def _eval(self, params, split_dir: str, mode: str) -> dict[str, Any]:
+    return run_eval(self.config, params, self.ctx.view, self.ctx.mesh, split_dir, mode,
+                    class_names=self.ctx.class_names, predict_fn=self._predict)
+
+  def run(self, step: int, state: dict, batch: dict) -> None:
+    del batch
+    self._validate(step, state["params"])
+
+  def _validate(self, step: int, params) -> dict[str, Any]:
+    report = self._eval(params, self.config.data.val_dir, "val")
+    epoch = step // self.ctx.steps_per_epoch
+    self.ctx.writer.write_scalars(step, _scalars("val", report))
+    log.info("validation at step %d (epoch %d): %s", step, epoch, brief(report))
+    self.best.offer(step, epoch, report, params, self.ctx.meta)
+    self._last_val = (step, report)
+    return report
+
+  def finish(self, step: int, state: dict) -> dict[str, Any]:
+    params, results = state["params"], {}
+    if self.best is not None:
+      # The last weights are a candidate too; not evaluated twice when the run ended on a
+      # validation step.
+      done = self._last_val is not None and self._last_val[0] == step
+      results["val"] = self._last_val[1] if done else self._validate(step, params)
+      if self.best.record is not None:
+        record = self.best.record
+        results.update(best_val_step=record["step"], best_val_epoch=record["epoch"],
+                       best_val=record["val"])
+    if self.config.data.test_dir:
+      results.update(self._test(step, params))
+    return results
+
+  def _test(self, step: int, params) -> dict[str, Any]:
+    test_dir = self.config.data.test_dir
+    last = self._eval(params, test_dir, "test")
+    record = self.best.record if self.best is not None else None
+    if record is None:
+      out = {"test": last, "test_weights": {"selected_by": "last", "step": step}}
+    else:
+      if record["step"] == step:
+        selected = last
+      else:
+        target = checkpointing.abstract_like(params, self.ctx.param_shardings)
+        selected = self._eval(self.best.restore(target), test_dir, "test")
+      out = {"test": selected, "test_last": last,
+             "test_weights": {"selected_by": "best_val", "step": record["step"],
+                              "epoch": record["epoch"]}}
+    for name in ("test", "test_last"):
+      if name in out:
+        self.ctx.writer.write_scalars(step, _scalars(name, out[name]))
+        log.info("%s (%s weights): %s", name, "last" if name == "test_last" else
+                 out["test_weights"]["selected_by"], brief(out[name]))
+    return out
+
+  def close(self) -> None:
+    if self.best is not None:
+      self.best.close()
+
+
+def evaluation_job(config, ctx: periodic.Context) -> EvaluationJob | None:
+  """periodic.REGISTRY entry: the job of a run with a val or a test split."""
+  if not (config.data.val_dir or config.data.test_dir):
+    return None
+  return EvaluationJob(config, ctx)

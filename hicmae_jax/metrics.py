@@ -10,12 +10,11 @@ The metric functions return fractions (UAR 0.8491); the reports give percentages
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from hicmae_jax import io_utils
 
 
 # ---- classification -----------------------------------------------------------------------------
@@ -232,39 +231,8 @@ def regression_report(targets, preds, names: Sequence[str]) -> dict[str, Any]:
 
 # ---- files --------------------------------------------------------------------------------------
 
-def _atomic_write(path, write) -> None:
-  """write(file object) into a temporary file next to `path`, then rename over it, so a reader
-  (or a crash) never sees a half-written file."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def _json_default(obj):
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if isinstance(obj, np.generic):
-    return obj.item()
-  if hasattr(obj, "__array__"):   # jax arrays
-    return np.asarray(obj).tolist()
-  raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def write_json(path, obj) -> None:
-  """Writes obj as indented JSON atomically (numpy / jax values converted; NaN as NaN)."""
-  text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
-  _atomic_write(path, lambda f: f.write(text.encode("utf-8") + b"\n"))
+# One implementation (io_utils); re-exported because tools/linear_probe.py imports it from here.
+write_json = io_utils.write_json
 
 
 def save_confusion_matrix_png(cm, class_names: Sequence[str], path, *,
@@ -274,6 +242,7 @@ def save_confusion_matrix_png(cm, class_names: Sequence[str], path, *,
   Colours show row-normalised recall when normalise=True; every cell is annotated with its
   count. Uses matplotlib's Agg canvas directly, so no pyplot global state or display is needed.
   """
+  # imported here: matplotlib is heavy, and only the reports that draw a picture need it
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -301,4 +270,4 @@ def save_confusion_matrix_png(cm, class_names: Sequence[str], path, *,
       ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
               color="white" if shown[i, j] > threshold else "black")
   fig.tight_layout()
-  _atomic_write(path, lambda f: fig.savefig(f, format="png"))
+  io_utils.atomic_write(path, lambda f: fig.savefig(f, format="png"))

@@ -1,16 +1,18 @@
 """The trainer: pre-training, fine-tuning and linear probing, top to bottom.
 
-Sections: setup -> data -> model/optimizer -> start (resume order) -> step -> loop (logging,
-checkpoints, evaluation, preemption) -> final evaluation.
+Sections: config -> data -> tasks (what differs between the kinds, chosen once) -> step ->
+state -> start (the resume order) -> loop (logging, checkpoints, periodic jobs, preemption) ->
+run. Periodic jobs (fine-tuning evaluation, the reconstruction figure) are built by name from
+`periodic.py`'s registry: this module imports nothing from hicmae_jax.representations.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,14 +21,17 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import checkpointing, evaluate, objectives, optim, runtime, sharding, writers
+from hicmae_jax import (checkpointing, io_utils, objectives, optim, periodic, preemption, runtime,
+                        sharding, writers)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config  # noqa: F401 (train.validate_config)
 from hicmae_jax.data import pipeline, schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
-from hicmae_jax.representations import reconstruction
+
+# After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
+from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip
 
 log = logging.getLogger(__name__)
 
@@ -85,43 +90,21 @@ def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, No
       label_smoothing=d.label_smoothing, mix_audio=d.mix_audio, **common)
 
 
-# ------------------------------------------------------------------------------------- model --
+# ------------------------------------------------------------------------------------- tasks --
 
-def build_model(config, seed: int) -> nnx.Module:
-  cls = PretrainModel if config.kind == "pretrain" else FinetuneModel
-  return cls(config.model, rngs=nnx.Rngs(params=seed))
-
-
-def frozen_predicate(config):
-  return "encoders" if config.kind == "linear_probe" else config.optim.freeze
-
-
-def make_tx(config, params, total_steps: int, steps_per_epoch: int):
-  o = ml_collections.ConfigDict(config.optim.to_dict())
-  # The original's scaling rule, on the effective batch (accumulated micro-batches included).
-  effective = config.global_batch_size * config.optim.accum_steps
-  o.lr = config.optim.base_lr * effective / 256
-  o.min_lr = config.optim.min_base_lr * effective / 256
-  o.freeze = frozen_predicate(config)
-  num_encoder_layers = max(config.model.video_depth, config.model.audio_depth)
-  return optim.make_optimizer(o, params, total_steps=total_steps,
-                              steps_per_epoch=steps_per_epoch,
-                              num_encoder_layers=num_encoder_layers,
-                              num_fusion_layers=config.model.fusion_depth), o.lr
+def _pretrain_loss(config, view):
+  """(params, batch, key, deterministic) -> (loss, scalar metrics) of the pre-training model."""
+  def loss_fn(params, batch, key, deterministic):
+    model = view.merge(params)
+    loss, aux = objectives.pretrain_loss(model, batch, loss_cfg=config.loss, key=key,
+                                         deterministic=deterministic)
+    return loss, {k: aux[k] for k in ("loss", "loss_video", "loss_audio", "loss_contrastive")}
+  return loss_fn
 
 
-# -------------------------------------------------------------------------------------- step --
-
-def make_loss_fn(config, view):
-  """(params, batch, key, deterministic) -> (loss, scalar metrics)."""
-  if config.kind == "pretrain":
-    def loss_fn(params, batch, key, deterministic):
-      model = view.merge(params)
-      loss, aux = objectives.pretrain_loss(model, batch, loss_cfg=config.loss, key=key,
-                                           deterministic=deterministic)
-      return loss, {k: aux[k] for k in ("loss", "loss_video", "loss_audio", "loss_contrastive")}
-    return loss_fn
-
+def _finetune_loss(config, view):
+  """(params, batch, key, deterministic) -> (loss, scalar metrics) of the fine-tuning model:
+  soft cross-entropy (mixup / label smoothing targets) or MSE for regression."""
   m = config.model
 
   def loss_fn(params, batch, key, deterministic):
@@ -139,6 +122,59 @@ def make_loss_fn(config, view):
     return loss, {"loss": loss}
   return loss_fn
 
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What differs between the kinds of run (config.kind); looked up once, in TASKS.
+
+  freeze: the optimizer's frozen-parameter rule, or None for config.optim.freeze.
+  repeated_sampling: an epoch is num_clips * data.num_repeats clips (pre-training's repeated
+    sampling), else num_clips.
+  jobs: the periodic jobs (periodic.REGISTRY names) the kind can have; each one's config keys
+    turn it on or off.
+  """
+  model: type
+  loss: Callable
+  freeze: str | None
+  repeated_sampling: bool
+  jobs: tuple[str, ...]
+
+
+TASKS = {
+    "pretrain": Task(PretrainModel, _pretrain_loss, None, True, ("reconstruction",)),
+    "finetune": Task(FinetuneModel, _finetune_loss, None, False, ("evaluation",)),
+    "linear_probe": Task(FinetuneModel, _finetune_loss, "encoders", False, ("evaluation",)),
+}
+
+
+def build_model(config, seed: int) -> nnx.Module:
+  return TASKS[config.kind].model(config.model, rngs=nnx.Rngs(params=seed))
+
+
+def frozen_predicate(config):
+  return TASKS[config.kind].freeze or config.optim.freeze
+
+
+def make_loss_fn(config, view):
+  """(params, batch, key, deterministic) -> (loss, scalar metrics)."""
+  return TASKS[config.kind].loss(config, view)
+
+
+def make_tx(config, params, total_steps: int, steps_per_epoch: int):
+  o = ml_collections.ConfigDict(config.optim.to_dict())
+  # The original's scaling rule, on the effective batch (accumulated micro-batches included).
+  effective = config.global_batch_size * config.optim.accum_steps
+  o.lr = config.optim.base_lr * effective / 256
+  o.min_lr = config.optim.min_base_lr * effective / 256
+  o.freeze = frozen_predicate(config)
+  num_encoder_layers = max(config.model.video_depth, config.model.audio_depth)
+  return optim.make_optimizer(o, params, total_steps=total_steps,
+                              steps_per_epoch=steps_per_epoch,
+                              num_encoder_layers=num_encoder_layers,
+                              num_fusion_layers=config.model.fusion_depth), o.lr
+
+
+# -------------------------------------------------------------------------------------- step --
 
 def make_train_step(config, view, tx, state_shardings, mesh):
   loss_fn = make_loss_fn(config, view)
@@ -203,47 +239,58 @@ def init_state(config, mesh, total_updates: int, steps_per_epoch: int):
   return view, tx, jax.device_put(state, state_sh), state_sh, lr
 
 
-# -------------------------------------------------------------------------------------- run --
+def _write_parameter_table(workdir: str, params: dict) -> None:
+  """clu's parameter table into <workdir>/parameters.txt (process 0), not into the log."""
+  table = parameter_overview.get_parameter_overview(
+      # shapes only: under fsdp on several hosts a parameter is not readable by one process
+      {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()},
+      include_stats=False)
+  path = os.path.join(workdir, "parameters.txt")
+  io_utils.atomic_write(path, lambda f: f.write(table.encode("utf-8") + b"\n"))
+  log.debug("parameters:\n%s", table)
+  log.info("parameter table (%d tensors): %s", len(params), path)
 
-class _Preemption:
-  """SIGTERM -> save, then exit cleanly.
 
-  One process: a Python handler sets a flag the loop checks. Several processes: they must
-  agree on the step to save at (an Orbax save is collective), so JAX's preemption service
-  (started by jax.distributed, which owns SIGTERM then) propagates a notice received by any
-  process and `reached(step)` turns True on every process at the same step."""
+# ------------------------------------------------------------------------------------- start --
 
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-    self._multihost = jax.process_count() > 1
+def _check_same_model(config, start: checkpointing.Start) -> None:
+  """A workdir holding another model's checkpoints is refused (allow_config_change)."""
+  want = json.loads(json.dumps(config.model.to_dict()))
+  try:
+    _, meta = checkpointing.read_meta(start.directory, start.step)
+  except Exception:  # a damaged checkpoint: the restore names it
+    meta = {"model": want}
+  if meta.get("model") != want:
+    raise ValueError(f"{start.directory} holds checkpoints of a run with another model "
+                     f"config; use a new --workdir or --config.allow_config_change=True")
 
-  def __enter__(self):
-    if self._multihost:
-      return self
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. some test runners)
-      self._previous = None
-    return self
 
-  def _handle(self, signum, frame):
-    del signum, frame
-    log.warning("SIGTERM received: saving a checkpoint and stopping")
-    self.requested = True
 
-  def reached(self, step: int) -> bool:
-    """Call once per step on every process: whether to save and stop after this step."""
-    if self._multihost:
-      from jax.experimental import multihost_utils
-      if multihost_utils.reached_preemption_sync_point(step):
-        log.warning("preemption notice: every process saves at step %d and stops", step)
-        self.requested = True
-    return self.requested
 
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_sh: dict, view,
+                  data_iter) -> dict:
+  """The state a run starts from, by the resume order that checkpointing.resolve_start
+  decided: this workdir's checkpoint (full state and data position, restored with the run's
+  own manager) -> config.resume (another run's full state) -> config.init_from (weights only)
+  -> scratch (`state` as initialised)."""
+  if start.mode in ("workdir", "resume"):
+    source = mngr if start.mode == "workdir" else checkpointing.manager(start.directory,
+                                                                         read_only=True)
+    rest, rest_sh = ({k: v for k, v in tree.items() if k != "params"} for tree in (state, state_sh))
+    targets = dict(params_target=checkpointing.abstract_like(state["params"], state_sh["params"]),
+                   train_target=checkpointing.abstract_like(rest, rest_sh))
+    restored, used = _restore_with_fallback(source, start, targets, data_iter,
+                                            config.checkpoint_fallback)
+    if source is not mngr:
+      source.close()
+    log.info("resumed from %s step %d (%s)", start.directory, used, start.mode)
+    return {"params": restored["params"], **restored["train"]}
+  if start.mode == "init_from":
+    return dict(state, params=_initial_weights(config, start, view,
+                                               build_model(config, config.seed),
+                                               state_sh["params"]))
+  log.info("starting from scratch (seed %d)", config.seed)
+  return state
 
 
 def _initial_weights(config, start, view, model, param_shardings):
@@ -277,7 +324,7 @@ def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
   """Restores start.step; a corrupt or truncated checkpoint is named by path, and with
   `fallback` the previous complete ones are tried, newest first."""
   steps = [start.step] + sorted((s for s in mngr.all_steps() if s < start.step), reverse=True)
-  for i, step in enumerate(steps):
+  for step in steps:
     path = os.path.join(start.directory, str(step))
     try:
       return checkpointing.restore(mngr, step, data_iter=data_iter, **targets), step
@@ -293,16 +340,155 @@ def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
                      f"(tried steps {steps})")
 
 
+def results_path(workdir: str) -> str:
+  return os.path.join(workdir, "results.json")
+
+
+def _finished_results(workdir: str, start: checkpointing.Start, total_steps: int):
+  """The results of this run when it has already finished (its last checkpoint is the final
+  step and results.json is there), else None. A finished run started again evaluates nothing
+  and writes nothing: results.json and TensorBoard keep what it wrote. Every process reads the
+  file, as they all read the checkpoint folder (a shared file system)."""
+  path = results_path(workdir)
+  if start.mode != "workdir" or start.step != total_steps or not os.path.exists(path):
+    return None
+  results = io_utils.read_json(path)
+  if results.get("step") != total_steps:
+    return None
+  log.info("this run already finished (step %d): results in %s (remove that file to evaluate "
+           "again)", total_steps, path)
+  return results
+
+
+# -------------------------------------------------------------------------------------- loop --
+
+@dataclasses.dataclass
+class _Run:
+  """What the loop and the end of a run need besides the train state."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: Any
+  writer: Any
+  mngr: Any                 # this run's CheckpointManager (<workdir>/checkpoints)
+  data_iter: Any
+  meta: dict                # checkpoint meta: kind, model and full config
+  total_steps: int
+  jobs: list
+
+
+def _save(r: _Run, step: int, state: dict, force: bool = False) -> None:
+  checkpointing.save(r.mngr, step, params=state["params"],
+                     train={k: v for k, v in state.items() if k != "params"},
+                     data_iter=r.data_iter, meta=dict(r.meta, step=step), force=force)
+
+
+def _progress_hooks(r: _Run) -> list:
+  c = r.config
+  hooks = [periodic_actions.ReportProgress(num_train_steps=r.total_steps, writer=r.writer,
+                                           every_steps=c.log_every_steps)]
+  if jax.process_index() == 0 and c.profile_steps:
+    hooks.append(periodic_actions.Profile(logdir=r.workdir, first_profile=c.profile_steps[0],
+                                          num_profile_steps=c.profile_steps[1]
+                                          - c.profile_steps[0]))
+  return hooks
+
+
+def _log_summary(r: _Run, step: int, state: dict, pending: list, seconds: float) -> None:
+  """Mean of the step metrics since the last summary, to TensorBoard and the log; stops the
+  run on a non-finite update when config.nonfinite is 'stop'."""
+  summary = {k: float(np.mean([jax.device_get(m[k]) for m in pending])) for k in pending[0]}
+  summary["lr"] = float(optim.current_lr(state["opt_state"]))
+  summary["skipped_records"] = float(getattr(r.data_iter, "stats", {}).get("skipped", 0))
+  summary["nonfinite_updates"] = float(state["nonfinite"])
+  r.writer.write_scalars(step, summary)
+  log.info("step %d/%d: %s (%.1fs)", step, r.total_steps,
+           ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())), seconds)
+  if int(state["nonfinite"]) and r.config.nonfinite == "stop":
+    bad = int(state["first_nonfinite_step"])
+    r.mngr.wait_until_finished()
+    raise NonFiniteError(
+        f"non-finite loss or gradient norm at step {bad + 1}: the update was not applied "
+        f"and the run stopped; the last good checkpoint in {r.mngr.directory} is kept. Set "
+        f"--config.nonfinite=skip to skip such updates instead.")
+
+
+def _save_and_stop(r: _Run, step: int, state: dict, preempt: preemption.Preemption) -> None:
+  """The preemption save: says what it waits for and how long each part took."""
+  waited = preempt.seconds_since_notice()
+  log.warning("step %d finished%s; writing its checkpoint", step,
+              "" if waited is None else f" {waited:.1f}s after the signal")
+  t0 = time.monotonic()
+  _save(r, step, state, force=True)
+  r.mngr.wait_until_finished()
+  log.warning("preempted at step %d: checkpoint saved in %.1fs, exiting", step,
+              time.monotonic() - t0)
+
+
+def _train_loop(r: _Run, state: dict, train_step) -> tuple[dict, int, bool]:
+  """Steps from the state's step to total_steps; returns (state, last step, preempted)."""
+  hooks = _progress_hooks(r)
+  pending, last_log = [], time.time()
+  step = int(state["step"])
+  with preemption.Preemption() as preempt:
+    for step in range(step + 1, r.total_steps + 1):
+      preempt.step = step
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        local = next(r.data_iter)
+        state, metrics = train_step(state, sharding.global_batch(local, r.mesh))
+      pending.append(metrics)
+      for h in hooks:
+        h(step)
+      if step % r.config.log_every_steps == 0 or step == r.total_steps:
+        _log_summary(r, step, state, pending, time.time() - last_log)
+        pending, last_log = [], time.time()
+      if preempt.reached(step):
+        # The checkpoint first: a validation due at this step may outlast the grace period.
+        _save_and_stop(r, step, state, preempt)
+        periodic.run_due(r.jobs, step, state, local)
+        return state, step, True
+      if step % r.config.checkpoint_every_steps == 0 and step != r.total_steps:
+        _save(r, step, state)
+      periodic.run_due(r.jobs, step, state, local)
+  if r.mngr.latest_step() != step:  # a finished run started again has nothing new to save
+    _save(r, step, state, force=True)
+  r.mngr.wait_until_finished()
+  return state, step, False
+
+
+def _finish(r: _Run, state: dict, step: int, preempted: bool) -> dict[str, Any]:
+  """Closes the run; unless preempted, the jobs' final evaluations go to results.json."""
+  r.mngr.close()
+  if hasattr(r.data_iter, "close"):
+    r.data_iter.close()
+  results = {"preempted_at_step": step} if preempted else {"step": step,
+                                                            "kind": r.config.kind}
+  if not preempted:
+    for job in r.jobs:
+      results.update(job.finish(step, state))
+  for job in r.jobs:
+    job.close()
+  r.writer.flush()
+  if preempted:
+    return results
+  if jax.process_index() == 0:
+    io_utils.write_json(results_path(r.workdir), results)
+  log.info("done: checkpoints in %s, TensorBoard logs in %s, results in %s",
+           checkpointing.checkpoint_dir(r.workdir), r.workdir, results_path(r.workdir))
+  return results
+
+
+# --------------------------------------------------------------------------------------- run --
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains as the config says; returns the final metrics (also written to workdir)."""
   # ---- setup ---------------------------------------------------------------------------------
   validate_config(config)
   ensure_synthetic_data(config)
   os.makedirs(workdir, exist_ok=True)
+  task = TASKS[config.kind]
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch_divisible(config.global_batch_size, mesh)
   is_main = jax.process_index() == 0
-  writer = writers.create_writer(workdir, just_logging=not is_main)
   log.info("devices: %d (%s), processes: %d, mesh: %s", jax.device_count(),
            jax.devices()[0].platform, jax.process_count(), dict(mesh.shape))
   per_process = config.global_batch_size // jax.process_count()
@@ -310,173 +496,50 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   # ---- data ----------------------------------------------------------------------------------
   info = schema.DatasetInfo.load(config.data.train_dir)
-  ds = train_dataset(config, per_process, config.seed,
-                     sharding.process_row_block(mesh, config.global_batch_size))
-  clips_per_epoch = info.num_clips * (config.data.num_repeats if config.kind == "pretrain" else 1)
+  clips_per_epoch = info.num_clips * (config.data.num_repeats if task.repeated_sampling else 1)
   steps_per_epoch = max(1, clips_per_epoch // config.global_batch_size)
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
-  total_updates = total_steps // config.optim.accum_steps
   log.info("train split %s: %d clips, %d steps/epoch, %d steps", config.data.train_dir,
            info.num_clips, steps_per_epoch, total_steps)
 
+  # ---- start: workdir checkpoint -> resume -> init_from -> scratch ---------------------------
+  start = checkpointing.resolve_start(workdir, config.resume, config.init_from)
+  if start.mode == "workdir" and not config.allow_config_change:
+    _check_same_model(config, start)
+  finished = _finished_results(workdir, start, total_steps)
+  if finished is not None:
+    return finished
+  ds = train_dataset(config, per_process, config.seed,
+                     sharding.process_row_block(mesh, config.global_batch_size))
+  writer = writers.create_writer(workdir, just_logging=not is_main)
+
   # ---- model and optimizer -------------------------------------------------------------------
-  view, tx, state, state_sh, lr = init_state(config, mesh, total_updates, steps_per_epoch)
-  params, param_sh = state["params"], state_sh["params"]
-  n_params = sum(int(np.prod(v.shape)) for v in params.values())
+  view, tx, state, state_sh, lr = init_state(config, mesh,
+                                             total_steps // config.optim.accum_steps,
+                                             steps_per_epoch)
+  n_params = sum(int(np.prod(v.shape)) for v in state["params"].values())
   log.info("model %s (%s): %s parameters; lr %.3g", config.kind, config.model.size,
            f"{n_params:,}", lr)
   if is_main:
-    writer.write_texts(0, {"config": "```\n" + config.to_json(indent=2) + "\n```"})
-    from clu import parameter_overview
-    log.info("parameters:\n%s", parameter_overview.get_parameter_overview(
-        # shapes only: under fsdp on several hosts a parameter is not readable by one process
-        {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()},
-        include_stats=False))
-
-  # ---- start: workdir checkpoint -> resume -> init_from -> scratch ---------------------------
-  meta_base = {"kind": config.kind, "model": config.model.to_dict(),
-               "config": json.loads(config.to_json())}
-  start = checkpointing.resolve_start(workdir, config.resume, config.init_from)
-  ckpt_dir = checkpointing.checkpoint_dir(workdir)
-  if start.mode == "workdir" and not config.allow_config_change:
-    try:
-      _, meta = checkpointing.read_meta(start.directory, start.step)
-    except Exception:  # a damaged checkpoint: the restore below names it
-      meta = {"model": json.loads(json.dumps(config.model.to_dict()))}
-    if meta.get("model") != json.loads(json.dumps(config.model.to_dict())):
-      raise ValueError(f"{start.directory} holds checkpoints of a run with another model "
-                       f"config; use a new --workdir or --config.allow_config_change=True")
-  data_iter = iter(ds)
-  if start.mode in ("workdir", "resume"):
-    mngr = checkpointing.manager(start.directory, read_only=start.mode == "resume")
-    train_target = {k: v for k, v in state.items() if k != "params"}
-    targets = dict(
-        params_target=checkpointing.abstract_like(state["params"], param_sh),
-        train_target=checkpointing.abstract_like(
-            train_target, {k: v for k, v in state_sh.items() if k != "params"}))
-    restored, used = _restore_with_fallback(mngr, start, targets, data_iter,
-                                            config.checkpoint_fallback)
-    state = {"params": restored["params"], **restored["train"]}
-    log.info("resumed from %s step %d (%s)", start.directory, used, start.mode)
-    if start.mode == "resume":
-      mngr.close()
-  elif start.mode == "init_from":
-    state["params"] = _initial_weights(config, start, view, build_model(config, config.seed),
-                                       param_sh)
-  else:
-    log.info("starting from scratch (seed %d)", config.seed)
-  mngr = checkpointing.manager(ckpt_dir, max_to_keep=config.keep_checkpoints,
+    _write_parameter_table(workdir, state["params"])
+    if start.mode != "workdir":  # a resumed run wrote it when it started
+      writer.write_texts(0, {"config": "```\n" + config.to_json(indent=2) + "\n```"})
+  mngr = checkpointing.manager(checkpointing.checkpoint_dir(workdir),
+                               max_to_keep=config.keep_checkpoints,
                                async_save=config.async_checkpointing)
-
+  data_iter = iter(ds)
+  state = initial_state(config, start, mngr, state, state_sh, view, data_iter)
   train_step = runtime.compile_then_meet(make_train_step(config, view, tx, state_sh, mesh),
                                          "train_step")
-  recon_hook = reconstruction.make_training_hook(config, view, mesh, writer)
-  first_step = int(state["step"])
+  meta = {"kind": config.kind, "model": config.model.to_dict(),
+          "config": json.loads(config.to_json())}
+  ctx = periodic.Context(workdir=workdir, view=view, mesh=mesh, writer=writer,
+                         param_shardings=state_sh["params"], class_names=info.class_names,
+                         steps_per_epoch=steps_per_epoch, meta=meta,
+                         resumed=start.mode == "workdir")
+  r = _Run(config, workdir, mesh, writer, mngr, data_iter, meta, total_steps,
+           periodic.build(task.jobs, config, ctx))
 
-  def save(step, force=False):
-    checkpointing.save(mngr, step, params=state["params"],
-                       train={k: v for k, v in state.items() if k != "params"},
-                       data_iter=data_iter, meta=dict(meta_base, step=step), force=force)
-
-  # ---- loop ----------------------------------------------------------------------------------
-  from clu import periodic_actions
-  report = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                           every_steps=config.log_every_steps)
-  hooks = [report]
-  if is_main and config.profile_steps:
-    hooks.append(periodic_actions.Profile(logdir=workdir, first_profile=config.profile_steps[0],
-                                          num_profile_steps=config.profile_steps[1]
-                                          - config.profile_steps[0]))
-  select_dir = config.data.val_dir
-  predict = evaluate.make_predict_fn(view, mesh) if config.kind != "pretrain" else None
-  best, results = None, {}
-  pending, last_log = [], time.time()
-  step = first_step
-  with _Preemption() as preempt:
-    for step in range(first_step + 1, total_steps + 1):
-      with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        local = next(data_iter)
-        batch = sharding.global_batch(local, mesh)
-        state, metrics = train_step(state, batch)
-      pending.append(metrics)
-      for h in hooks:
-        h(step)
-      if recon_hook is not None:  # reconstruction figure to TensorBoard
-        recon_hook(step, state["params"], local)
-      if step % config.log_every_steps == 0 or step == total_steps:
-        summary = {k: float(np.mean([jax.device_get(m[k]) for m in pending])) for k in pending[0]}
-        pending = []
-        summary["lr"] = float(optim.current_lr(state["opt_state"]))
-        summary["skipped_records"] = float(getattr(data_iter, "stats", {}).get("skipped", 0))
-        summary["nonfinite_updates"] = float(state["nonfinite"])
-        writer.write_scalars(step, summary)
-        log.info("step %d/%d: %s (%.1fs)", step, total_steps,
-                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())),
-                 time.time() - last_log)
-        last_log = time.time()
-        nonfinite = int(state["nonfinite"])
-        if nonfinite and config.nonfinite == "stop":
-          bad = int(state["first_nonfinite_step"])
-          mngr.wait_until_finished()
-          raise NonFiniteError(
-              f"non-finite loss or gradient norm at step {bad + 1}: the update was not applied "
-              f"and the run stopped; the last good checkpoint in {ckpt_dir} is kept. Set "
-              f"--config.nonfinite=skip to skip such updates instead.")
-      if step % config.checkpoint_every_steps == 0 and step != total_steps:
-        save(step)
-      epoch_done = step % steps_per_epoch == 0
-      epoch = step // steps_per_epoch
-      if (config.kind != "pretrain" and select_dir and epoch_done
-          and config.eval_every_epochs and epoch % config.eval_every_epochs == 0):
-        res = evaluate.run_eval(config, state["params"], view, mesh, select_dir, "val",
-                                class_names=info.class_names, predict_fn=predict)
-        key = "uar" if "uar" in res else "ccc"
-        writer.write_scalars(step, {f"val_{k}": v for k, v in res.items()
-                                    if isinstance(v, (int, float))})
-        log.info("epoch %d validation: %s", epoch, _brief(res))
-        if best is None or res.get(key, 0) > best[1]:
-          best = (epoch, res.get(key, 0))
-      if preempt.reached(step):
-        save(step, force=True)
-        mngr.wait_until_finished()
-        log.warning("preempted at step %d: checkpoint saved, exiting", step)
-        results = {"preempted_at_step": step}
-        break
-    else:
-      if mngr.latest_step() != step:  # a finished run started again has nothing new to save
-        save(step, force=True)
-      mngr.wait_until_finished()
-  mngr.close()
-  if hasattr(data_iter, "close"):
-    data_iter.close()
-  if results.get("preempted_at_step"):
-    writer.flush()
-    return results
-
-  # ---- final evaluation ----------------------------------------------------------------------
-  results = {"step": step, "kind": config.kind}
-  if config.kind != "pretrain":
-    for name, split_dir, mode in (("val", config.data.val_dir, "val"),
-                                  ("test", config.data.test_dir, "test")):
-      if split_dir:
-        res = evaluate.run_eval(config, state["params"], view, mesh, split_dir, mode,
-                                class_names=info.class_names, predict_fn=predict)
-        results[name] = res
-        log.info("final %s: %s", name, _brief(res))
-        writer.write_scalars(step, {f"{name}_{k}": v for k, v in res.items()
-                                    if isinstance(v, (int, float))})
-    if best is not None:
-      results["best_val_epoch"] = best[0]
-  if is_main:
-    checkpointing.write_json(os.path.join(workdir, "results.json"), results)
-  writer.flush()
-  log.info("done: checkpoints in %s, TensorBoard logs in %s, results in %s", ckpt_dir, workdir,
-           os.path.join(workdir, "results.json"))
-  return results
-
-
-def _brief(res: dict) -> str:
-  keys = [k for k in ("uar", "war", "weighted_f1", "pcc", "ccc", "num_clips")
-          if k in res]
-  return ", ".join(f"{k}={res[k]:.4g}" if isinstance(res[k], float) else f"{k}={res[k]}"
-                   for k in keys)
+  # ---- loop and final evaluation -------------------------------------------------------------
+  state, step, preempted = _train_loop(r, state, train_step)
+  return _finish(r, state, step, preempted)

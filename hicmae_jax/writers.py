@@ -24,8 +24,13 @@ import time
 import types
 from typing import Any, Mapping, Optional
 
+import jax
 import numpy as np
 from absl import logging
+from tensorboardX import summary as tbx
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
+from tensorboardX.record_writer import masked_crc32c
 
 _SHIM_NAME = "clu.metric_writers.summary_writer"
 
@@ -66,7 +71,6 @@ class TensorboardXSummaryWriter:
   """
 
   def __init__(self, logdir: str):
-    from tensorboardX.event_file_writer import EventsWriter
     super().__init__()
     self._logdir = os.fspath(logdir)
     os.makedirs(self._logdir, exist_ok=True)
@@ -78,7 +82,6 @@ class TensorboardXSummaryWriter:
     return self._logdir
 
   def _add(self, summary, step: Optional[int]):
-    from tensorboardX.proto import event_pb2
     if self._closed:
       raise RuntimeError(f"SummaryWriter for {self._logdir} is closed")
     event = event_pb2.Event(summary=summary, wall_time=time.time())
@@ -90,7 +93,6 @@ class TensorboardXSummaryWriter:
                       metadata: Optional[Mapping[str, Any]] = None):
     """Raw tensor summaries: values {tag: array}, metadata {tag: SummaryMetadata proto or its
     serialized bytes}."""
-    from tensorboardX.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
     dtypes = {np.dtype(np.float32): "DT_FLOAT", np.dtype(np.float64): "DT_DOUBLE",
               np.dtype(np.int32): "DT_INT32", np.dtype(np.int64): "DT_INT64",
               np.dtype(np.bool_): "DT_BOOL", np.dtype(np.uint8): "DT_UINT8"}
@@ -112,14 +114,12 @@ class TensorboardXSummaryWriter:
     self._add(summary, step)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
-    from tensorboardX import summary as tbx
     for key, value in scalars.items():
       self._add(tbx.scalar(key, float(np.asarray(value))), step)
 
   def write_images(self, step: int, images: Mapping[str, Any]):
     """images {key: [N, H, W, C] or [H, W, C]}, C in 1/3/4, float in [0, 1] or uint8; N > 1
     is written as one grid image."""
-    from tensorboardX import summary as tbx
     for key, value in images.items():
       arr = np.asarray(value)
       self._add(tbx.image(key, arr, dataformats="HWC" if arr.ndim == 3 else "NHWC"), step)
@@ -131,7 +131,6 @@ class TensorboardXSummaryWriter:
 
   def write_audios(self, step: int, audios: Mapping[str, Any], *, sample_rate: int):
     """audios {key: [N, T, C]} in [-1, 1], C = 1 or 2; clip i of N > 1 is written as key/i."""
-    from tensorboardX import summary as tbx
     for key, value in audios.items():
       arr = np.asarray(value, np.float32)
       if arr.ndim == 2:
@@ -141,13 +140,11 @@ class TensorboardXSummaryWriter:
         self._add(tbx.audio(tag, clip, sample_rate=sample_rate), step)
 
   def write_texts(self, step: int, texts: Mapping[str, str]):
-    from tensorboardX import summary as tbx
     for key, value in texts.items():
       self._add(tbx.text(key, value), step)
 
   def write_histograms(self, step: int, arrays: Mapping[str, Any],
                        num_buckets: Optional[Mapping[str, int]] = None):
-    from tensorboardX import summary as tbx
     for key, value in arrays.items():
       buckets = None if num_buckets is None else num_buckets.get(key)
       values = np.asarray(value, np.float64).reshape(-1)
@@ -159,7 +156,6 @@ class TensorboardXSummaryWriter:
                        configs: Optional[Mapping[str, Any]] = None):
     """point_clouds {key: [N, 3] or [B, N, 3]}; optional colors uint8 of the same shape
     (tensorboard's mesh plugin)."""
-    from tensorboardX import summary as tbx
     for key, value in point_clouds.items():
       vertices = np.asarray(value, np.float32)
       if vertices.ndim == 2:
@@ -173,7 +169,6 @@ class TensorboardXSummaryWriter:
   def write_hparams(self, hparams: Mapping[str, Any]):
     """Into this run's own event file, as clu's TF writer does (tensorboardX's add_hparams
     would open a sub-run); nested dicts are flattened to dotted names."""
-    from tensorboardX import summary as tbx
     flat = {k: _hparam_value(v) for k, v in _flatten(dict(hparams)).items()}
     for summary in tbx.hparams(flat, {}):
       self._add(summary, None)
@@ -238,7 +233,8 @@ def create_writer(logdir, *, just_logging: bool = False):
   Only process 0 writes event files; other processes (and just_logging=True, or logdir None)
   only log.
   """
-  import jax
+  # Imported on use: where TensorFlow is installed (no shim) clu's writer imports it, which
+  # takes seconds that a process reading event files only should not pay.
   from clu import metric_writers
   just_logging = just_logging or jax.process_index() != 0 or logdir is None
   return metric_writers.create_default_writer(None if logdir is None else os.fspath(logdir),
@@ -252,7 +248,6 @@ def iter_event_records(path: str):
 
   Framing: uint64 length, uint32 masked crc32c(length), data, uint32 masked crc32c(data).
   """
-  from tensorboardX.record_writer import masked_crc32c
   with open(path, "rb") as f:
     while True:
       header = f.read(8)
@@ -273,7 +268,6 @@ def iter_event_records(path: str):
 
 def read_events(logdir: str) -> list:
   """All Event protos of every events.out.tfevents.* file under logdir (recursively)."""
-  from tensorboardX.proto import event_pb2
   files = sorted(glob.glob(os.path.join(os.fspath(logdir), "**", "events.out.tfevents.*"),
                            recursive=True))
   return [event_pb2.Event.FromString(r) for path in files for r in iter_event_records(path)]

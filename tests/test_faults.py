@@ -1,5 +1,6 @@
-"""Fault injection: preemption (SIGTERM), kill -9, damaged checkpoints, a workdir of another run,
-non-finite values, missing shards. Each test injects the fault and checks what the user sees."""
+"""Fault injection: preemption (SIGTERM), Ctrl-C (SIGINT, once and twice), kill -9, damaged,
+empty and missing checkpoint folders, a workdir of another run, non-finite values, missing
+shards. Each test injects the fault and checks what the user sees."""
 import os
 import shutil
 import signal
@@ -9,10 +10,11 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from configs import test_pretrain
-from hicmae_jax import checkpointing, sharding, train
+from hicmae_jax import checkpointing, preemption, sharding, train
 from hicmae_jax.data import schema, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +76,7 @@ def test_sigterm_saves_and_exits_zero_then_kill9_leaves_a_restorable_checkpoint(
   proc = _start(workdir, synthetic_dir, "--config.num_train_steps=100000",
                 "--config.checkpoint_every_steps=1", "--config.async_checkpointing=True")
   out = _wait_for(proc, f"step {step + 3}/", timeout=600)
-  assert f"resumed from" in out and f"step {step}" in out
+  assert "resumed from" in out and f"step {step}" in out
   proc.send_signal(signal.SIGKILL)
   proc.wait(timeout=60)
   # 3. Whatever was being written, the latest complete checkpoint restores (the resumed run
@@ -86,11 +88,88 @@ def test_sigterm_saves_and_exits_zero_then_kill9_leaves_a_restorable_checkpoint(
               if d.isdigit() and int(d) > last]  # no half-written step is visible as a step
   _, meta = checkpointing.read_meta(checkpointing.checkpoint_dir(workdir), last)
   assert meta["step"] == last
-  import orbax.checkpoint as ocp
   restored = mngr.restore(last, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(), train=ocp.args.StandardRestore()))
   assert int(restored["train"]["step"]) == last
   assert all(np.all(np.isfinite(np.asarray(v))) for v in restored["params"].values())
+
+
+def _latest_step(workdir):
+  return checkpointing.manager(checkpointing.checkpoint_dir(workdir),
+                               read_only=True).latest_step()
+
+
+def test_ctrl_c_saves_at_the_reported_step_and_exits_zero(tmp_path, synthetic_dir):
+  workdir = str(tmp_path / "run")
+  proc = _start(workdir, synthetic_dir, "--config.num_train_steps=100000",
+                "--config.checkpoint_every_steps=100000")
+  before = _wait_for(proc, "step 3/", timeout=600)
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  out = before + out
+  assert proc.returncode == 0, out[-3000:]
+  assert "SIGINT received during step" in out and "finishing that step" in out
+  assert "KeyboardInterrupt" not in out
+  stopped = int(out.rsplit("preempted at step ", 1)[1].split(":")[0])
+  assert "checkpoint saved in" in out
+  assert _latest_step(workdir) == stopped >= 3
+  # The parameter table is in a file, one line in the log points to it.
+  assert "parameter table" in out and "| Name" not in out
+  assert "| Name" in open(os.path.join(workdir, "parameters.txt")).read()
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path, synthetic_dir):
+  proc = _start(str(tmp_path / "run"), synthetic_dir, "--config.num_train_steps=100000",
+                "--config.checkpoint_every_steps=100000")
+  _wait_for(proc, "step 2/", timeout=600)
+  proc.send_signal(signal.SIGINT)
+  _wait_for(proc, "SIGINT received", timeout=120)
+  proc.send_signal(signal.SIGINT)
+  t0 = time.time()
+  out, _ = proc.communicate(timeout=60)
+  # Killed by the signal (the default action); 0 only if the first one's save and exit were
+  # already through when the second came.
+  assert proc.returncode in (-signal.SIGINT, 0), (proc.returncode, out[-3000:])
+  assert time.time() - t0 < 30
+  assert "Traceback" not in out and "KeyboardInterrupt" not in out
+
+
+def test_sigint_handler_asks_for_a_save_then_leaves_the_next_one_to_the_kernel():
+  previous = signal.getsignal(signal.SIGINT)
+  with preemption.Preemption() as preempt:
+    preempt.step = 7
+    assert signal.getsignal(signal.SIGINT) == preempt._handle
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)  # the Python-level handler runs at the next bytecode boundary
+    assert preempt.reached(7)
+    assert preempt.seconds_since_notice() >= 0
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+  # after a Ctrl-C, another one still ends the process at once while it winds down
+  assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+  signal.signal(signal.SIGINT, previous)
+  with preemption.Preemption() as preempt:
+    assert not preempt.reached(1)
+  assert signal.getsignal(signal.SIGINT) == previous   # restored when no signal came
+
+
+def test_missing_empty_and_unfinished_checkpoint_folders_get_their_own_message(tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    checkpointing.read_meta(str(tmp_path / "nowhere"))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    checkpointing.read_meta(str(empty))
+  (empty / "5.orbax-checkpoint-tmp-1").mkdir()
+  with pytest.raises(FileNotFoundError, match="only unfinished saves"):
+    checkpointing.read_meta(str(empty))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    checkpointing.resolve_start(str(tmp_path / "run"), "", str(tmp_path / "nowhere"))
+  # a workdir resolves to its checkpoints/ folder, a folder of steps to itself
+  (tmp_path / "wd" / "checkpoints" / "4").mkdir(parents=True)
+  assert checkpointing.resolve_checkpoint_dir(str(tmp_path / "wd")) == str(
+      tmp_path / "wd" / "checkpoints")
+  assert checkpointing.resolve_checkpoint_dir(str(tmp_path / "wd" / "checkpoints")) == str(
+      tmp_path / "wd" / "checkpoints")
 
 
 def test_damaged_checkpoint_is_named_and_fallback_uses_the_previous(tmp_path, synthetic_dir):

@@ -1,10 +1,12 @@
 """Metrics against hand-computed examples (and sklearn when it happens to be installed)."""
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 
-from hicmae_jax import metrics
+from hicmae_jax import io_utils, metrics
 
 # Example A, 3 classes:
 #   labels 0 0 0 1 1 2
@@ -150,14 +152,28 @@ def test_regression_against_numpy_and_scipy():
 
 def test_write_json_atomic(tmp_path):
   path = tmp_path / "sub" / "report.json"
-  metrics.write_json(path, {"a": np.float32(1.5), "b": np.arange(3), "c": np.int64(2)})
+  io_utils.write_json(path, {"a": np.float32(1.5), "b": np.arange(3), "c": np.int64(2)})
   assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": 2}
-  metrics.write_json(path, {"a": 2})
+  io_utils.write_json(path, {"a": 2})
   assert json.loads(path.read_text()) == {"a": 2}
   assert [p.name for p in path.parent.iterdir()] == ["report.json"]   # no temp files left
   with pytest.raises(TypeError):
-    metrics.write_json(path, {"a": object()})
+    io_utils.write_json(path, {"a": object()})
   assert json.loads(path.read_text()) == {"a": 2}   # a failed write keeps the old file
+  assert [p.name for p in path.parent.iterdir()] == ["report.json"]
+  assert metrics.write_json is io_utils.write_json   # one implementation
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_usual_permissions(tmp_path, umask):
+  old = os.umask(umask)
+  try:
+    io_utils.write_json(tmp_path / "r.json", {"a": 1})
+    metrics.save_confusion_matrix_png(np.eye(2, dtype=int), ["a", "b"], tmp_path / "cm.png")
+  finally:
+    os.umask(old)
+  for name in ("r.json", "cm.png"):
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask, name
 
 
 def test_confusion_matrix_png(tmp_path):

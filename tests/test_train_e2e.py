@@ -1,7 +1,10 @@
 """End to end on synthetic data: pre-train, checkpoint, resume (identical continuation),
-fine-tune from the checkpoint, eval-only from the fine-tuned checkpoint."""
+fine-tune from the checkpoint, eval-only from the fine-tuned checkpoint; the test split scored
+on the best-validation weights; the trainer's imports."""
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -9,7 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import test_pretrain
-from hicmae_jax import checkpointing, train
+from hicmae_jax import checkpointing, eval_main, evaluate, sharding, train, writers
+from hicmae_jax.models import params as params_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _params(workdir, step):
@@ -58,7 +64,7 @@ def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir
   results = train.run(ft, ft_dir)
   assert {"val", "test"} <= set(results)
   assert results["test"]["num_clips"] == 8
-  pre, tuned = _params(full, 4), _params(ft_dir, 6)
+  tuned = _params(ft_dir, 6)
   assert any(k.startswith("encoder.") for k in tuned)
   assert not any(k.startswith("decoder") for k in tuned)
   assert json.load(open(os.path.join(ft_dir, "results.json")))["test"]["num_clips"] == 8
@@ -69,9 +75,13 @@ def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir
   recalls = [cm[i, i] / cm[i].sum() for i in range(len(cm)) if cm[i].sum()]
   assert results["test"]["uar"] == pytest.approx(100 * np.mean(recalls))
 
+  # One validation, at the last step: the last weights are the selected ones.
+  assert results["best_val_step"] == 6 and results["test_weights"]["selected_by"] == "best_val"
+  assert results["test"] == results["test_last"]
+  assert "encoder.patch_embed" in open(os.path.join(ft_dir, "parameters.txt")).read()
+
   # Eval-only from the fine-tuned checkpoint reproduces the final test numbers and writes
   # nothing into the checkpoint folder.
-  from hicmae_jax import eval_main
   ckpt_dir = checkpointing.checkpoint_dir(ft_dir)
   before = sorted(os.walk(ckpt_dir))
   out = str(tmp_path / "eval.json")
@@ -99,14 +109,12 @@ def test_linear_probe_moves_only_the_head(tmp_path, synthetic_dir):
   for k, v in after.items():
     if k.startswith(("encoder.", "encoder_audio.", "encoder_fusion.")):
       np.testing.assert_array_equal(v, before[k], err_msg=k)
-  from hicmae_jax.models import params as params_lib
   model = train.build_model(probe, probe.seed)
   initial = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
   assert not np.allclose(after["head.kernel"], initial["head.kernel"])  # the head was trained
 
 
 def test_train_step_stays_on_device_and_donates_the_state():
-  from hicmae_jax import sharding
   config = test_pretrain.get_config()
   mesh = sharding.make_mesh(config.mesh)
   view, tx, state, state_sh, _ = train.init_state(config, mesh, 10, 5)
@@ -122,3 +130,58 @@ def test_train_step_stays_on_device_and_donates_the_state():
     jax.block_until_ready((state, metrics))
   assert all(x.is_deleted() for x in old)  # every state buffer was donated to the new state
   assert int(state["step"]) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+def test_test_split_is_scored_on_the_best_validation_weights(tmp_path, synthetic_dir,
+                                                               monkeypatch):
+  # Two validations (steps 6 and 12, an epoch being 6 steps). Their UAR is scripted so the
+  # first one is the best: the selection is then known, while every test number is computed.
+  real, scripted = evaluate.run_eval, iter([90.0, 50.0])
+
+  def run_eval(config, params, view, mesh, split_dir, mode, **kwargs):
+    report = real(config, params, view, mesh, split_dir, mode, **kwargs)
+    return dict(report, uar=next(scripted)) if mode == "val" else report
+
+  monkeypatch.setattr(evaluate, "run_eval", run_eval)
+  config = test_pretrain.get_config("finetune")
+  config.data.synthetic_dir = synthetic_dir
+  config.num_train_steps = 12
+  workdir = str(tmp_path / "ft")
+  results = train.run(config, workdir)
+  assert (results["best_val_step"], results["best_val_epoch"]) == (6, 1)
+  assert results["test_weights"] == {"selected_by": "best_val", "step": 6, "epoch": 1}
+  assert results["val"]["uar"] == 50.0   # the last weights' validation, at step 12
+  assert checkpointing.finished_steps(checkpointing.best_dir(workdir)) == [6]
+
+  # The reported test numbers are those of the best-validation checkpoint (step 6) and of the
+  # last one (step 12), each evaluated on its own.
+  ev = test_pretrain.get_config("finetune")
+  ev.data.test_dir = os.path.join(synthetic_dir, "test")
+  for name, checkpoint, step in (("test", checkpointing.best_dir(workdir), 6),
+                                 ("test_last", workdir, 12)):
+    report = eval_main.evaluate_checkpoint(ev, checkpoint, results_path=str(tmp_path / "e.json"))
+    assert report["step"] == step
+    assert report["confusion_matrix"] == results[name]["confusion_matrix"], name
+    for key in ("war", "uar", "weighted_f1", "macro_f1"):
+      assert report[key] == pytest.approx(results[name][key], abs=1e-9), (name, key)
+
+  # A validation point per validation, the test points once.
+  scalars = writers.read_event_scalars(workdir)
+  assert scalars["val_uar"] == [(6, 90.0), (12, 50.0)]
+  assert [s for s, _ in scalars["test_war"]] == [12] == [s for s, _ in scalars["test_last_war"]]
+
+  # Started again, the finished run evaluates nothing, keeps results.json as it was and adds
+  # nothing to TensorBoard.
+  before = open(train.results_path(workdir)).read()
+  again = train.run(config.copy_and_resolve_references(), workdir)
+  assert again["best_val_epoch"] == 1 and again == results
+  assert open(train.results_path(workdir)).read() == before
+  assert writers.read_event_scalars(workdir) == scalars
+
+
+def test_trainer_does_not_import_representations():
+  code = ("import sys, hicmae_jax.train; "
+          "print(sorted(m for m in sys.modules if m.startswith('hicmae_jax.representations')))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       check=True, env=dict(os.environ, JAX_PLATFORMS="cpu")).stdout
+  assert out.strip() == "[]"

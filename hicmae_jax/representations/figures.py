@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 
+from hicmae_jax import io_utils
+
 
 def figure_to_rgb(fig) -> np.ndarray:
   """Renders a matplotlib Figure (Agg canvas) -> uint8 [H, W, 3]."""
@@ -26,6 +28,5 @@ def png_bytes(rgb: np.ndarray, *, palette: bool = True) -> bytes:
 
 def save_figure(fig, path: str, *, palette: bool = True) -> None:
   """Writes a Figure as PNG, atomically (a reader never sees half a file)."""
-  from hicmae_jax import metrics
   data = png_bytes(figure_to_rgb(fig), palette=palette)
-  metrics._atomic_write(path, lambda f: f.write(data))
+  io_utils.atomic_write(path, lambda f: f.write(data))

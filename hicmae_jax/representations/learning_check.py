@@ -19,12 +19,25 @@ results.json, reconstruction.png, embeddings.png.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from hicmae_jax import io_utils, train
+from hicmae_jax.data import schema
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.hicmae import PretrainModel
+from hicmae_jax.representations import embedding as E
+from hicmae_jax.representations import features as F
+from hicmae_jax.representations import figures, probe
+from hicmae_jax.representations import reconstruction as R
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +46,6 @@ def _reconstruction_errors(weights: dict, views, frame_difference: bool, seed: i
                            ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
   """Mean masked-patch MSE of each {name: Weights} on the same inputs and masks; also the
   first model's full output (for the figure)."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from hicmae_jax.models import params as params_lib
-  from hicmae_jax.models.hicmae import PretrainModel
-  from hicmae_jax.representations import reconstruction as R
-
   video = np.stack([v for _, v, _ in views])
   audio = np.stack([a for _, _, a in views])
   errors, first = {}, None
@@ -60,17 +65,8 @@ def _reconstruction_errors(weights: dict, views, frame_difference: bool, seed: i
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Runs the check as `config` says (a pre-training config with `probe` and `check`
-  sections, see configs/learning_check.py); returns the results (also results.json)."""
-  import itertools
-
-  from hicmae_jax import metrics, train
-  from hicmae_jax.data import schema
-  from hicmae_jax.representations import embedding as E
-  from hicmae_jax.representations import features as F
-  from hicmae_jax.representations import figures
-  from hicmae_jax.representations import probe
-  from hicmae_jax.representations import reconstruction as R
-
+  sections, see configs/learning_check.py); returns the results (also results.json), or
+  {"preempted_at_step": N} when the pre-training was stopped (run again to resume it)."""
   t0 = time.time()
   if not config.data.synthetic_dir:
     raise ValueError("the learning check runs on the synthetic data: set "
@@ -79,20 +75,48 @@ def run(config, workdir: str) -> dict[str, Any]:
   times = {}
   # 1. pre-training (resumes, or does nothing, when the run is already there)
   pre_dir = os.path.join(workdir, "pretrain")
-  train.run(config, pre_dir)
+  pretrained = train.run(config, pre_dir)
+  if "preempted_at_step" in pretrained:
+    return pretrained
   times["pretrain_s"] = round(time.time() - t0, 1)
-  synthetic = config.data.synthetic_dir
   weights = {"pretrained": F.load_weights(pre_dir),
              "random": F.random_weights(config.model, config.seed)}
-  pretrain_step = weights["pretrained"].source["step"]
-
   # 2. features of both models, inputs built once
   t1 = time.time()
+  sets = _features(config, workdir, weights)
+  times["features_s"] = round(time.time() - t1, 1)
+  # 3. the same probes on each
+  t2 = time.time()
+  results = _probes(config, sets)
+  times["probe_s"] = round(time.time() - t2, 1)
+  # 4. reconstruction error on the test clips (same masks) and the pictures
+  t3 = time.time()
+  recon_errors = _pictures(config, workdir, weights, sets, results)
+  times["pictures_s"] = round(time.time() - t3, 1)
+
+  c = config.check
+  pre, rnd = results["pretrained"], results["random"]
+  summary = _summary(config, results, weights["pretrained"].source["step"],
+                     len(sets["pretrained"]["test"].class_names))
+  summary.update(test_reconstruction_mse=recon_errors,
+                 times=dict(times, total_s=round(time.time() - t0, 1)))
+  full = {"summary": summary, "pretrained": pre, "random": rnd}
+  io_utils.write_json(os.path.join(workdir, "results.json"), full)
+  log.info("learning check: %d-shot probe test UAR pre-trained %.1f vs random %.1f (margin "
+           "%.1f, needed %.1f): %s", c.shots, pre["few_shot"]["test_uar_mean"],
+           rnd["few_shot"]["test_uar_mean"], summary["few_shot_uar_margin"], c.min_margin,
+           "passed" if summary["passed"] else "FAILED")
+  return full
+
+
+def _features(config, workdir: str, weights: dict) -> dict[str, dict[str, Any]]:
+  """{model name: {split: FeatureSet}} for the train and test splits, also written to
+  workdir/features/<name>_<split>/."""
   opts = F.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
   extractors = {name: F.FeatureExtractor(w) for name, w in weights.items()}
   sets: dict[str, dict[str, F.FeatureSet]] = {name: {} for name in weights}
   for split in ("train", "test"):
-    split_dir = os.path.join(synthetic, split)
+    split_dir = os.path.join(config.data.synthetic_dir, split)
     info_names = schema.DatasetInfo.load(split_dir).class_names
     arrays, rows = F.extract(extractors, F.split_clips(split_dir), opts,
                              batch_size=config.eval_batch_size)
@@ -103,17 +127,19 @@ def run(config, workdir: str) -> dict[str, Any]:
           "input": {"split_dir": os.path.abspath(split_dir)}, "class_names": info_names,
           "model": w.model.to_dict(), "num_clips": len({r["clip_id"] for r in rows})})
       sets[name][split] = F.load_features(out_dir)
-  times["features_s"] = round(time.time() - t1, 1)
+  return sets
 
-  # 3. the same probes on each: all training labels, and few-shot (the same labelled clips
-  # for both models in each draw), where the features have to carry the classes
-  t2 = time.time()
+
+def _probes(config, sets: dict) -> dict[str, Any]:
+  """The same probes on each model's features: all training labels, and few-shot (the same
+  labelled clips for both models in each draw), where the features have to carry the
+  classes."""
   p, c = config.probe, config.check
   kw = dict(steps=p.steps, learning_rate=p.learning_rate, weight_decay=p.weight_decay,
             batch_size=p.batch_size)
   results: dict[str, Any] = {}
-  for name in weights:
-    train_set, test_set = sets[name]["train"], sets[name]["test"]
+  for name, by_split in sets.items():
+    train_set, test_set = by_split["train"], by_split["test"]
     full = probe.run_probe(train_set, {"test": test_set}, seed=p.seed, train_per_class=0, **kw)
     draws = [probe.run_probe(train_set, {"test": test_set}, seed=p.seed + d,
                              train_per_class=c.shots, **kw)["test"]
@@ -126,11 +152,16 @@ def run(config, workdir: str) -> dict[str, Any]:
                      "test_war": [round(float(r["war"]), 2) for r in draws],
                      "test_uar_mean": float(uars.mean()), "test_uar_std": float(uars.std()),
                      "test_war_mean": float(np.mean([r["war"] for r in draws]))}}
-  times["probe_s"] = round(time.time() - t2, 1)
+  return results
 
-  # 4. reconstruction error on the test clips (same masks) and the pictures
-  t3 = time.time()
-  test_dir = os.path.join(synthetic, "test")
+
+def _pictures(config, workdir: str, weights: dict, sets: dict, results: dict) -> dict:
+  """Masked-reconstruction error of both models on the same test clips and masks (returned),
+  reconstruction.png and embeddings.png; adds test_knn5_accuracy to `results`."""
+  c = config.check
+  pretrain_step = weights["pretrained"].source["step"]
+  opts = F.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
+  test_dir = os.path.join(config.data.synthetic_dir, "test")
   views = list(itertools.islice((v for clip in F.split_clips(test_dir)
                                  for v in F.clip_views(clip, opts)), c.recon_eval_clips))
   recon_errors, out = _reconstruction_errors(
@@ -155,11 +186,15 @@ def run(config, workdir: str) -> dict[str, Any]:
   fig = E.embedding_figure(panels, sets["pretrained"]["test"].class_names,
                            title="test-clip features (synthetic data)")
   figures.save_figure(fig, os.path.join(workdir, "embeddings.png"))
-  times["pictures_s"] = round(time.time() - t3, 1)
+  return recon_errors
 
+
+def _summary(config, results: dict, pretrain_step: int, num_classes: int) -> dict[str, Any]:
+  """The headline numbers and the verdict: the few-shot UAR margin against check.min_margin."""
+  p, c = config.probe, config.check
   pre, rnd = results["pretrained"], results["random"]
   margin = pre["few_shot"]["test_uar_mean"] - rnd["few_shot"]["test_uar_mean"]
-  summary = {
+  return {
       "pretrain_steps": pretrain_step,
       "few_shot_per_class": c.shots, "few_shot_draws": c.draws,
       "few_shot_test_uar": {n: round(r["few_shot"]["test_uar_mean"], 2)
@@ -174,17 +209,7 @@ def run(config, workdir: str) -> dict[str, Any]:
       "few_shot_uar_margin": round(margin, 2),
       "min_margin": c.min_margin,
       "passed": bool(margin >= c.min_margin),
-      "test_reconstruction_mse": recon_errors,
-      "chance_uar": 100.0 / len(sets["pretrained"]["test"].class_names),
+      "chance_uar": 100.0 / num_classes,
       "probe": dict(p), "num_test_clips": pre["all_labels"]["test"]["num_clips"],
       "num_train_clips": pre["all_labels"]["settings"]["train_clips"],
-      "times": dict(times, total_s=round(time.time() - t0, 1)),
   }
-  full = {"summary": summary, "pretrained": results["pretrained"],
-          "random": results["random"]}
-  metrics.write_json(os.path.join(workdir, "results.json"), full)
-  log.info("learning check: %d-shot probe test UAR pre-trained %.1f vs random %.1f (margin "
-           "%.1f, needed %.1f): %s", c.shots, pre["few_shot"]["test_uar_mean"],
-           rnd["few_shot"]["test_uar_mean"], margin, c.min_margin,
-           "passed" if summary["passed"] else "FAILED")
-  return full

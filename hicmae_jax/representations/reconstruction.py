@@ -11,7 +11,8 @@ patches are shown as they were given.
 `reconstruction_figure` draws, per clip, the original frames, the masked input (masked
 patches grey) and the reconstruction, each row ending with the matching spectrogram.
 `TrainingHook` writes that figure to TensorBoard during pre-training every
-`config.recon_every_steps` steps.
+`config.recon_every_steps` steps: a periodic job (hicmae_jax/periodic.py) the trainer finds by
+name, so the trainer does not import this module.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
-from hicmae_jax import runtime, targets
+from hicmae_jax import periodic, runtime, sharding, targets
 from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
                                      unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
@@ -257,38 +259,34 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
 
 # ------------------------------------------------------------------------------ training hook --
 
-class TrainingHook:
+class TrainingHook(periodic.Job):
   """Writes the reconstruction figure to TensorBoard every `config.recon_every_steps` steps.
 
-  The clips are the first `config.recon_num_clips` of the first batch this run sees (process
-  0's, broadcast so every process computes the same: the parameters may be sharded over all of
+  The clips are the first `config.recon_num_clips` of the first batch it sees (process 0's,
+  broadcast so every process computes the same: the parameters may be sharded over all of
   them), with one fixed mask draw, so successive figures show the same inputs. Only process 0
   writes."""
 
-  def __init__(self, config, view, mesh, writer):
-    from hicmae_jax import sharding
-    self.every = int(config.recon_every_steps)
+  def __init__(self, config, ctx: periodic.Context):
+    self.every_steps = int(config.recon_every_steps)
     self.num_clips = max(1, int(config.recon_num_clips))
-    self.writer = writer
+    self.writer = ctx.writer
     self._key = jax.random.key(config.seed)
-    self._replicated = sharding.replicated(mesh)
+    self._replicated = sharding.replicated(ctx.mesh)
     # Across processes the output must be replicated to be read on process 0; on one process
     # the plain jit compiles to the same program as the command's (one persistent-cache entry).
     self._fn = runtime.compile_then_meet(make_reconstruct_fn(
-        view, frame_difference=config.loss.frame_difference,
+        ctx.view, frame_difference=config.loss.frame_difference,
         out_shardings=self._replicated if jax.process_count() > 1 else None), "reconstruction")
     self._inputs = None
 
-  def __call__(self, step: int, params, local_batch: dict[str, Any]) -> None:
-    if step % self.every:
-      return
+  def run(self, step: int, state: dict, batch: dict[str, Any]) -> None:
     if self._inputs is None:
-      clips = {k: np.asarray(local_batch[k][:self.num_clips]) for k in ("video", "audio")}
+      clips = {k: np.asarray(batch[k][:self.num_clips]) for k in ("video", "audio")}
       if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         clips = multihost_utils.broadcast_one_to_all(clips)
       self._inputs = jax.device_put(clips, self._replicated)
-    out = self._fn(params, self._inputs["video"], self._inputs["audio"], self._key)
+    out = self._fn(state["params"], self._inputs["video"], self._inputs["audio"], self._key)
     if jax.process_index() != 0:
       return
     out = jax.device_get(out)
@@ -298,8 +296,8 @@ class TrainingHook:
                                      "recon_mse_audio": float(np.mean(out["loss_audio"]))})
 
 
-def make_training_hook(config, view, mesh, writer):
-  """A TrainingHook for pre-training runs with recon_every_steps > 0, else None."""
-  if config.kind != "pretrain" or not config.get("recon_every_steps", 0):
+def make_training_hook(config, ctx: periodic.Context) -> TrainingHook | None:
+  """periodic.REGISTRY entry "reconstruction": a TrainingHook when recon_every_steps > 0."""
+  if not config.get("recon_every_steps", 0):
     return None
-  return TrainingHook(config, view, mesh, writer)
+  return TrainingHook(config, ctx)
