@@ -109,9 +109,7 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
                    {"checkpoint": os.path.abspath(checkpoint), "step": None,
                     **read.meta["source"]})
   step, meta, raw = checkpointing.read_params(checkpoint, step)
-  directory = checkpoint
-  if os.path.isdir(checkpointing.checkpoint_dir(directory)):
-    directory = checkpointing.checkpoint_dir(directory)
+  directory = checkpointing.resolve_checkpoint_dir(checkpoint)
   if "model" not in meta or "kind" not in meta:
     raise ValueError(f"{directory} step {step}: the checkpoint's meta has no model config / "
                      f"kind; it was not written by this code or its converter")

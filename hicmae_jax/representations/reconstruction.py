@@ -214,7 +214,7 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   if num_clips < 1:
     raise ValueError(f"--num_clips={num_clips} must be >= 1")
   weights = F.load_weights(checkpoint, step,
-                           model_hint=config.model if config is not None else None)
+                           model_hint=config)
   if weights.kind != "pretrain":
     raise ValueError(f"{checkpoint} is a {weights.kind} checkpoint: it has no decoders to "
                      f"reconstruct with. Pass a pre-training checkpoint (a pretrain run's "
