@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from hicmae_jax import runtime, targets
-from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
-                                     unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
+from hicmae_jax.patches import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
 from hicmae_jax.representations import figures
 
 log = logging.getLogger(__name__)
