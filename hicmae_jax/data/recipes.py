@@ -12,6 +12,7 @@ finished batch; `check_batch` checks a batch as it leaves the pipeline.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Callable
 
@@ -41,21 +42,25 @@ class Decoded:
   resized: dict[int, Image.Image] = dataclasses.field(default_factory=dict)
 
 
-class Recipe:
+class Recipe(abc.ABC):
   """What every recipe has; subclasses give `sample`, `view_stages` and `examples_per_record`."""
   batch_transform: Callable | None = None
 
   @property
+  @abc.abstractmethod
   def examples_per_record(self) -> int:
-    raise NotImplementedError
+    """Examples one record gives (its views)."""
 
+  @abc.abstractmethod
   def sample(self, clip: schema.Clip, rng: np.random.Generator) -> list[stages.View]:
-    raise NotImplementedError
+    """The record's views: which frames each uses (stage 'sample')."""
 
+  @abc.abstractmethod
   def view_stages(self) -> tuple[tuple[str, StageFn], ...]:
-    raise NotImplementedError
+    """The named per-view stages, in the order they run (and draw from the rng)."""
 
   def label_fields(self, clip: schema.Clip) -> dict[str, np.ndarray]:
+    """The clip's label fields (none for pre-training)."""
     return {}
 
   def decode(self, clip: schema.Clip, rng: np.random.Generator) -> Decoded:
