@@ -25,9 +25,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hicmae_jax import periodic, runtime, sharding, targets
-from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
-                                     unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
+from hicmae_jax.patches import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
 from hicmae_jax.representations import figures
 
 log = logging.getLogger(__name__)

@@ -179,23 +179,6 @@ def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
           "clips_per_s": round(batch / median, 2)}
 
 
-def stage_settings(config):
-  """The per-stage timing's view of a config's training pipeline."""
-  from hicmae_jax.data import stage_timing
-  from hicmae_jax.models.common import geometry
-  m, d = config.model, config.data
-  return stage_timing.StageSettings(
-      pipeline="pretrain" if config.kind == "pretrain" else "finetune",
-      num_frames=m.num_frames, sampling_rate=d.sampling_rate, input_size=m.input_size,
-      fixed_crop=tuple(d.fixed_crop) if d.fixed_crop else None,
-      batch_size=config.global_batch_size, rand_augment=d.rand_augment or "",
-      video_mask_ratio=m.video_mask_ratio, audio_mask_ratio=m.audio_mask_ratio,
-      host_masks=bool(d.masks_in_pipeline), patch_size=m.patch_size,
-      tubelet_size=m.tubelet_size, audio_tokens=geometry(m).num_audio_tokens,
-      audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins, seed=config.seed,
-      multiscale=tuple(d.multiscale), erase_prob=d.erase_prob)
-
-
 def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batch: int,
                    stage_records: int) -> dict[str, Any]:
   """The config's training pipeline: ms per record for each stage on one core, then clips/s
@@ -205,7 +188,7 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
   with config.unlocked():
     config.global_batch_size = batch
     config.data.train_dir = split_dir
-  stages = stage_timing.time_stages(split_dir, stage_settings(config), stage_records)
+  stages = stage_timing.time_stages(train.train_dataset(config, batch, 0), stage_records)
   total_ms = sum(stages.values())
   rates, per_worker = {}, {}
   for wc in worker_counts:
