@@ -404,7 +404,7 @@ def test_windows_and_bad_inputs(check, tmp_path):
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(ValueError, match=r"\.pth"):
     F.load_weights(str(tmp_path / "notes.txt"))
-  with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
     F.load_weights(str(tmp_path))
   with pytest.raises(ValueError, match="needs --wav"):
     F.raw_clip(frames_dir=str(tmp_path))
