@@ -40,6 +40,8 @@ def test_benchmark_reports_every_figure(tmp_path):
   assert pipe["stages_records_per_s_one_core"] > 0
   assert r["balance"]["input_processes_needed_per_device"] > 0
   assert r["balance"]["input_cores_needed_per_device"] > 0
+  # every figure names its machine
+  assert r["host"]["cpu"] and r["host"]["cores"] >= 1 and r["date"]
 
 
 def test_benchmark_command_with_grain_worker_processes(tmp_path):
