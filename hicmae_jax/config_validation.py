@@ -11,6 +11,7 @@ import math
 import jax
 import ml_collections
 
+from hicmae_jax import mask_counts, sharding
 from hicmae_jax.models.common import check_attention_impl
 
 
@@ -23,8 +24,7 @@ def validate_config(config: ml_collections.ConfigDict, prefix: str = "config") -
     raise ValueError(f"{prefix}.kind={config.kind!r}; allowed: pretrain, finetune, linear_probe")
   check_attention_impl(m.attention_impl)
   for key in ("video_mask_ratio", "audio_mask_ratio"):
-    if not 0.0 < m[key] < 1.0:
-      raise ValueError(f"{prefix}.model.{key}={m[key]} must be in (0, 1)")
+    mask_counts.check_ratio(m[key], f"{prefix}.model.{key}")
   if m.input_size % m.patch_size:
     raise ValueError(f"{prefix}.model.input_size={m.input_size} is not divisible by "
                      f"{prefix}.model.patch_size={m.patch_size}")
@@ -63,7 +63,6 @@ def check_devices(config: ml_collections.ConfigDict, prefix: str = "config") -> 
   """The mesh fits the devices and the global batch splits evenly over devices and processes.
 
   Starts the backend (after jax.distributed, which the binaries initialise first)."""
-  from hicmae_jax import sharding
   mesh = sharding.make_mesh(config.mesh)
   step = math.lcm(int(mesh.devices.size), jax.process_count())
   batch = config.global_batch_size

@@ -6,7 +6,7 @@ Bad input (flags, config values, the batch for these devices, the workdir) is re
 from absl import flags
 from ml_collections import config_flags
 
-from hicmae_jax import cli, runtime
+from hicmae_jax import cli, config_validation, demo, runtime, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -32,7 +32,6 @@ def training_parts(config) -> list[tuple[str, object]]:
 
 def check_start(config, workdir: str) -> None:
   """Everything that can be refused before the first file is written."""
-  from hicmae_jax import config_validation
   for name, part in training_parts(config):
     config_validation.validate_config(part, name)
   cli.check_output_dir(workdir, "--workdir")
@@ -50,10 +49,8 @@ def main(argv):
     runtime.setup_logging(workdir)
     runtime.banner()
     if config.get("demo", False):
-      from hicmae_jax import demo
       demo.run(config, workdir)
     else:
-      from hicmae_jax import train
       train.run(config, workdir)
   except Exception as e:
     runtime.explain_multiprocess_failure(e, workdir)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from hicmae_jax import io_utils
-
 
 # ---- classification -----------------------------------------------------------------------------
 
@@ -240,8 +241,6 @@ def save_confusion_matrix_png(cm, class_names: Sequence[str], path, *,
   count. Uses matplotlib's Agg canvas directly, so no pyplot global state or display is needed.
   """
   # imported here: matplotlib is heavy, and only the reports that draw a picture need it
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
 
   cm = np.asarray(cm)
   n = len(class_names)

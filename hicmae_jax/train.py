@@ -25,7 +25,7 @@ from hicmae_jax import (checkpointing, io_utils, objectives, optim, periodic, pr
                         sharding, writers)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config  # noqa: F401 (train.validate_config)
-from hicmae_jax.data import pipeline, schema
+from hicmae_jax.data import pipeline, schema, synthetic
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
@@ -47,7 +47,6 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
   d = config.data
   if not d.synthetic_dir:
     return
-  from hicmae_jax.data import synthetic
   if jax.process_index() == 0:
     synthetic.generate(d.synthetic_dir, num_train=d.synthetic_num_train,
                        num_val=d.synthetic_num_val, num_test=d.synthetic_num_test,

@@ -13,42 +13,42 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
 from hicmae_jax.data import batching, masks, schema
-from hicmae_jax.data import options as O
-from hicmae_jax.data import pipeline as P
+from hicmae_jax.data import options
+from hicmae_jax.data import pipeline
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)
 RATE = 2  # sampling_rate
-VIDEO = O.VideoOptions(num_frames=FRAMES, sampling_rate=RATE, input_size=SIZE)
+VIDEO = options.VideoOptions(num_frames=FRAMES, sampling_rate=RATE, input_size=SIZE)
 # The original's recipe (configs/common.py) at this size: fbank 256 x 128, RandAugment
 # rand-m7-n4-mstd0.5-inc1, Mixup/CutMix with smoothing 0.1, masks 0.9 / 0.8 (patch 8 here).
-AUDIO = O.AudioOptions(audio_frames=256, num_mel_bins=128, magnitude=True, roll=False)
-AUGMENT = O.AugmentOptions(fixed_crop=None, multiscale=(1, .875, .75, .66), num_repeats=1,
+AUDIO = options.AudioOptions(audio_frames=256, num_mel_bins=128, magnitude=True, roll=False)
+AUGMENT = options.AugmentOptions(fixed_crop=None, multiscale=(1, .875, .75, .66), num_repeats=1,
                            rand_augment="rand-m7-n4-mstd0.5-inc1", erase_prob=0.25)
-LABELS = O.LabelOptions(task=None, num_classes=0, label_smoothing=0.1, mixup_alpha=0.8,
+LABELS = options.LabelOptions(task=None, num_classes=0, label_smoothing=0.1, mixup_alpha=0.8,
                         cutmix_alpha=1.0, mixup_switch_prob=0.5, mix_audio=False)
-MASKS = O.MaskOptions(draw=True, video_ratio=0.9, audio_ratio=0.8, patch_size=8,
+MASKS = options.MaskOptions(draw=True, video_ratio=0.9, audio_ratio=0.8, patch_size=8,
                       tubelet_size=2, audio_patch_size=16)
-LOADER = O.LoaderOptions(shard_index=0, shard_count=1, read_threads=1)
+LOADER = options.LoaderOptions(shard_index=0, shard_count=1, read_threads=1)
 
 
 def _pretrain(split_dir, *, batch_size, seed, num_repeats=1, draw_masks=True, loader=LOADER):
-  return P.make_pretrain_dataset(
+  return pipeline.make_pretrain_dataset(
       split_dir, batch_size=batch_size, seed=seed, video=VIDEO, audio=AUDIO,
       augment=dataclasses.replace(AUGMENT, num_repeats=num_repeats),
       masks=dataclasses.replace(MASKS, draw=draw_masks), loader=loader)
 
 
 def _finetune(split_dir, *, batch_size, seed, augment=AUGMENT, labels=LABELS, loader=LOADER):
-  return P.make_finetune_train_dataset(split_dir, batch_size=batch_size, seed=seed,
+  return pipeline.make_finetune_train_dataset(split_dir, batch_size=batch_size, seed=seed,
                                        video=VIDEO, audio=AUDIO, augment=augment,
                                        labels=labels, loader=loader)
 
 
 def _eval(split_dir, *, batch_size, mode, loader=LOADER):
-  views = O.EvalOptions(mode=mode, num_segments=2, num_crops=2, random_long_val_start=False,
+  views = options.EvalOptions(mode=mode, num_segments=2, num_crops=2, random_long_val_start=False,
                         magnitude_aug=False)
-  return P.make_eval_dataset(split_dir, batch_size=batch_size, seed=0, video=VIDEO,
+  return pipeline.make_eval_dataset(split_dir, batch_size=batch_size, seed=0, video=VIDEO,
                              audio=AUDIO, views=views, labels=LABELS, loader=loader)
 # Normalised pixel range for x / 255 in [0, 1] with the ImageNet mean/std.
 VIDEO_MIN, VIDEO_MAX = (0 - 0.485) / 0.229 - 1e-4, (1 - 0.406) / 0.225 + 1e-4

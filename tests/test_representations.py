@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from configs import learning_check as learning_check_config
-from hicmae_jax.representations import embedding as E
-from hicmae_jax.representations import features as F
+from hicmae_jax.representations import embedding
+from hicmae_jax.representations import features
 from hicmae_jax.representations import probe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +40,7 @@ def check(tmp_path_factory):
       pretrain=os.path.join(workdir, "pretrain"),
       test_dir=os.path.join(config.data.synthetic_dir, "test"),
       raw=os.path.join(config.data.synthetic_dir, "raw"),
-      features=lambda name: F.load_features(os.path.join(workdir, "features", name)))
+      features=lambda name: features.load_features(os.path.join(workdir, "features", name)))
 
 
 def test_reduced_learning_check(check):
@@ -80,7 +80,7 @@ def test_reduced_learning_check(check):
   # The random baseline is exactly where that pre-training started.
   model = train.build_model(check.config, check.config.seed)
   start = params_lib.ParamsView(model).flat(model)
-  baseline = F.random_weights(check.config.model, check.config.seed).params
+  baseline = features.random_weights(check.config.model, check.config.seed).params
   assert start.keys() == baseline.keys()
   for k in start:
     np.testing.assert_array_equal(np.asarray(start[k]), baseline[k], err_msg=k)
@@ -98,8 +98,8 @@ def test_export_sees_what_evaluation_sees(check):
   from hicmae_jax.models.hicmae import PretrainModel
   c = check.config
   m = c.model
-  opts = F.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
-  views = [v for clip in F.split_clips(check.test_dir, 8) for v in F.clip_views(clip, opts)]
+  opts = features.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
+  views = [v for clip in features.split_clips(check.test_dir, 8) for v in features.clip_views(clip, opts)]
   ds = pipeline.eval_dataset_from_config(c, check.test_dir, mode="val", batch_size=8,
                                          shard=(0, 1))
   batch = next(iter(ds))
@@ -110,7 +110,7 @@ def test_export_sees_what_evaluation_sees(check):
   assert [r["label"] for r, _, _ in views] == batch["label"].tolist()
 
   # The feature, derived by hand from the pre-training model's modules.
-  w = F.load_weights(check.pretrain)
+  w = features.load_weights(check.pretrain)
   abstract = nnx.eval_shape(lambda: PretrainModel(w.model, rngs=nnx.Rngs(0)))
   view = params_lib.ParamsView(abstract)
 
@@ -140,7 +140,7 @@ def test_export_raw_files_and_sliding_windows(check, tmp_path):
                             frames_dir=os.path.join(check.raw, "frames", "test", "test_00000"),
                             wav=os.path.join(check.raw, "audio", "test", "test_00000.wav"))
   assert summary["num_rows"] == 1
-  got, ref = F.load_features(out), check.features("pretrained_test")
+  got, ref = features.load_features(out), check.features("pretrained_test")
   assert got.clip_ids == ["test_00000"]
   np.testing.assert_allclose(got.features[0], ref.features[ref.clip_ids.index("test_00000")],
                              atol=1e-5)
@@ -159,7 +159,7 @@ def test_export_raw_files_and_sliding_windows(check, tmp_path):
   out = str(tmp_path / "windows")
   export_features(output_dir=out, checkpoint=check.pretrain, video=video, label=1,
                   window_seconds=0.64, stride_seconds=0.32)
-  got = F.load_features(out)
+  got = features.load_features(out)
   starts = [r["start_frame"] for r in got.rows]
   assert starts == [0, 8, 16, 24, 32, 40, 44]  # the last window ends at the clip's end
   assert [r["end_frame"] for r in got.rows] == [s + 16 for s in starts]
@@ -175,7 +175,7 @@ def test_export_from_an_original_pth(check, tmp_path):
   from hicmae_jax.representations.features import export_features
   pth = str(tmp_path / "pretrain.pth")
   convert_checkpoint.export_to_torch(check.pretrain, pth)
-  ours, original = F.load_weights(check.pretrain), F.load_weights(pth,
+  ours, original = features.load_weights(check.pretrain), features.load_weights(pth,
                                                                   model_hint=check.config.model)
   assert original.kind == "pretrain"
   assert ours.params.keys() == original.params.keys()
@@ -187,7 +187,7 @@ def test_export_from_an_original_pth(check, tmp_path):
   out = str(tmp_path / "from_pth")
   export_features(output_dir=out, checkpoint=pth, config=check.config,
                   split_dir=check.test_dir, limit=8)
-  got, ref = F.load_features(out), check.features("pretrained_test")
+  got, ref = features.load_features(out), check.features("pretrained_test")
   assert got.clip_ids == ref.clip_ids[:8]
   np.testing.assert_allclose(got.features, ref.features[:8], atol=1e-5)
 
@@ -220,10 +220,10 @@ def test_export_from_a_finetuned_checkpoint(check, tmp_path):
   out = str(tmp_path / "features")
   export_features(output_dir=out, checkpoint=ckpt, split_dir=check.test_dir, limit=8,
                   batch_size=8, config=check.config)
-  got = F.load_features(out)
+  got = features.load_features(out)
   assert got.meta["kind"] == "finetune" and got.meta["weights"]["step"] == 7
-  opts = F.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
-  views = [v for clip in F.split_clips(check.test_dir, 8) for v in F.clip_views(clip, opts)]
+  opts = features.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
+  views = [v for clip in features.split_clips(check.test_dir, 8) for v in features.clip_views(clip, opts)]
   expected = nnx.jit(lambda mdl, v, a: mdl.features(v, a)["feature"])(
       model, np.stack([v for _, v, _ in views]), np.stack([a for _, _, a in views]))
   np.testing.assert_allclose(got.features, np.asarray(expected), atol=2e-5)
@@ -235,7 +235,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   import jax.numpy as jnp
 
   from hicmae_jax import targets
-  from hicmae_jax.representations import reconstruction as R
+  from hicmae_jax.representations import reconstruction
   rng = np.random.default_rng(0)
   pixels = rng.uniform(size=(2, 4, 32, 32, 3)).astype(np.float32)  # [B, T, H, W, C]
   video = jnp.asarray((pixels - np.array(targets.IMAGENET_MEAN, np.float32))
@@ -243,7 +243,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   ids = jnp.asarray(np.stack([rng.permutation(8)[:5] for _ in range(2)]))  # 5 of 8 tubelets
   for frame_difference in (True, False):
     tv = targets.video_targets(video, tubelet=2, patch=16, frame_difference=frame_difference)
-    out = R.video_to_pixels(video, jnp.take_along_axis(tv, ids[..., None], 1), ids, tubelet=2,
+    out = reconstruction.video_to_pixels(video, jnp.take_along_axis(tv, ids[..., None], 1), ids, tubelet=2,
                             patch=16, frame_difference=frame_difference)
     np.testing.assert_allclose(out["original"], pixels, atol=1e-6)
     np.testing.assert_allclose(out["reconstruction"], pixels, atol=2e-5)
@@ -254,13 +254,13 @@ def test_reconstruction_maps_targets_back_to_pixels():
     masked = set(np.asarray(ids[b]).tolist())
     for t in range(8):
       if t in masked:
-        assert np.all(patches[b, t] == R.MASK_GREY)
+        assert np.all(patches[b, t] == reconstruction.MASK_GREY)
       else:
         np.testing.assert_allclose(patches[b, t],
                                    np.asarray(patchify_video(pixels, 2, 16))[b, t], atol=1e-6)
   audio = jnp.asarray(rng.normal(size=(2, 64, 32)).astype(np.float32))
   ta = targets.audio_targets(audio, patch=16)
-  out = R.audio_to_values(audio, jnp.take_along_axis(ta, ids[..., None], 1), ids, patch=16)
+  out = reconstruction.audio_to_values(audio, jnp.take_along_axis(ta, ids[..., None], 1), ids, patch=16)
   np.testing.assert_allclose(out["reconstruction"], audio, atol=2e-5)
   assert int(np.isnan(np.asarray(out["masked"])).sum()) == 2 * 5 * 256
 
@@ -276,9 +276,9 @@ def test_reconstruct_command(check, tmp_path, monkeypatch):
   mse = check.results["summary"]["test_reconstruction_mse"]["pretrained"]
   assert np.mean(out["mse_audio"]) == pytest.approx(mse["audio"], abs=1e-3)
   assert np.mean(out["mse_video"]) == pytest.approx(mse["video"], abs=1e-3)
-  tuned = F.load_weights(check.pretrain)
+  tuned = features.load_weights(check.pretrain)
   tuned.kind = "finetune"
-  monkeypatch.setattr(F, "load_weights", lambda *a, **k: tuned)
+  monkeypatch.setattr(features, "load_weights", lambda *a, **k: tuned)
   with pytest.raises(ValueError, match="no decoders"):
     reconstruction_png(checkpoint="fine-tuned", output=png, split_dir=check.test_dir)
 
@@ -292,9 +292,9 @@ def _gaussian_set(directory, rng, centres, clips_per_class, windows, informative
         rows.append({"clip_id": f"c{k}_{i}", "label": k, "window": w})
         mean = centres[k] if informative else 0.0
         feats.append(mean + rng.normal(size=centres.shape[1]))
-  F.write_features(str(directory), {"feature": np.array(feats, np.float32)}, rows,
+  features.write_features(str(directory), {"feature": np.array(feats, np.float32)}, rows,
                    {"class_names": [f"k{k}" for k in range(len(centres))]})
-  return F.load_features(str(directory))
+  return features.load_features(str(directory))
 
 
 def test_linear_probe(tmp_path):
@@ -334,11 +334,11 @@ def test_linear_probe(tmp_path):
 def test_linear_probe_command(check, tmp_path):
   """The command on the synthetic features reproduces the learning check's probe."""
   out = tmp_path / "probe.json"
-  features = os.path.join(check.workdir, "features")
+  features_dir = os.path.join(check.workdir, "features")
   p = check.config.probe
   done = subprocess.run(
       [sys.executable, "-m", "hicmae_jax.tools.linear_probe",
-       f"--train={features}/pretrained_train", f"--test={features}/pretrained_test",
+       f"--train={features_dir}/pretrained_train", f"--test={features_dir}/pretrained_test",
        f"--output={out}", f"--config.steps={p.steps}", f"--config.learning_rate={p.learning_rate}"],
       cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
       timeout=120)
@@ -361,10 +361,10 @@ def test_embeddings(check, tmp_path):
   rng = np.random.default_rng(0)
   labels = np.repeat(np.arange(4), 30)
   x = 4.0 * rng.normal(size=(4, 40))[labels] + rng.normal(size=(120, 40))
-  y = E.tsne(x, iterations=300, perplexity=20)
-  assert y.shape == (120, 2) and E.knn_accuracy(y, labels) > 0.95
-  assert E.knn_accuracy(rng.normal(size=(120, 40)), labels) < 0.5
-  p, ratio = E.pca(x, 2)
+  y = embedding.tsne(x, iterations=300, perplexity=20)
+  assert y.shape == (120, 2) and embedding.knn_accuracy(y, labels) > 0.95
+  assert embedding.knn_accuracy(rng.normal(size=(120, 40)), labels) < 0.5
+  p, ratio = embedding.pca(x, 2)
   assert p.shape == (120, 2) and 0 < ratio[1] <= ratio[0] < 1
   np.testing.assert_allclose(p.mean(axis=0), 0.0, atol=1e-9)
   png = str(tmp_path / "emb.png")
@@ -385,33 +385,33 @@ def test_embeddings(check, tmp_path):
 def test_windows_and_bad_inputs(check, tmp_path):
   from hicmae_jax.data import sampling
   from hicmae_jax.representations.features import export_features
-  opts = F.ClipOptions(num_frames=8, sampling_rate=2, window_seconds=1.0, stride_seconds=0.5)
-  windows = F.clip_windows(100, 25.0, opts)  # 25-frame windows every 12 frames
+  opts = features.ClipOptions(num_frames=8, sampling_rate=2, window_seconds=1.0, stride_seconds=0.5)
+  windows = features.clip_windows(100, 25.0, opts)  # 25-frame windows every 12 frames
   assert [w.start_frame for w in windows] == [0, 12, 24, 36, 48, 60, 72, 75]
   for w in windows:
     assert w.end_frame == w.start_frame + 25 and w.frame_ids.shape == (8,)
     assert w.frame_ids[0] == w.start_frame and w.frame_ids[-1] == w.end_frame - 1
-  (short,) = F.clip_windows(10, 25.0, opts)
+  (short,) = features.clip_windows(10, 25.0, opts)
   assert (short.start_frame, short.end_frame) == (0, 10)
-  (whole,) = F.clip_windows(100, 25.0, F.ClipOptions(num_frames=8, sampling_rate=2))
+  (whole,) = features.clip_windows(100, 25.0, features.ClipOptions(num_frames=8, sampling_rate=2))
   ids, _ = sampling.segment_frame_indices(100, num_frames=8, sampling_rate=2)
   np.testing.assert_array_equal(whole.frame_ids, ids)  # the evaluation sampler
 
   with pytest.raises(ValueError, match="no checkpoint given"):
-    F.load_weights("")
+    features.load_weights("")
   with pytest.raises(FileNotFoundError, match="not found"):
-    F.load_weights(str(tmp_path / "missing"))
+    features.load_weights(str(tmp_path / "missing"))
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(ValueError, match=r"\.pth"):
-    F.load_weights(str(tmp_path / "notes.txt"))
+    features.load_weights(str(tmp_path / "notes.txt"))
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-    F.load_weights(str(tmp_path))
+    features.load_weights(str(tmp_path))
   with pytest.raises(ValueError, match="needs --wav"):
-    F.raw_clip(frames_dir=str(tmp_path))
+    features.raw_clip(frames_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="--video"):
-    F.raw_clip(video=str(tmp_path / "missing.mp4"))
+    features.raw_clip(video=str(tmp_path / "missing.mp4"))
   with pytest.raises(ValueError, match="exactly one"):
-    F.raw_clip(video="a.mp4", frames_dir="b")
+    features.raw_clip(video="a.mp4", frames_dir="b")
   with pytest.raises(ValueError, match="one input"):
     export_features(output_dir=str(tmp_path / "x"), checkpoint=check.pretrain,
                     split_dir=check.test_dir, video="a.mp4")
@@ -421,9 +421,9 @@ def test_windows_and_bad_inputs(check, tmp_path):
     export_features(output_dir=str(tmp_path / "x"), checkpoint=check.pretrain,
                     split_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="not a finished feature export"):
-    F.load_features(str(tmp_path))
+    features.load_features(str(tmp_path))
   with pytest.raises(ValueError, match="stride_seconds needs"):
-    F.ClipOptions(stride_seconds=1.0).validate()
-  extractor = F.FeatureExtractor(F.random_weights(check.config.model, 0))
+    features.ClipOptions(stride_seconds=1.0).validate()
+  extractor = features.FeatureExtractor(features.random_weights(check.config.model, 0))
   with pytest.raises(ValueError, match="do not fit the model"):
     extractor(np.zeros((1, 16, 64, 64, 3), np.float32), np.zeros((1, 64, 128), np.float32))

@@ -1,9 +1,15 @@
 """2-D embeddings of features (PCA, exact t-SNE in numpy) and their scatter plot, by label."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hicmae_jax.representations import features, figures
 
 
 def pca(x, dim: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +133,6 @@ def knn_accuracy(x, labels, k: int = 5) -> float:
 def embedding_figure(panels: Sequence[dict], class_names: Sequence[str], *, title: str = ""):
   """Scatter plots side by side, coloured by label. panels: [{"points": [N, 2], "labels":
   [N] (-1 = unlabelled, grey), "title": str, "axis": str}]. Returns a matplotlib Figure."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
 
   if not panels:
     raise ValueError("nothing to plot")
@@ -165,16 +169,13 @@ def plot_feature_dirs(dirs, output: str, config, *, titles=(), array: str = "fea
   """`python -m hicmae_jax.tools.plot_embeddings` as a function: embeds every folder's
   features (settings: configs/common.py embedding_plot_config) into one PNG; returns the
   per-panel numbers."""
-  import os
 
-  from hicmae_jax.representations import features as F
-  from hicmae_jax.representations import figures
 
   if titles and len(titles) != len(dirs):
     raise ValueError(f"{len(titles)} titles for {len(dirs)} feature folders")
   panels, summary, class_names = [], [], []
   for i, d in enumerate(dirs):
-    fs = F.load_features(d)
+    fs = features.load_features(d)
     x = fs.features if array == "feature" else fs.array(array)
     x = x.reshape(x.shape[0], -1)
     labels = fs.labels
@@ -202,6 +203,5 @@ def plot_feature_dirs(dirs, output: str, config, *, titles=(), array: str = "fea
 
 
 def _palette(n: int) -> list:
-  from matplotlib import colormaps
   cmap = colormaps["tab10" if n <= 10 else "tab20"]
   return [cmap(i % cmap.N) for i in range(n)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from PIL import Image
 
 from hicmae_jax import io_utils
 
@@ -17,7 +18,6 @@ def figure_to_rgb(fig) -> np.ndarray:
 def png_bytes(rgb: np.ndarray, *, palette: bool = True) -> bytes:
   """uint8 [H, W, 3] -> PNG bytes; with `palette` reduced to 256 colours (no dithering),
   which keeps plots and these small frames intact at a third of the size."""
-  from PIL import Image
   img = Image.fromarray(np.asarray(rgb, np.uint8))
   if palette:
     img = img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)

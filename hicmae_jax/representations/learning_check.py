@@ -34,10 +34,7 @@ from hicmae_jax import io_utils, train
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
-from hicmae_jax.representations import embedding as E
-from hicmae_jax.representations import features as F
-from hicmae_jax.representations import figures, probe
-from hicmae_jax.representations import reconstruction as R
+from hicmae_jax.representations import embedding, features, figures, probe, reconstruction
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,7 @@ def _reconstruction_errors(weights: dict, views, frame_difference: bool, seed: i
     if fn is None:
       model = nnx.eval_shape(lambda: PretrainModel(w.model, rngs=nnx.Rngs(0)))
       view = params_lib.ParamsView(model)
-      fn = R.make_reconstruct_fn(view, frame_difference=frame_difference)
+      fn = reconstruction.make_reconstruct_fn(view, frame_difference=frame_difference)
     params = {k: jnp.asarray(v) for k, v in w.params.items()}
     out = jax.device_get(fn(params, video, audio, jax.random.key(seed)))
     errors[name] = {"video": float(np.mean(out["loss_video"])),
@@ -79,8 +76,8 @@ def run(config, workdir: str) -> dict[str, Any]:
   if "preempted_at_step" in pretrained:
     return pretrained
   times["pretrain_s"] = round(time.time() - t0, 1)
-  weights = {"pretrained": F.load_weights(pre_dir),
-             "random": F.random_weights(config.model, config.seed)}
+  weights = {"pretrained": features.load_weights(pre_dir),
+             "random": features.random_weights(config.model, config.seed)}
   # 2. features of both models, inputs built once
   t1 = time.time()
   sets = _features(config, workdir, weights)
@@ -112,21 +109,21 @@ def run(config, workdir: str) -> dict[str, Any]:
 def _features(config, workdir: str, weights: dict) -> dict[str, dict[str, Any]]:
   """{model name: {split: FeatureSet}} for the train and test splits, also written to
   workdir/features/<name>_<split>/."""
-  opts = F.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
-  extractors = {name: F.FeatureExtractor(w) for name, w in weights.items()}
-  sets: dict[str, dict[str, F.FeatureSet]] = {name: {} for name in weights}
+  opts = features.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
+  extractors = {name: features.FeatureExtractor(w) for name, w in weights.items()}
+  sets: dict[str, dict[str, features.FeatureSet]] = {name: {} for name in weights}
   for split in ("train", "test"):
     split_dir = os.path.join(config.data.synthetic_dir, split)
     info_names = schema.DatasetInfo.load(split_dir).class_names
-    arrays, rows = F.extract(extractors, F.split_clips(split_dir), opts,
+    arrays, rows = features.extract(extractors, features.split_clips(split_dir), opts,
                              batch_size=config.eval_batch_size)
     for name, w in weights.items():
       out_dir = os.path.join(workdir, "features", f"{name}_{split}")
-      F.write_features(out_dir, arrays[name], rows, {
+      features.write_features(out_dir, arrays[name], rows, {
           "kind": w.kind, "weights": {k: v for k, v in w.source.items() if k != "config"},
           "input": {"split_dir": os.path.abspath(split_dir)}, "class_names": info_names,
           "model": w.model.to_dict(), "num_clips": len({r["clip_id"] for r in rows})})
-      sets[name][split] = F.load_features(out_dir)
+      sets[name][split] = features.load_features(out_dir)
   return sets
 
 
@@ -160,15 +157,15 @@ def _pictures(config, workdir: str, weights: dict, sets: dict, results: dict) ->
   reconstruction.png and embeddings.png; adds test_knn5_accuracy to `results`."""
   c = config.check
   pretrain_step = weights["pretrained"].source["step"]
-  opts = F.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
+  opts = features.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
   test_dir = os.path.join(config.data.synthetic_dir, "test")
-  views = list(itertools.islice((v for clip in F.split_clips(test_dir)
-                                 for v in F.clip_views(clip, opts)), c.recon_eval_clips))
+  views = list(itertools.islice((v for clip in features.split_clips(test_dir)
+                                 for v in features.clip_views(clip, opts)), c.recon_eval_clips))
   recon_errors, out = _reconstruction_errors(
       {"pretrained": weights["pretrained"], "random": weights["random"]}, views,
       config.loss.frame_difference, config.seed)
   shown = {k: v[:c.figure_clips] for k, v in out.items()}
-  fig = R.reconstruction_figure(shown, clip_ids=[r["clip_id"] for r, _, _ in views],
+  fig = reconstruction.reconstruction_figure(shown, clip_ids=[r["clip_id"] for r, _, _ in views],
                                 max_frames=c.figure_frames,
                                 title=f"pre-trained {pretrain_step} steps, test clips")
   figures.save_figure(fig, os.path.join(workdir, "reconstruction.png"))
@@ -176,14 +173,14 @@ def _pictures(config, workdir: str, weights: dict, sets: dict, results: dict) ->
   for name, title in (("random", "random initialisation"),
                       ("pretrained", f"pre-trained ({pretrain_step} steps)")):
     fs = sets[name]["test"]
-    pts, axis = E.embed(fs.features, method=c.embedding_method, seed=config.seed)
-    knn = 100 * E.knn_accuracy(fs.features, fs.labels, 5)
+    pts, axis = embedding.embed(fs.features, method=c.embedding_method, seed=config.seed)
+    knn = 100 * embedding.knn_accuracy(fs.features, fs.labels, 5)
     results[name]["test_knn5_accuracy"] = knn
     few = results[name]["few_shot"]
     panels.append({"points": pts, "labels": fs.labels, "axis": axis,
                    "title": f"{title}\n{c.shots}-shot probe UAR {few['test_uar_mean']:.1f}%, "
                             f"5-NN acc. {knn:.1f}%"})
-  fig = E.embedding_figure(panels, sets["pretrained"]["test"].class_names,
+  fig = embedding.embedding_figure(panels, sets["pretrained"]["test"].class_names,
                            title="test-clip features (synthetic data)")
   figures.save_figure(fig, os.path.join(workdir, "embeddings.png"))
   return recon_errors

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from hicmae_jax import metrics
+from hicmae_jax.representations import features
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,8 @@ def run_probe(train_set, eval_sets: dict[str, Any], *, steps: int, learning_rate
 def probe_feature_dirs(train: str, evals: dict[str, str], config) -> dict:
   """`python -m hicmae_jax.tools.linear_probe` as a function: loads the folders, fits on
   `train`, evaluates every {name: folder} of `evals` (config: feature_probe_config)."""
-  from hicmae_jax.representations import features as F
-  train_set = F.load_features(train)
-  eval_sets = {name: F.load_features(path) for name, path in evals.items() if path}
+  train_set = features.load_features(train)
+  eval_sets = {name: features.load_features(path) for name, path in evals.items() if path}
   results = run_probe(train_set, eval_sets, steps=config.steps,
                             learning_rate=config.learning_rate,
                             weight_decay=config.weight_decay, batch_size=config.batch_size,

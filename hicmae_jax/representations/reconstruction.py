@@ -16,18 +16,25 @@ name, so the trainer does not import this module.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.experimental import multihost_utils
+from matplotlib import gridspec
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from hicmae_jax import periodic, runtime, sharding, targets
+from hicmae_jax import objectives, periodic, runtime, sharding, targets
+from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.encoders import gather_tokens
+from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.patches import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
-from hicmae_jax.representations import figures
+from hicmae_jax.representations import features, figures
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +133,6 @@ def reconstruct(model, video: jax.Array, audio: jax.Array, mask_video: jax.Array
 def make_reconstruct_fn(view, *, frame_difference: bool, out_shardings=None):
   """jit(params, video, audio, key) -> `reconstruct` output, masks drawn from `key` at the
   model's ratios (tube mask for video, random for audio)."""
-  from hicmae_jax import objectives
 
   def fn(params, video, audio, key):
     model = view.merge(params)
@@ -144,9 +150,6 @@ def reconstruction_figure(result: dict[str, Any], *, clip_ids: Sequence[str] = (
   """A matplotlib Figure (Agg, no pyplot) of `reconstruct`'s output (numpy or jax arrays):
   per clip three rows (original / masked / reconstruction), each with up to `max_frames`
   evenly spaced frames and the spectrogram (time across, frequency up)."""
-  from matplotlib import gridspec
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
 
   r = {k: np.asarray(v) for k, v in result.items()}
   num_clips, num_frames = r["video_original"].shape[:2]
@@ -199,20 +202,15 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
                        max_frames: int = 8, seed: int = 0, title: str = "") -> dict:
   """`python -m hicmae_jax.tools.reconstruct` as a function (its flags are the arguments);
   writes the PNG and returns the clips drawn and their masked-patch MSE."""
-  import itertools
 
-  from flax import nnx
 
-  from hicmae_jax.models import params as params_lib
-  from hicmae_jax.models.hicmae import PretrainModel
-  from hicmae_jax.representations import features as F
 
   if bool(split_dir) + bool(video or frames_dir) != 1:
     raise ValueError("give one input: --split_dir=<prepared split>, or --video=<file> / "
                      "--frames_dir=<folder> --wav=<file>")
   if num_clips < 1:
     raise ValueError(f"--num_clips={num_clips} must be >= 1")
-  weights = F.load_weights(checkpoint, step,
+  weights = features.load_weights(checkpoint, step,
                            model_hint=config)
   if weights.kind != "pretrain":
     raise ValueError(f"{checkpoint} is a {weights.kind} checkpoint: it has no decoders to "
@@ -224,13 +222,13 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   else:
     sampling_rate = train_config.get("data", {}).get("sampling_rate", 4)
     frame_difference = train_config.get("loss", {}).get("frame_difference", True)
-  opts = F.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
+  opts = features.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
                                  window_seconds=window_seconds if not split_dir else 0.0)
   if split_dir:
-    clips = F.split_clips(split_dir, num_clips)
+    clips = features.split_clips(split_dir, num_clips)
   else:
-    clips = [F.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
-  views = list(itertools.islice((v for c in clips for v in F.clip_views(c, opts)), num_clips))
+    clips = [features.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
+  views = list(itertools.islice((v for c in clips for v in features.clip_views(c, opts)), num_clips))
   if not views:
     raise ValueError("no clip to draw (empty split?)")
   rows = [r for r, _, _ in views]

@@ -14,11 +14,11 @@ drawn at the checkpoint's ratios from --seed. --checkpoint must be a pre-trainin
 """
 from __future__ import annotations
 
-
 from absl import flags
 from ml_collections import config_flags
 
-from hicmae_jax import cli
+from hicmae_jax import cli, runtime
+from hicmae_jax.representations.reconstruction import reconstruction_png
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config (data.sampling_rate, loss.frame_difference). Optional: "
@@ -41,10 +41,8 @@ flags.mark_flags_as_required(["checkpoint", "output"])
 
 def main(argv):
   del argv
-  from hicmae_jax import runtime
   cli.check_output_file(_OUTPUT.value, "--output")
   runtime.setup_logging(None)
-  from hicmae_jax.representations.reconstruction import reconstruction_png
   return runtime.json_command(lambda: reconstruction_png(
       checkpoint=_CHECKPOINT.value, output=_OUTPUT.value, config=_CONFIG.value,
       step=_STEP.value, split_dir=_SPLIT_DIR.value, video=_VIDEO.value,
