@@ -23,7 +23,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from hicmae_jax import io_utils
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +189,6 @@ def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
     return Start(mode, directory, step)
   return Start("scratch")
 
-
-# One implementation (io_utils); re-exported because eval_main.py imports it from here.
-write_json = io_utils.write_json
 
 
 class BestCheckpoint:

@@ -16,10 +16,16 @@ import json
 import logging
 import os
 
+import jax
+import ml_collections
 from absl import flags
+from flax import nnx
 from ml_collections import config_flags
 
-from hicmae_jax import cli, runtime
+from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, runtime, sharding
+from hicmae_jax.data import schema
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.classifier import FinetuneModel
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
@@ -44,15 +50,6 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
 
   Writes the report (JSON), its confusion matrix (PNG) and the per-clip predictions (CSV,
   `predictions_path`, default beside the report: clip_predictions.py)."""
-  import jax
-  import ml_collections
-  from flax import nnx
-
-  from hicmae_jax import checkpointing, evaluate, metrics, sharding
-  from hicmae_jax.data import schema
-  from hicmae_jax.models import params as params_lib
-  from hicmae_jax.models.classifier import FinetuneModel
-
   config, directory, split_dir = check_inputs(config, checkpoint, step, split, results_path)
   step, meta = checkpointing.read_meta(directory, step)
   if meta.get("kind") == "pretrain":
@@ -89,7 +86,7 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   report["checkpoint"] = os.path.abspath(directory)
   report["step"] = int(step)
   if jax.process_index() == 0:
-    checkpointing.write_json(path, report)
+    io_utils.write_json(path, report)
     if "confusion_matrix" in report:
       metrics.save_confusion_matrix_png(report["confusion_matrix"], report.get(
           "class_names", info.class_names), os.path.splitext(path)[0] + "_confusion.png")
@@ -117,7 +114,6 @@ def check_inputs(config, checkpoint: str, step: int | None, split: str, results_
 
 def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
   """The folder holding the step folders: `checkpoint` itself or its checkpoints/."""
-  from hicmae_jax import checkpointing
   if checkpoint.endswith(".pth") and os.path.isfile(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint} is an original PyTorch file: convert it "
                        f"first (python -m hicmae_jax.tools.convert_checkpoint --input="
@@ -125,8 +121,7 @@ def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
   if not os.path.isdir(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint}: no such folder; give a run's workdir, its "
                        f"checkpoints/ folder or a converted checkpoint")
-  inner = checkpointing.checkpoint_dir(checkpoint)
-  directory = inner if os.path.isdir(inner) else checkpoint
+  directory = checkpointing.resolve_checkpoint_dir(checkpoint)
   steps = checkpointing.finished_steps(directory)
   if not steps:
     raise cli.BadInput(f"--checkpoint={checkpoint}: no finished checkpoint in {directory} "

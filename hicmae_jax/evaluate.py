@@ -23,15 +23,8 @@ log = logging.getLogger(__name__)
 
 def eval_dataset(config, split_dir: str, mode: str):
   """The finite eval pipeline of this process for `split_dir` (mode 'val' or 'test')."""
-  m, d = config.model, config.data
-  per_process = config.eval_batch_size // jax.process_count()
-  return pipeline.make_eval_dataset(
-      split_dir, batch_size=per_process, mode=mode, num_segments=d.test_num_segments,
-      num_crops=d.test_num_crops, num_frames=m.num_frames, sampling_rate=d.sampling_rate,
-      input_size=m.input_size, random_long_val_start=d.random_long_val_start,
-      eval_magnitude_aug=d.eval_magnitude_aug, seed=config.seed, task=m.task,
-      audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins,
-      worker_count=d.worker_count, read_threads=d.read_threads)
+  return pipeline.eval_dataset_from_config(
+      config, split_dir, mode=mode, batch_size=config.eval_batch_size // jax.process_count())
 
 
 def make_predict_fn(view, mesh):

@@ -1,20 +1,16 @@
-"""Masks for pre-training (pure functions, static shapes, usable inside jit).
+"""Masks for pre-training on device (pure functions, static shapes, usable inside jit).
 
 Masks are boolean with True = masked, in the original's form: video [B, T'*H'*W'] in
 (t, h, w) token order, audio [B, N_audio] time-major. Every sample masks exactly
-int(ratio * count) tokens (the original's count), each sample with its own draw.
+int(ratio * count) tokens (the original's count, `mask_counts.num_masked`), each sample with
+its own draw. The host (numpy) masks of the input pipeline are `data/masks.py`.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-
-def num_masked(num_tokens: int, ratio: float) -> int:
-  """The original's count: int(ratio * num_tokens) (Python truncation)."""
-  if not 0.0 < ratio < 1.0:
-    raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
-  return int(ratio * num_tokens)
+from hicmae_jax.mask_counts import num_masked
 
 
 def _exact_count_mask(key: jax.Array, batch: int, n: int, n_masked: int) -> jax.Array:
@@ -43,17 +39,8 @@ def mask_to_ids(mask: jax.Array, num_visible: int) -> tuple[jax.Array, jax.Array
   """Splits token indices by a mask [B, N] (True = masked), both parts in raster order.
 
   Returns (visible_ids [B, num_visible], masked_ids [B, N - num_visible]). The mask must mask
-  exactly N - num_visible tokens in every row (the sampled masks always do; a mask given from
-  outside is checked by `check_mask_counts`).
+  exactly N - num_visible tokens in every row: the masks drawn here always do, and the input
+  pipeline's masks are checked by `mask_counts.check_mask_counts` as they leave it.
   """
   ids = jnp.argsort(mask.astype(jnp.int32), axis=1, stable=True)  # visible first, order kept
   return ids[:, :num_visible], ids[:, num_visible:]
-
-
-def check_mask_counts(mask, expected_masked: int, name: str) -> None:
-  """Host-side check for masks that come from outside the model (e.g. the data pipeline)."""
-  import numpy as np
-  counts = np.asarray(mask).sum(axis=1)
-  if not np.all(counts == expected_masked):
-    raise ValueError(f"{name}: every sample must mask exactly {expected_masked} tokens (the "
-                     f"configured ratio), got counts {sorted(set(counts.tolist()))}")

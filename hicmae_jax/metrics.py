@@ -231,9 +231,6 @@ def regression_report(targets, preds, names: Sequence[str]) -> dict[str, Any]:
 
 # ---- files --------------------------------------------------------------------------------------
 
-# One implementation (io_utils); re-exported because tools/linear_probe.py imports it from here.
-write_json = io_utils.write_json
-
 
 def save_confusion_matrix_png(cm, class_names: Sequence[str], path, *,
                               title: str = "", normalise: bool = True) -> None:

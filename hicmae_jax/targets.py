@@ -7,7 +7,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from hicmae_jax.models.embed import patchify_audio, patchify_video
+from hicmae_jax.patches import patchify_audio, patchify_video
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

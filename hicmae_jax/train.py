@@ -66,28 +66,11 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 # -------------------------------------------------------------------------------------- data --
 
 def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None)):
-  """row_block: (block, count) of global-batch rows this process fills (sharding.py)."""
-  m, d = config.model, config.data
-  common = dict(batch_size=per_process_batch, seed=seed, num_frames=m.num_frames,
-                shard_index=row_block[0], shard_count=row_block[1],
-                sampling_rate=d.sampling_rate, input_size=m.input_size,
-                audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins,
-                magnitude_aug=d.magnitude_aug, roll_aug=d.roll_aug,
-                worker_count=d.worker_count, read_threads=d.read_threads,
-                max_skip_fraction=d.max_skip_fraction,
-                skip_check_min_records=d.skip_check_min_records)
-  if config.kind == "pretrain":
-    return pipeline.make_pretrain_dataset(
-        d.train_dir, fixed_crop=d.fixed_crop, multiscale=d.multiscale,
-        num_repeats=d.num_repeats, draw_masks=d.masks_in_pipeline,
-        mask_ratio_video=m.video_mask_ratio, mask_ratio_audio=m.audio_mask_ratio,
-        patch_size=m.patch_size, tubelet_size=m.tubelet_size,
-        audio_patch_size=m.audio_patch_size, **common)
-  return pipeline.make_finetune_train_dataset(
-      d.train_dir, rand_augment=d.rand_augment or None, erase_prob=d.erase_prob,
-      task=m.task, num_classes=m.num_classes or None, mixup_alpha=d.mixup_alpha,
-      cutmix_alpha=d.cutmix_alpha, mixup_switch_prob=d.mixup_switch_prob,
-      label_smoothing=d.label_smoothing, mix_audio=d.mix_audio, **common)
+  """The training pipeline of config.kind over config.data.train_dir. row_block: (block,
+  count) of global-batch rows this process fills (sharding.py)."""
+  return pipeline.train_dataset_from_config(config, config.data.train_dir,
+                                            batch_size=per_process_batch, seed=seed,
+                                            shard=row_block)
 
 
 # ------------------------------------------------------------------------------------- tasks --

@@ -40,6 +40,8 @@ def test_benchmark_reports_every_figure(tmp_path):
   assert pipe["stages_records_per_s_one_core"] > 0
   assert r["balance"]["input_processes_needed_per_device"] > 0
   assert r["balance"]["input_cores_needed_per_device"] > 0
+  # every figure names its machine
+  assert r["host"]["cpu"] and r["host"]["cores"] >= 1 and r["date"]
 
 
 def test_benchmark_command_with_grain_worker_processes(tmp_path):
@@ -86,18 +88,28 @@ def test_analytic_flops_base():
 
 
 def test_stage_timing_covers_every_pipeline(tmp_path):
+  from configs import test_pretrain
+  from hicmae_jax.data import pipeline as pipeline_lib
   from hicmae_jax.data import stage_timing
   synthetic.generate(str(tmp_path / "syn"), num_train=3, num_val=0, num_test=0, num_classes=2,
                      frame_size=32, num_frames=24, verbose=False)
-  small = dict(num_frames=4, sampling_rate=2, input_size=32, fixed_crop=None, batch_size=2,
-               audio_tokens=8, audio_frames=64, num_mel_bins=32)
+
+  def dataset(pipeline, split, masks=True):
+    """The pipeline a small config builds: 4 frames of 32 px, fbank 64 x 32 (8 tokens)."""
+    c = test_pretrain.get_config("pretrain" if pipeline == "pretrain" else "finetune")
+    c.model.num_frames, c.model.audio_frames, c.model.audio_mel_bins = 4, 64, 32
+    c.data.masks_in_pipeline = masks
+    if pipeline == "eval":
+      return pipeline_lib.eval_dataset_from_config(c, split, mode="test", batch_size=2,
+                                                   shard=(0, 1))
+    return pipeline_lib.train_dataset_from_config(c, split, batch_size=2, seed=0, shard=(0, 1))
+
   expect = {"pretrain": {"read", "decode", "augment", "fbank", "mask"},
             "finetune": {"read", "decode", "augment", "fbank", "mixup"},
             "eval": {"read", "decode", "augment", "fbank"}}
   for pipeline, stages in expect.items():
-    split = tmp_path / "syn" / ("pretrain" if pipeline == "pretrain" else "train")
-    st = stage_timing.StageSettings(pipeline=pipeline, **small)
-    got = stage_timing.time_stages(str(split), st, num_records=2)
+    split = str(tmp_path / "syn" / ("pretrain" if pipeline == "pretrain" else "train"))
+    got = stage_timing.time_stages(dataset(pipeline, split), num_records=2)
     assert set(got) == stages and all(v > 0 for v in got.values()), (pipeline, got)
-  no_masks = stage_timing.StageSettings(pipeline="pretrain", host_masks=False, **small)
-  assert "mask" not in stage_timing.time_stages(str(tmp_path / "syn" / "pretrain"), no_masks, 1)
+  no_masks = dataset("pretrain", str(tmp_path / "syn" / "pretrain"), masks=False)
+  assert "mask" not in stage_timing.time_stages(no_masks, 1)

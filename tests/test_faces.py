@@ -216,12 +216,12 @@ def test_clip_without_a_face_is_skipped_with_its_reason():
 
 def test_contact_sheet(tmp_path):
   from hicmae_jax.faces import preview
-  from hicmae_jax.data import synthetic
+  from hicmae_jax.data import synthetic, video_io
   frames, _ = _moving_clip(num_frames=6, covered=())
   synthetic.write_mp4(str(tmp_path / "a.mp4"), frames)
   path = preview.write_contact_sheet([str(tmp_path / "a.mp4")],
                                      faces.FaceOptions(face_size=64), str(tmp_path / "s.png"),
-                                     row_height=96)
+                                     video_io.clip_frames, row_height=96)
   sheet = np.asarray(Image.open(path))
   assert sheet.shape[0] == 96 + 16 and sheet.shape[1] == round(96 * FRAME_W / FRAME_H) + 96
   assert (sheet[..., 1] > 200).any() and ((sheet[..., 0] > 200) & (sheet[..., 1] < 60)).any()

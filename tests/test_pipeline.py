@@ -1,22 +1,55 @@
 """grain pipelines on tiny hand-written shards: batch contract, determinism, exact resume,
 eval coverage, skipping of corrupt records, worker processes."""
+import dataclasses
 import io
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
+from hicmae_jax.data import batching, masks, schema
+from hicmae_jax.data import options as O
 from hicmae_jax.data import pipeline as P
-from hicmae_jax.data import schema
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)
 RATE = 2  # sampling_rate
-COMMON = dict(num_frames=FRAMES, sampling_rate=RATE, input_size=SIZE, shard_index=0,
-              shard_count=1, read_threads=1)
+VIDEO = O.VideoOptions(num_frames=FRAMES, sampling_rate=RATE, input_size=SIZE)
+# The original's recipe (configs/common.py) at this size: fbank 256 x 128, RandAugment
+# rand-m7-n4-mstd0.5-inc1, Mixup/CutMix with smoothing 0.1, masks 0.9 / 0.8 (patch 8 here).
+AUDIO = O.AudioOptions(audio_frames=256, num_mel_bins=128, magnitude=True, roll=False)
+AUGMENT = O.AugmentOptions(fixed_crop=None, multiscale=(1, .875, .75, .66), num_repeats=1,
+                           rand_augment="rand-m7-n4-mstd0.5-inc1", erase_prob=0.25)
+LABELS = O.LabelOptions(task=None, num_classes=0, label_smoothing=0.1, mixup_alpha=0.8,
+                        cutmix_alpha=1.0, mixup_switch_prob=0.5, mix_audio=False)
+MASKS = O.MaskOptions(draw=True, video_ratio=0.9, audio_ratio=0.8, patch_size=8,
+                      tubelet_size=2, audio_patch_size=16)
+LOADER = O.LoaderOptions(shard_index=0, shard_count=1, read_threads=1)
+
+
+def _pretrain(split_dir, *, batch_size, seed, num_repeats=1, draw_masks=True, loader=LOADER):
+  return P.make_pretrain_dataset(
+      split_dir, batch_size=batch_size, seed=seed, video=VIDEO, audio=AUDIO,
+      augment=dataclasses.replace(AUGMENT, num_repeats=num_repeats),
+      masks=dataclasses.replace(MASKS, draw=draw_masks), loader=loader)
+
+
+def _finetune(split_dir, *, batch_size, seed, augment=AUGMENT, labels=LABELS, loader=LOADER):
+  return P.make_finetune_train_dataset(split_dir, batch_size=batch_size, seed=seed,
+                                       video=VIDEO, audio=AUDIO, augment=augment,
+                                       labels=labels, loader=loader)
+
+
+def _eval(split_dir, *, batch_size, mode, loader=LOADER):
+  views = O.EvalOptions(mode=mode, num_segments=2, num_crops=2, random_long_val_start=False,
+                        magnitude_aug=False)
+  return P.make_eval_dataset(split_dir, batch_size=batch_size, seed=0, video=VIDEO,
+                             audio=AUDIO, views=views, labels=LABELS, loader=loader)
 # Normalised pixel range for x / 255 in [0, 1] with the ImageNet mean/std.
 VIDEO_MIN, VIDEO_MAX = (0 - 0.485) / 0.229 - 1e-4, (1 - 0.406) / 0.225 + 1e-4
 
@@ -83,8 +116,7 @@ def _assert_same_batches(a, b):
 # --- batch contract -----------------------------------------------------------------------
 
 def test_pretrain_batch_contract(splits):
-  ds = P.make_pretrain_dataset(splits["cls"], batch_size=4, seed=0, fixed_crop=None,
-                               draw_masks=True, patch_size=8, **COMMON)
+  ds = _pretrain(splits["cls"], batch_size=4, seed=0)
   _, batches = _take(ds, 3)
   grid_t, grid_hw = FRAMES // 2, (SIZE // 8) ** 2
   spatial_masks = set()
@@ -107,7 +139,7 @@ def test_pretrain_batch_contract(splits):
 
 
 def test_finetune_classification_batch_contract(splits):
-  ds = P.make_finetune_train_dataset(splits["cls"], batch_size=4, seed=0, **COMMON)
+  ds = _finetune(splits["cls"], batch_size=4, seed=0)
   _, (b,) = _take(ds, 1)
   assert set(b) == {"video", "audio", "label", "targets"}
   assert b["video"].shape == (4, FRAMES, SIZE, SIZE, 3) and b["video"].dtype == np.float32
@@ -120,7 +152,7 @@ def test_finetune_classification_batch_contract(splits):
 
 
 def test_finetune_regression_batch_contract(splits):
-  ds = P.make_finetune_train_dataset(splits["reg"], batch_size=2, seed=0, **COMMON)
+  ds = _finetune(splits["reg"], batch_size=2, seed=0)
   _, (b,) = _take(ds, 1)
   assert set(b) == {"video", "audio", "label", "targets"}
   assert b["targets"].shape == (2, 3) and b["targets"].dtype == np.float32
@@ -130,10 +162,9 @@ def test_finetune_regression_batch_contract(splits):
 # --- determinism and resume ---------------------------------------------------------------
 
 def test_same_seed_same_batches_other_seed_differs(splits):
-  kw = dict(batch_size=3, fixed_crop=None, draw_masks=True, patch_size=8, **COMMON)
-  _, a = _take(P.make_pretrain_dataset(splits["cls"], seed=7, **kw), 2)
-  _, b = _take(P.make_pretrain_dataset(splits["cls"], seed=7, **kw), 2)
-  _, c = _take(P.make_pretrain_dataset(splits["cls"], seed=8, **kw), 2)
+  _, a = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)
+  _, b = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)
+  _, c = _take(_pretrain(splits["cls"], batch_size=3, seed=8), 2)
   _assert_same_batches(a, b)
   assert not np.array_equal(a[0]["video"], c[0]["video"])
 
@@ -142,12 +173,10 @@ def test_same_seed_same_batches_other_seed_differs(splits):
 def test_restored_iterator_continues_exactly(splits, kind):
   if kind == "pretrain_repeats":
     # 3 clips per record and batch 4: saved states fall inside a record's group.
-    make = lambda: P.make_pretrain_dataset(  # noqa: E731
-        splits["bad"], batch_size=4, seed=3, fixed_crop=None, num_repeats=3,
-        draw_masks=True, patch_size=8, **COMMON)
+    make = lambda: _pretrain(splits["bad"], batch_size=4, seed=3,  # noqa: E731
+                             num_repeats=3)
   else:
-    make = lambda: P.make_finetune_train_dataset(  # noqa: E731
-        splits["bad"], batch_size=3, seed=3, **COMMON)
+    make = lambda: _finetune(splits["bad"], batch_size=3, seed=3)  # noqa: E731
   it, _ = _take(make(), 4)
   state = json.loads(json.dumps(it.get_state()))  # must survive a JSON checkpoint
   stats = it.stats
@@ -168,12 +197,11 @@ def test_global_batches_do_not_depend_on_the_process_count(splits, kind, process
   global_batch = 16 if kind == "pretrain" else 6
 
   def make(batch, index, count):
-    common = dict(COMMON, shard_index=index, shard_count=count)
+    loader = dataclasses.replace(LOADER, shard_index=index, shard_count=count)
     if kind == "pretrain":
-      return P.make_pretrain_dataset(splits["cls"], batch_size=batch, seed=5, fixed_crop=None,
-                                     num_repeats=2, draw_masks=True, patch_size=8, **common)
-    return P.make_finetune_train_dataset(splits["cls"], batch_size=batch, seed=5,
-                                         mixup_alpha=0.0, cutmix_alpha=0.0, **common)
+      return _pretrain(splits["cls"], batch_size=batch, seed=5, num_repeats=2, loader=loader)
+    return _finetune(splits["cls"], batch_size=batch, seed=5, loader=loader,
+                     labels=dataclasses.replace(LABELS, mixup_alpha=0.0, cutmix_alpha=0.0))
 
   _, whole = _take(make(global_batch, 0, 1), 3)
   parts = [_take(make(global_batch // processes, p, processes), 3)[1] for p in range(processes)]
@@ -185,14 +213,15 @@ def test_global_batches_do_not_depend_on_the_process_count(splits, kind, process
 
 def test_several_processes_need_whole_records_per_batch(splits):
   with pytest.raises(ValueError, match="multiple of the clips drawn per record"):
-    P.make_pretrain_dataset(splits["cls"], batch_size=3, seed=0, fixed_crop=None,
-                            num_repeats=2, **dict(COMMON, shard_index=0, shard_count=2))
+    _pretrain(splits["cls"], batch_size=3, seed=0, num_repeats=2, draw_masks=False,
+              loader=dataclasses.replace(LOADER, shard_index=0, shard_count=2))
 
 
 def test_worker_process_matches_in_process_and_resumes(splits):
   # One worker walks the whole record stream, so it must give the in-process batches.
-  make = lambda workers: P.make_finetune_train_dataset(  # noqa: E731
-      splits["cls"], batch_size=2, seed=1, worker_count=workers, rand_augment=None, **COMMON)
+  make = lambda workers: _finetune(  # noqa: E731
+      splits["cls"], batch_size=2, seed=1, augment=dataclasses.replace(AUGMENT, rand_augment=""),
+      loader=dataclasses.replace(LOADER, worker_count=workers))
   _, reference = _take(make(0), 6)
   it, first = _take(make(1), 3)
   _assert_same_batches(reference[:3], first)
@@ -210,9 +239,8 @@ def test_worker_process_matches_in_process_and_resumes(splits):
 def test_eval_covers_every_clip_once_per_view(splits, mode, views):
   seen, counts = [], []
   for shard in range(2):  # two processes; 12 clips, 1 corrupt
-    ds = P.make_eval_dataset(splits["bad"], batch_size=5, mode=mode, num_frames=FRAMES,
-                             sampling_rate=RATE, input_size=SIZE, shard_index=shard,
-                             shard_count=2, read_threads=1)
+    ds = _eval(splits["bad"], batch_size=5, mode=mode,
+               loader=dataclasses.replace(LOADER, shard_index=shard, shard_count=2))
     it = iter(ds)
     batches = list(it)
     counts.append(len(batches))
@@ -233,10 +261,8 @@ def test_eval_covers_every_clip_once_per_view(splits, mode, views):
 
 
 def test_eval_is_deterministic_and_views_match_sampling(splits):
-  kw = dict(batch_size=4, mode="test", num_frames=FRAMES, sampling_rate=RATE,
-            input_size=SIZE, **{k: COMMON[k] for k in ("shard_index", "shard_count")})
-  a = list(iter(P.make_eval_dataset(splits["cls"], **kw)))
-  b = list(iter(P.make_eval_dataset(splits["cls"], **kw)))
+  a = list(iter(_eval(splits["cls"], batch_size=4, mode="test")))
+  b = list(iter(_eval(splits["cls"], batch_size=4, mode="test")))
   _assert_same_batches(a, b)
   first = a[0]  # clip 0 (10 frames): both segments and both crops are the same frames
   assert first["clip_index"].tolist() == [0, 0, 0, 0]
@@ -246,8 +272,7 @@ def test_eval_is_deterministic_and_views_match_sampling(splits):
 
 
 def test_eval_regression_has_targets(splits):
-  ds = P.make_eval_dataset(splits["reg"], batch_size=4, mode="val", num_frames=FRAMES,
-                           sampling_rate=RATE, input_size=SIZE, shard_index=0, shard_count=1)
+  ds = _eval(splits["reg"], batch_size=4, mode="val")
   batches = list(iter(ds))
   assert len(batches) == 2
   assert batches[0]["targets"].shape == (4, 3)
@@ -257,8 +282,8 @@ def test_eval_regression_has_targets(splits):
 # --- corrupt records ----------------------------------------------------------------------
 
 def test_corrupt_record_is_skipped_and_counted(splits, caplog):
-  ds = P.make_finetune_train_dataset(splits["bad"], batch_size=1, seed=0, num_epochs=1,
-                                     **COMMON)
+  ds = _finetune(splits["bad"], batch_size=1, seed=0,
+                 loader=dataclasses.replace(LOADER, num_epochs=1))
   it = iter(ds)
   with caplog.at_level("WARNING"):
     batches = list(it)
@@ -266,6 +291,35 @@ def test_corrupt_record_is_skipped_and_counted(splits, caplog):
   assert it.stats == {"records": 12, "skipped": 1, "batches": 11}
   assert "skipping record 7" in caplog.text
   assert ".array_record record" in caplog.text  # the shard file and the index within it
-  with pytest.raises(P.TooManySkippedRecords):
-    P.check_skip_rate(it.stats, max_fraction=0.05, min_records=10)
-  P.check_skip_rate(it.stats, max_fraction=0.1, min_records=10)
+  with pytest.raises(batching.TooManySkippedRecords):
+    batching.check_skip_rate(it.stats, max_fraction=0.05, min_records=10)
+  batching.check_skip_rate(it.stats, max_fraction=0.1, min_records=10)
+
+
+# --- masks drawn in the pipeline ------------------------------------------------------------
+
+def test_pipeline_masks_are_checked_as_they_leave_the_pipeline(splits, monkeypatch):
+  """The model gathers with fixed counts, so a batch whose masks miss the configured count
+  stops with the check's error naming the mask, instead of reaching the model."""
+  _take(_pretrain(splits["cls"], batch_size=2, seed=0), 1)  # the drawn masks pass
+  monkeypatch.setattr(masks, "tube_mask",
+                      lambda rng, *, grid, mask_ratio: np.ones(int(np.prod(grid)), bool))
+  with pytest.raises(ValueError, match="mask_video: every sample must mask exactly 56 tokens"):
+    _take(_pretrain(splits["cls"], batch_size=2, seed=0), 1)  # 4 x int(0.9 * 16) = 56
+
+
+# --- the pipeline benchmark command ---------------------------------------------------------
+
+def test_pipeline_benchmark_command_times_the_config_pipeline(splits):
+  """As a user runs it: the config's evaluation pipeline, its stages and its rate."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+      [sys.executable, "-m", "hicmae_jax.data.pipeline_benchmark",
+       "--config=configs/test_pretrain.py:finetune", f"--split_dir={splits['cls']}",
+       "--eval_mode=test", "--worker_counts=0", "--num_batches=2", "--batch_size=4",
+       "--stage_records=2"],
+      cwd=root, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "per-record stages (ms, one core): read" in proc.stdout
+  assert "decode" in proc.stdout and "augment" in proc.stdout and "fbank" in proc.stdout
+  assert "worker_count=0:" in proc.stdout and "views/s" in proc.stdout

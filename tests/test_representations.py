@@ -100,11 +100,8 @@ def test_export_sees_what_evaluation_sees(check):
   m = c.model
   opts = F.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
   views = [v for clip in F.split_clips(check.test_dir, 8) for v in F.clip_views(clip, opts)]
-  ds = pipeline.make_eval_dataset(
-      check.test_dir, batch_size=8, mode="val", num_frames=m.num_frames,
-      sampling_rate=c.data.sampling_rate, input_size=m.input_size,
-      audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins, shard_index=0,
-      shard_count=1, read_threads=1)
+  ds = pipeline.eval_dataset_from_config(c, check.test_dir, mode="val", batch_size=8,
+                                         shard=(0, 1))
   batch = next(iter(ds))
   video = np.stack([v for _, v, _ in views])
   audio = np.stack([a for _, _, a in views])
@@ -251,7 +248,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
     np.testing.assert_allclose(out["original"], pixels, atol=1e-6)
     np.testing.assert_allclose(out["reconstruction"], pixels, atol=2e-5)
   # masked: grey exactly where masked, the input elsewhere
-  from hicmae_jax.models.embed import patchify_video
+  from hicmae_jax.patches import patchify_video
   patches = np.asarray(patchify_video(out["masked"], 2, 16))  # [B, 8, 2*16*16*3]
   for b in range(2):
     masked = set(np.asarray(ids[b]).tolist())
@@ -386,7 +383,7 @@ def test_embeddings(check, tmp_path):
 
 
 def test_windows_and_bad_inputs(check, tmp_path):
-  from hicmae_jax.data import transforms as T
+  from hicmae_jax.data import sampling
   from hicmae_jax.representations.features import export_features
   opts = F.ClipOptions(num_frames=8, sampling_rate=2, window_seconds=1.0, stride_seconds=0.5)
   windows = F.clip_windows(100, 25.0, opts)  # 25-frame windows every 12 frames
@@ -397,7 +394,7 @@ def test_windows_and_bad_inputs(check, tmp_path):
   (short,) = F.clip_windows(10, 25.0, opts)
   assert (short.start_frame, short.end_frame) == (0, 10)
   (whole,) = F.clip_windows(100, 25.0, F.ClipOptions(num_frames=8, sampling_rate=2))
-  ids, _ = T.segment_frame_indices(100, num_frames=8, sampling_rate=2)
+  ids, _ = sampling.segment_frame_indices(100, num_frames=8, sampling_rate=2)
   np.testing.assert_array_equal(whole.frame_ids, ids)  # the evaluation sampler
 
   with pytest.raises(ValueError, match="no checkpoint given"):
@@ -407,7 +404,7 @@ def test_windows_and_bad_inputs(check, tmp_path):
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(ValueError, match=r"\.pth"):
     F.load_weights(str(tmp_path / "notes.txt"))
-  with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
     F.load_weights(str(tmp_path))
   with pytest.raises(ValueError, match="needs --wav"):
     F.raw_clip(frames_dir=str(tmp_path))

@@ -1,10 +1,14 @@
-"""Unit tests of hicmae_jax.data.transforms: samplers against hand-written indices (SPEC 2a),
-augmentations keep shapes/dtypes and apply one draw to every frame, masks, mixup/cutmix."""
+"""Unit tests of the data transforms (sampling, frames, video_augment, rand_augment, masks,
+mixing): samplers against hand-written indices (SPEC 2a), augmentations keep shapes/dtypes and
+apply one draw to every frame, masks, mixup/cutmix."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import transforms as T
+from hicmae_jax.data import frames as frames_lib
+from hicmae_jax.data import mixing, sampling, video_augment
+from hicmae_jax.data import masks as host_masks
+from hicmae_jax.data import rand_augment as RA
 
 
 class _FixedStart:
@@ -25,7 +29,7 @@ def _clip(t=6, h=24, w=20, same=True, seed=0):
 # --- frame sampling (SPEC 2a worked examples, written out by hand) ---------------------------
 
 def test_test_mode_indices_n20():
-  views = T.test_frame_indices(20, num_frames=16, sampling_rate=4, num_segments=2)
+  views = sampling.test_frame_indices(20, num_frames=16, sampling_rate=4, num_segments=2)
   expected = [0, 4, 8, 12, 16] + [16] * 11
   assert len(views) == 2
   for ids, span in views:  # T = 16: both segments start at 0
@@ -34,8 +38,8 @@ def test_test_mode_indices_n20():
 
 
 def test_test_mode_indices_n100():
-  (ids0, span0), (ids1, span1) = T.test_frame_indices(100, num_frames=16, sampling_rate=4,
-                                                      num_segments=2)
+  (ids0, span0), (ids1, span1) = sampling.test_frame_indices(100, num_frames=16,
+                                                             sampling_rate=4, num_segments=2)
   assert ids0.tolist() == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60]
   assert span0 == (0, 64)
   # idx has 25 entries, segment 1 starts at int(1 * (25 - 16)) = 9 -> idx[9:25]
@@ -44,19 +48,19 @@ def test_test_mode_indices_n100():
 
 
 def test_val_mode_indices_n20():
-  ids, span = T.segment_frame_indices(20, num_frames=16, sampling_rate=4)
+  ids, span = sampling.segment_frame_indices(20, num_frames=16, sampling_rate=4)
   # linspace(0, 20, 5) = 0, 5, 10, 15, 20, then 11 copies of 20, clipped to 19
   assert ids.tolist() == [0, 5, 10, 15, 19] + [19] * 11
   assert span == (0, 19)
 
 
 def test_val_mode_indices_n100_centred_and_random():
-  ids, span = T.segment_frame_indices(100, num_frames=16, sampling_rate=4)
+  ids, span = sampling.segment_frame_indices(100, num_frames=16, sampling_rate=4)
   # centred end e = (64 + 99) // 2 = 81, s = 17: linspace(17, 81, 16) clipped to [17, 80]
   assert ids.tolist() == [17, 21, 25, 29, 34, 38, 42, 46, 51, 55, 59, 63, 68, 72, 76, 80]
   assert span == (17, 81)
-  ids, (f0, f1) = T.segment_frame_indices(100, num_frames=16, sampling_rate=4,
-                                          rng=np.random.default_rng(3))
+  ids, (f0, f1) = sampling.segment_frame_indices(100, num_frames=16, sampling_rate=4,
+                                                 rng=np.random.default_rng(3))
   end = f0 + 64  # the original: e in [64, n), s = e - 64
   assert 64 <= end < 100 and f1 == min(f0 + 64, 99)
   expected = np.clip(np.linspace(f0, end, 16), f0, end - 1).astype(np.int64)
@@ -64,29 +68,29 @@ def test_val_mode_indices_n100_centred_and_random():
 
 
 def test_pretrain_indices_pad_by_repeating_last():
-  ids, span = T.pretrain_frame_indices(20, np.random.default_rng(0), num_frames=16,
-                                       sampling_rate=4)
+  ids, span = sampling.pretrain_frame_indices(20, np.random.default_rng(0), num_frames=16,
+                                              sampling_rate=4)
   assert ids.tolist() == [0, 4, 8, 12, 16] + [16] * 11
   assert span == (0, 19)
   # n = 21: the original's strict advance test never reaches frame 20.
-  ids, _ = T.pretrain_frame_indices(21, _FixedStart(), num_frames=16, sampling_rate=4)
+  ids, _ = sampling.pretrain_frame_indices(21, _FixedStart(), num_frames=16, sampling_rate=4)
   assert ids.tolist() == [0, 4, 8, 12, 16] + [16] * 11
   # n = 66: starts 0..2; the latest start walks 2, 6, ..., 62.
-  ids, span = T.pretrain_frame_indices(66, _FixedStart(), num_frames=16, sampling_rate=4)
+  ids, span = sampling.pretrain_frame_indices(66, _FixedStart(), num_frames=16, sampling_rate=4)
   assert ids.tolist() == list(range(2, 63, 4))
   assert span == (2, 65)
 
 
 def test_audio_spans():
-  assert T.relative_audio_span(0, 19, 20, 12800) == (0, 12800)
-  assert T.relative_audio_span(36, 99, 100, 64000) == (int(36 / 99 * 64000), 64000)
-  assert T.relative_audio_span(0, 0, 1, 5000) == (0, 0)
-  assert T.timestamp_audio_span(4, 19, 25.0, 16000) == (2560, 2560 + 10240)
+  assert sampling.relative_audio_span(0, 19, 20, 12800) == (0, 12800)
+  assert sampling.relative_audio_span(36, 99, 100, 64000) == (int(36 / 99 * 64000), 64000)
+  assert sampling.relative_audio_span(0, 0, 1, 5000) == (0, 0)
+  assert sampling.timestamp_audio_span(4, 19, 25.0, 16000) == (2560, 2560 + 10240)
   wave = np.arange(30000, dtype=np.float32)
-  assert T.cut_audio(wave, 100, 2000).shape == (1900,)
-  assert T.cut_audio(wave, 0, 0).shape == (30000,)  # too short a span, file < 2.56 s
+  assert sampling.cut_audio(wave, 100, 2000).shape == (1900,)
+  assert sampling.cut_audio(wave, 0, 0).shape == (30000,)  # too short a span, file < 2.56 s
   with pytest.raises(ValueError):
-    T.cut_audio(np.zeros(50000, np.float32), 0, 10)
+    sampling.cut_audio(np.zeros(50000, np.float32), 0, 10)
 
 
 # --- crops, RandAugment, erasing: shapes, dtypes, one draw for all frames ---------------------
@@ -94,29 +98,29 @@ def test_audio_spans():
 def test_multi_scale_crop_same_crop_for_all_frames():
   frames = _clip(t=5, h=40, w=48)
   for seed in range(5):
-    out = T.multi_scale_crop(frames, np.random.default_rng(seed), output_size=32)
+    out = video_augment.multi_scale_crop(frames, np.random.default_rng(seed), output_size=32)
     assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
     assert all(np.array_equal(out[0], f) for f in out[1:])
 
 
 def test_fixed_crop_only_when_large_enough():
   big = np.zeros((2, 224, 224, 3), np.uint8)
-  assert T.fixed_crop(big, (0, 160, 32, 192)).shape == (2, 160, 160, 3)
+  assert video_augment.fixed_crop(big, (0, 160, 32, 192)).shape == (2, 160, 160, 3)
   small = np.zeros((2, 64, 64, 3), np.uint8)
-  assert T.fixed_crop(small, (0, 160, 32, 192)).shape == (2, 64, 64, 3)
-  assert T.fixed_crop(big, None).shape == big.shape
+  assert video_augment.fixed_crop(small, (0, 160, 32, 192)).shape == (2, 64, 64, 3)
+  assert video_augment.fixed_crop(big, None).shape == big.shape
 
 
 def test_parse_rand_augment():
-  assert T.parse_rand_augment("rand-m7-n4-mstd0.5-inc1") == dict(
+  assert RA.parse_rand_augment("rand-m7-n4-mstd0.5-inc1") == dict(
       magnitude=7.0, num_layers=4, magnitude_std=0.5, increasing=True)
 
 
-@pytest.mark.parametrize("name", sorted(set(T.RAND_INCREASING_OPS + T.RAND_OPS)))
+@pytest.mark.parametrize("name", sorted(set(RA.RAND_INCREASING_OPS + RA.RAND_OPS)))
 def test_every_rand_augment_op_keeps_shape(name):
   img = Image.fromarray(_clip(t=1, h=20, w=24)[0])
-  args = T._op_args(name, 7.0, np.random.default_rng(0), 0.45)
-  out = np.asarray(T._apply_op(img, name, args, Image.Resampling.BICUBIC, (128, 128, 128)))
+  args = RA._op_args(name, 7.0, np.random.default_rng(0), 0.45)
+  out = np.asarray(RA._apply_op(img, name, args, Image.Resampling.BICUBIC, (128, 128, 128)))
   assert out.shape == (20, 24, 3) and out.dtype == np.uint8
 
 
@@ -124,21 +128,21 @@ def test_rand_augment_same_ops_on_every_frame():
   frames = _clip(t=4, h=32, w=32)
   changed = 0
   for seed in range(8):
-    out = T.rand_augment(frames, np.random.default_rng(seed))
+    out = RA.rand_augment(frames, np.random.default_rng(seed))
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert all(np.array_equal(out[0], f) for f in out[1:])
     changed += not np.array_equal(out, frames)
   assert changed > 0
   # Same seed, same result; distinct frames stay distinct.
   varied = _clip(t=3, same=False)
-  a = T.rand_augment(varied, np.random.default_rng(5))
-  np.testing.assert_array_equal(a, T.rand_augment(varied, np.random.default_rng(5)))
+  a = RA.rand_augment(varied, np.random.default_rng(5))
+  np.testing.assert_array_equal(a, RA.rand_augment(varied, np.random.default_rng(5)))
 
 
 def test_sample_rand_augment_parameters():
   for seed in range(20):
-    for op in T.sample_rand_augment(np.random.default_rng(seed)):
-      assert op.name in T.RAND_INCREASING_OPS
+    for op in RA.sample_rand_augment(np.random.default_rng(seed)):
+      assert op.name in RA.RAND_INCREASING_OPS
       if op.name == "Rotate":
         assert abs(op.args[0]) <= 30
       if op.name.endswith("Increasing") and op.name[:5] in ("Color", "Contr", "Brigh", "Sharp"):
@@ -147,27 +151,28 @@ def test_sample_rand_augment_parameters():
 
 def test_resize_bilinear_matches_torch_rule():
   x = np.random.default_rng(0).random((2, 8, 6, 3)).astype(np.float32)
-  np.testing.assert_allclose(T.resize_bilinear(x, 8, 6), x, rtol=0, atol=0)
+  np.testing.assert_allclose(video_augment.resize_bilinear(x, 8, 6), x, rtol=0, atol=0)
   # Halving with align_corners=False samples between each 2x2 block: the block mean.
-  half = T.resize_bilinear(x, 4, 3)
+  half = video_augment.resize_bilinear(x, 4, 3)
   block = x.reshape(2, 4, 2, 3, 2, 3).mean(axis=(2, 4))
   np.testing.assert_allclose(half, block, atol=1e-6)
 
 
 def test_random_resized_crop_and_flip_same_for_all_frames():
-  video = T.normalize(_clip(t=4, h=30, w=26))
+  video = frames_lib.normalize(_clip(t=4, h=30, w=26))
   for seed in range(6):
     rng = np.random.default_rng(seed)
-    out = T.horizontal_flip(T.random_resized_crop(video, rng, output_size=16), rng)
+    out = video_augment.horizontal_flip(
+        video_augment.random_resized_crop(video, rng, output_size=16), rng)
     assert out.shape == (4, 16, 16, 3) and out.dtype == np.float32
     assert all(np.array_equal(out[0], f) for f in out[1:])
-  flipped = T.horizontal_flip(video, np.random.default_rng(0), prob=1.0)
+  flipped = video_augment.horizontal_flip(video, np.random.default_rng(0), prob=1.0)
   np.testing.assert_array_equal(flipped, video[:, :, ::-1])
 
 
 def test_random_erasing_one_region_for_all_frames():
-  video = T.normalize(_clip(t=4, h=32, w=32))
-  out = T.random_erasing(video, np.random.default_rng(1), probability=1.0)
+  video = frames_lib.normalize(_clip(t=4, h=32, w=32))
+  out = video_augment.random_erasing(video, np.random.default_rng(1), probability=1.0)
   assert out.shape == video.shape and out.dtype == np.float32
   erased = (out != video).any(axis=-1)  # [T, H, W]
   assert erased[0].any()
@@ -176,14 +181,14 @@ def test_random_erasing_one_region_for_all_frames():
   box = erased[0][rows.min():rows.max() + 1, cols.min():cols.max() + 1]
   assert box.all()  # a rectangle
   assert not np.array_equal(out[0][erased[0]], out[1][erased[1]])  # fresh noise per frame
-  untouched = T.random_erasing(video, np.random.default_rng(1), probability=0.0)
+  untouched = video_augment.random_erasing(video, np.random.default_rng(1), probability=0.0)
   assert untouched is video
 
 
 def test_normalize_values():
   frames = np.array([[[[0, 255, 128]]]], np.uint8)
-  out = T.normalize(frames)
-  expected = (np.array([0, 1, 128 / 255]) - T.IMAGENET_MEAN) / T.IMAGENET_STD
+  out = frames_lib.normalize(frames)
+  expected = (np.array([0, 1, 128 / 255]) - frames_lib.IMAGENET_MEAN) / frames_lib.IMAGENET_STD
   assert out.dtype == np.float32
   np.testing.assert_allclose(out[0, 0, 0], expected, rtol=1e-6)
 
@@ -191,7 +196,7 @@ def test_normalize_values():
 # --- masks --------------------------------------------------------------------------------
 
 def test_tube_mask_exact_and_shared_over_time():
-  masks = [T.tube_mask(np.random.default_rng(s), grid=(8, 10, 10), mask_ratio=0.9)
+  masks = [host_masks.tube_mask(np.random.default_rng(s), grid=(8, 10, 10), mask_ratio=0.9)
            for s in range(4)]
   for m in masks:
     assert m.shape == (800,) and m.dtype == np.bool_
@@ -202,7 +207,7 @@ def test_tube_mask_exact_and_shared_over_time():
 
 
 def test_random_mask_exact_count():
-  masks = [T.random_mask(np.random.default_rng(s), num_patches=128, mask_ratio=0.8)
+  masks = [host_masks.random_mask(np.random.default_rng(s), num_patches=128, mask_ratio=0.8)
            for s in range(4)]
   assert all(m.shape == (128,) and m.sum() == 102 for m in masks)
   assert len({m.tobytes() for m in masks}) == 4
@@ -219,7 +224,7 @@ def _batch(b=6, c=5):
 
 def test_label_smoothing_without_mixing():
   batch = _batch()
-  out = T.mixup_cutmix(batch, np.random.default_rng(0), num_classes=5, mixup_alpha=0.0,
+  out = mixing.mixup_cutmix(batch, np.random.default_rng(0), num_classes=5, mixup_alpha=0.0,
                        cutmix_alpha=0.0, label_smoothing=0.1)
   t = out["targets"]
   assert t.dtype == np.float32 and t.shape == (6, 5)
@@ -232,8 +237,8 @@ def test_label_smoothing_without_mixing():
 @pytest.mark.parametrize("seed", range(6))
 def test_mixup_cutmix_targets_lam_and_modalities(seed):
   batch = _batch()
-  params = T.sample_mix_params(np.random.default_rng(seed), 16, 16)
-  out = T.mixup_cutmix(batch, np.random.default_rng(seed), num_classes=5)
+  params = mixing.sample_mix_params(np.random.default_rng(seed), 16, 16)
+  out = mixing.mixup_cutmix(batch, np.random.default_rng(seed), num_classes=5)
   lam = params.lam
   assert 0.0 <= lam <= 1.0
   t = out["targets"]
@@ -260,8 +265,8 @@ def test_mixup_cutmix_targets_lam_and_modalities(seed):
 
 def test_mix_audio_switch():
   batch = _batch()
-  params = T.sample_mix_params(np.random.default_rng(2), 16, 16)
-  out = T.mixup_cutmix(batch, np.random.default_rng(2), num_classes=5, mix_audio=True)
+  params = mixing.sample_mix_params(np.random.default_rng(2), 16, 16)
+  out = mixing.mixup_cutmix(batch, np.random.default_rng(2), num_classes=5, mix_audio=True)
   a = batch["audio"]
   np.testing.assert_allclose(out["audio"], params.lam * a + (1 - params.lam) * a[::-1],
                              atol=1e-6)

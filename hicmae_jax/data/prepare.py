@@ -791,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     split_dir = os.path.join(args.output_dir, split)
     path = args.preview_file or os.path.join(split_dir, preview.PREVIEW_FILENAME)
     sources = [c.source_video for _, c in zip(range(args.preview), iterate_clips(split_dir))]
-    preview.write_contact_sheet(sources, face, path)
+    preview.write_contact_sheet(sources, face, path, video_io.clip_frames)
     print(f"[prepare {split}] face preview of {len(sources)} clips -> {path}", file=sys.stderr)
   return 0
 

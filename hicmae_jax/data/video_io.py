@@ -201,3 +201,10 @@ def check_av_durations(num_frames: int, fps: float, num_samples: int, sample_rat
         f"audio ({audio_s:.2f} s) and video ({video_s:.2f} s, {num_frames} frames at "
         f"{fps:g} fps) of {source} differ by {abs(video_s - audio_s):.2f} s "
         f"(> max_av_mismatch_seconds {tolerance_s:g})")
+
+
+def clip_frames(source: str) -> np.ndarray:
+  """A video file or frames folder -> RGB uint8 [T, H, W, 3]."""
+  if os.path.isdir(source):
+    return decode_frames(read_frames_dir(source, verify="markers")[0], source)
+  return decode_video(source)[0]

@@ -4,7 +4,7 @@ the aligned crop of that frame, and the clip's report."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -18,14 +18,6 @@ if TYPE_CHECKING:
 
 PREVIEW_FILENAME = "face_preview.png"
 _CAPTION_HEIGHT = 16
-
-
-def clip_frames(source: str) -> np.ndarray:
-  """A video file or frames folder -> RGB uint8 [T, H, W, 3]."""
-  from hicmae_jax.data import video_io
-  if os.path.isdir(source):
-    return video_io.decode_frames(video_io.read_frames_dir(source, verify="markers")[0], source)
-  return video_io.decode_video(source)[0]
 
 
 def _middle_frame(result: AlignedClip) -> int:
@@ -70,16 +62,20 @@ def panel(frame: np.ndarray, result: AlignedClip, t: int, layout: str, size: int
   return row
 
 
-def contact_sheet(sources: Sequence[str], options: FaceOptions, row_height: int = 192
+def contact_sheet(sources: Sequence[str], options: FaceOptions,
+                  load_frames: Callable[[str], np.ndarray], row_height: int = 192
                   ) -> "Image.Image":
-  """Runs the face step on each source (video file or frames folder) and stacks the rows."""
+  """Runs the face step on each source and stacks the rows.
+
+  load_frames: source (a video file or frames folder) -> RGB uint8 [T, H, W, 3]; the caller's
+  reader (data.video_io.clip_frames), so that faces/ does not import data/."""
   from PIL import Image
   if not sources:
     raise ValueError("contact sheet: no clips to show")
   aligner = get_aligner(options)
   rows = []
   for source in sources:
-    frames = clip_frames(source)
+    frames = load_frames(source)
     result = aligner(frames)
     t = _middle_frame(result)
     rows.append(panel(frames[t], result, t, aligner.detector.layout, row_height,
@@ -94,8 +90,8 @@ def contact_sheet(sources: Sequence[str], options: FaceOptions, row_height: int 
 
 
 def write_contact_sheet(sources: Sequence[str], options: FaceOptions, path: str,
-                        row_height: int = 192) -> str:
+                        load_frames: Callable[[str], np.ndarray], row_height: int = 192) -> str:
   """contact_sheet(...) saved as PNG at path; returns path."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  contact_sheet(sources, options, row_height).save(path)
+  contact_sheet(sources, options, load_frames, row_height).save(path)
   return path

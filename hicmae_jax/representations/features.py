@@ -49,7 +49,8 @@ from flax import nnx
 
 from hicmae_jax import checkpointing, experiments
 from hicmae_jax.checkpoints import mapping, original, transfer
-from hicmae_jax.data import prepare, schema, transforms
+from hicmae_jax.data import prepare, sampling, schema, stages
+from hicmae_jax.data.options import AudioOptions, VideoOptions
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
@@ -109,9 +110,7 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
                    {"checkpoint": os.path.abspath(checkpoint), "step": None,
                     **read.meta["source"]})
   step, meta, raw = checkpointing.read_params(checkpoint, step)
-  directory = checkpoint
-  if os.path.isdir(checkpointing.checkpoint_dir(directory)):
-    directory = checkpointing.checkpoint_dir(directory)
+  directory = checkpointing.resolve_checkpoint_dir(checkpoint)
   if "model" not in meta or "kind" not in meta:
     raise ValueError(f"{directory} step {step}: the checkpoint's meta has no model config / "
                      f"kind; it was not written by this code or its converter")
@@ -232,8 +231,8 @@ def clip_windows(num_available: int, fps: float, opts: ClipOptions) -> list[Wind
   if n < 1:
     raise ValueError("a clip without frames has no windows")
   if opts.window_seconds <= 0:
-    ids, (f0, _) = transforms.segment_frame_indices(n, num_frames=opts.num_frames,
-                                                    sampling_rate=opts.sampling_rate)
+    ids, (f0, _) = sampling.segment_frame_indices(n, num_frames=opts.num_frames,
+                                                  sampling_rate=opts.sampling_rate)
     end = min(f0 + opts.num_frames * opts.sampling_rate, n)
     return [Window(0, f0, end, ids)]
   length = max(1, int(round(opts.window_seconds * fps)))
@@ -253,26 +252,21 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
                                                                        np.ndarray]]:
   """Yields (row, video float32 [T, S, S, 3], audio float32 [A, M]) per window of a clip.
 
-  Frames as evaluation: PIL bilinear to S x S, ImageNet normalisation. Audio: the window's
-  span by relative position, Kaldi fbank, no augmentation. Frames are decoded per window, so
-  a long video never sits decoded in memory."""
-  from hicmae_jax.data import pipeline
+  The evaluation stages (`data/stages.py`): frames PIL bilinear to S x S and normalised;
+  audio: the window's span by relative position, Kaldi fbank, no augmentation. Frames are
+  decoded per window, so a long video never sits decoded in memory."""
   fps = clip.fps if clip.fps > 0 else opts.default_fps
   n = clip.num_frames
   wave = schema.audio_to_float(clip.audio)
-  audio_opts = pipeline.AudioOptions(audio_frames=opts.audio_frames,
-                                     num_mel_bins=opts.num_mel_bins)
+  video_opts = VideoOptions(num_frames=opts.num_frames, sampling_rate=opts.sampling_rate,
+                            input_size=opts.input_size)
+  audio_opts = AudioOptions(audio_frames=opts.audio_frames, num_mel_bins=opts.num_mel_bins,
+                            magnitude=False, roll=False)
   for w in clip_windows(n, fps, opts):
+    view = stages.View(w.frame_ids, (w.start_frame, min(w.end_frame, n - 1)))
     try:
-      images = transforms.decode_frames(clip.frames, w.frame_ids)
-      resized = {i: transforms.pil_resize(img, opts.input_size, opts.input_size)
-                 for i, img in images.items()}
-      video = transforms.normalize(transforms.stack_frames(resized, w.frame_ids))
-      a0, a1 = transforms.relative_audio_span(w.start_frame, min(w.end_frame, n - 1), n,
-                                              wave.shape[0])
-      segment = transforms.cut_audio(wave, a0, a1, min_samples=audio_opts.min_span_samples,
-                                     whole_if_shorter_than=pipeline.whole_file_limit(audio_opts))
-      audio = pipeline.audio_features(segment, None, audio_opts, augment=False)
+      video = stages.eval_video(stages.view_frames(clip, [view]), view, video_opts)
+      audio = stages.audio_input(clip, wave, view, None, audio_opts)
     except Exception as e:  # noqa: BLE001 - name the clip and window, keep the cause
       raise ValueError(f"clip {clip.clip_id!r} window {w.index} (frames {w.start_frame}:"
                        f"{w.end_frame}): {type(e).__name__}: {e}") from e

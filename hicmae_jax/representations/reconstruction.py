@@ -25,9 +25,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hicmae_jax import periodic, runtime, sharding, targets
-from hicmae_jax.models.embed import (patchify_audio, patchify_video, unpatchify_audio,
-                                     unpatchify_video)
 from hicmae_jax.models.encoders import gather_tokens
+from hicmae_jax.patches import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
 from hicmae_jax.representations import figures
 
 log = logging.getLogger(__name__)
@@ -214,7 +213,7 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   if num_clips < 1:
     raise ValueError(f"--num_clips={num_clips} must be >= 1")
   weights = F.load_weights(checkpoint, step,
-                           model_hint=config.model if config is not None else None)
+                           model_hint=config)
   if weights.kind != "pretrain":
     raise ValueError(f"{checkpoint} is a {weights.kind} checkpoint: it has no decoders to "
                      f"reconstruct with. Pass a pre-training checkpoint (a pretrain run's "

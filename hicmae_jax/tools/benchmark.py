@@ -17,11 +17,25 @@ device needs at the measured step rate.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
 import time
 from typing import Any
+
+import absl.logging
+import jax
+import numpy as np
+from absl import flags as absl_flags
+from flax import nnx
+
+from hicmae_jax import evaluate, experiments, host_info, masking, sharding, train
+from hicmae_jax.data import stage_timing
+from hicmae_jax.models import common as model_common
+from hicmae_jax.models import params as params_lib
+from hicmae_jax.models.classifier import FinetuneModel
+from hicmae_jax.models.common import geometry
 
 # Dense bf16 peaks (TFLOP/s) of common accelerators, by substring of jax's device_kind.
 KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0, "L4": 121.0,
@@ -44,8 +58,6 @@ def _csblock(n: int, m: int, d: int, c: int, mlp: float) -> float:
 
 def pretrain_flops_per_clip(m) -> float:
   """Forward FLOPs of the pre-training model for one clip (matmuls only)."""
-  from hicmae_jax import masking
-  from hicmae_jax.models.common import geometry
   geo = geometry(m)
   t, h, w = geo.video_grid
   nv = geo.num_video_tokens
@@ -65,7 +77,6 @@ def pretrain_flops_per_clip(m) -> float:
 
 
 def finetune_flops_per_clip(m) -> float:
-  from hicmae_jax.models.common import geometry
   geo = geometry(m)
   nv, na, d, r = geo.num_video_tokens, geo.num_audio_tokens, m.dim, m.mlp_ratio
   f = 2 * nv * geo.video_patch_dim * d + 2 * na * geo.audio_patch_dim * d
@@ -77,7 +88,6 @@ def finetune_flops_per_clip(m) -> float:
 # ---------------------------------------------------------------------------- measurements --
 
 def _synthetic_batch(config, batch: int, rng):
-  import numpy as np
   m = config.model
   out = {"video": rng.normal(size=(batch, m.num_frames, m.input_size, m.input_size, 3)
                              ).astype(np.float32),
@@ -88,7 +98,6 @@ def _synthetic_batch(config, batch: int, rng):
 
 
 def _peak_flops(flag_tflops: float) -> tuple[float | None, str]:
-  import jax
   if flag_tflops > 0:
     return flag_tflops * 1e12, "flag"
   kind = jax.devices()[0].device_kind
@@ -121,7 +130,6 @@ def _xla_flops(compiled) -> float | None:
 
 def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
   """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
-  import jax
 
   compiled, state, data, compile_s = _compiled_step(config, batch)
   times = []
@@ -151,13 +159,7 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
 
 
 def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-  import jax
-  import numpy as np
-  from flax import nnx
 
-  from hicmae_jax import evaluate, sharding
-  from hicmae_jax.models import params as params_lib
-  from hicmae_jax.models.classifier import FinetuneModel
   with config.unlocked():
     config.kind = "finetune"
     config.model.num_classes = config.model.num_classes or 6
@@ -179,33 +181,14 @@ def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
           "clips_per_s": round(batch / median, 2)}
 
 
-def stage_settings(config):
-  """The per-stage timing's view of a config's training pipeline."""
-  from hicmae_jax.data import stage_timing
-  from hicmae_jax.models.common import geometry
-  m, d = config.model, config.data
-  return stage_timing.StageSettings(
-      pipeline="pretrain" if config.kind == "pretrain" else "finetune",
-      num_frames=m.num_frames, sampling_rate=d.sampling_rate, input_size=m.input_size,
-      fixed_crop=tuple(d.fixed_crop) if d.fixed_crop else None,
-      batch_size=config.global_batch_size, rand_augment=d.rand_augment or "",
-      video_mask_ratio=m.video_mask_ratio, audio_mask_ratio=m.audio_mask_ratio,
-      host_masks=bool(d.masks_in_pipeline), patch_size=m.patch_size,
-      tubelet_size=m.tubelet_size, audio_tokens=geometry(m).num_audio_tokens,
-      audio_frames=m.audio_frames, num_mel_bins=m.audio_mel_bins, seed=config.seed,
-      multiscale=tuple(d.multiscale), erase_prob=d.erase_prob)
-
-
 def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batch: int,
                    stage_records: int) -> dict[str, Any]:
   """The config's training pipeline: ms per record for each stage on one core, then clips/s
   for each grain worker count (after one warm-up batch, which absorbs worker start-up)."""
-  from hicmae_jax import train
-  from hicmae_jax.data import stage_timing
   with config.unlocked():
     config.global_batch_size = batch
     config.data.train_dir = split_dir
-  stages = stage_timing.time_stages(split_dir, stage_settings(config), stage_records)
+  stages = stage_timing.time_stages(train.train_dataset(config, batch, 0), stage_records)
   total_ms = sum(stages.values())
   rates, per_worker = {}, {}
   for wc in worker_counts:
@@ -230,9 +213,7 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
 def _compiled_step(config, batch: int):
   """(compiled training step, its initial state, a synthetic device batch, seconds spent
   lowering and compiling) at a global batch."""
-  import numpy as np
 
-  from hicmae_jax import sharding, train
   with config.unlocked():
     config.global_batch_size = batch
   mesh = sharding.make_mesh(config.mesh)
@@ -266,7 +247,6 @@ def memory_at_batch(config, batch: int) -> dict[str, Any]:
 def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | None:
   """Doubles the batch until the compiled step no longer fits: the device's memory limit, or
   `limit_bytes` per device (CPU reports no limit; give one to plan for another device)."""
-  import jax
 
   if not limit_bytes:
     limit_bytes = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
@@ -281,8 +261,7 @@ def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | 
   return best
 
 
-def main(argv=None) -> int:
-  import argparse
+def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--config", required=True, help="config file[:arg]; demo: configs/demo.py:pretrain")
   p.add_argument("--what", default="step", help="comma list of step,eval,pipeline or all")
@@ -305,22 +284,16 @@ def main(argv=None) -> int:
   p.add_argument("--pipeline_batches", type=int, default=10)
   p.add_argument("--stage_records", type=int, default=8, help="records timed per stage")
   p.add_argument("--out", default="benchmark.json")
-  a = p.parse_args(argv)
-  import absl.logging
-  from absl import flags as absl_flags
-  absl.logging.set_verbosity(absl.logging.WARNING)
-  if not absl_flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
-    absl_flags.FLAGS.mark_as_parsed()
-  import importlib.util
-  import jax
+  return p
 
-  path, _, arg = a.config.partition(":")
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  if config.get("demo"):
-    config = config[arg or "pretrain"]
+
+def _config_and_sections(a: argparse.Namespace):
+  """(the experiment config with the command's overrides, the sections to run); bad values
+  raise ValueError naming them, before anything compiles."""
+  spec_arg = a.config.partition(":")[2]
+  config = experiments.load_config_file(a.config)
+  if experiments.nested_experiments(config):  # the demo: its pre-training run by default
+    config = experiments.experiment_for_kind(config, spec_arg or "pretrain")
   with config.unlocked():
     if a.dtype:
       config.model.dtype = a.dtype
@@ -329,49 +302,65 @@ def main(argv=None) -> int:
     config.model.remat = a.remat or config.model.remat
     config.loss.contrastive_group_size = 0
   what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
-  try:  # bad values: one line naming them, before anything compiles
-    from hicmae_jax.models import common
-    if what - {"step", "eval", "pipeline"}:
-      raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
-    if "pipeline" in what and not a.split_dir:
-      raise ValueError("--what=pipeline needs --split_dir=<prepared split>")
-    common.dtype_from_name(config.model.dtype)
-    common.check_attention_impl(config.model.attention_impl)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  if what - {"step", "eval", "pipeline"}:
+    raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
+  if "pipeline" in what and not a.split_dir:
+    raise ValueError("--what=pipeline needs --split_dir=<prepared split>")
+  model_common.dtype_from_name(config.model.dtype)
+  model_common.check_attention_impl(config.model.attention_impl)
+  return config, what
+
+
+def _balance(report: dict[str, Any]) -> dict[str, Any]:
+  """Input cores / processes one device needs at the measured step rate."""
+  need = report["train_step"]["clips_per_s"] / jax.device_count()
+  core = report["pipeline"]["stages_records_per_s_one_core"]
+  balance = {"step_clips_per_s_per_device": round(need, 2),
+             "input_cores_needed_per_device": round(need / core, 2)}
+  one = report["pipeline"]["clips_per_s_by_workers"].get("0")
+  if one:  # the in-process pipeline (worker_count 0) was measured
+    balance["pipeline_clips_per_s_one_process"] = one
+    balance["input_processes_needed_per_device"] = round(need / one, 2)
+  return balance
+
+
+def run_benchmarks(config, what: set[str], a: argparse.Namespace) -> dict[str, Any]:
+  fresh = config.copy_and_resolve_references
   report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
-                            "num_devices": jax.device_count(), "config": a.config,
-                            "kind": config.kind, "size": config.model.size,
+                            "num_devices": jax.device_count(), "host": host_info.describe(),
+                            "config": a.config, "kind": config.kind, "size": config.model.size,
                             "dtype": config.model.dtype,
                             "attention_impl": config.model.attention_impl,
                             "date": time.strftime("%Y-%m-%d")}
   if "step" in what:
-    report["train_step"] = bench_step(config.copy_and_resolve_references(), a.batch_size,
-                                      a.steps, a.warmup, a.peak_tflops)
+    report["train_step"] = bench_step(fresh(), a.batch_size, a.steps, a.warmup, a.peak_tflops)
     if a.find_max_batch:
       report["train_step"]["max_batch"] = find_max_batch(
-          config.copy_and_resolve_references(), a.batch_size,
-          int(a.memory_limit_gib * 2**30) or None)
+          fresh(), a.batch_size, int(a.memory_limit_gib * 2**30) or None)
     if a.memory_batch:
-      report["memory"] = memory_at_batch(config.copy_and_resolve_references(), a.memory_batch)
+      report["memory"] = memory_at_batch(fresh(), a.memory_batch)
   if "eval" in what:
-    report["eval_forward"] = bench_eval(config.copy_and_resolve_references(), a.batch_size,
-                                        a.steps, a.warmup)
+    report["eval_forward"] = bench_eval(fresh(), a.batch_size, a.steps, a.warmup)
   if "pipeline" in what:
     workers = [int(w) for w in a.worker_counts.split(",")]
-    report["pipeline"] = bench_pipeline(config.copy_and_resolve_references(), a.split_dir,
-                                        workers, a.pipeline_batches, a.batch_size,
-                                        a.stage_records)
+    report["pipeline"] = bench_pipeline(fresh(), a.split_dir, workers, a.pipeline_batches,
+                                        a.batch_size, a.stage_records)
     if "train_step" in report:
-      need = report["train_step"]["clips_per_s"] / jax.device_count()
-      core = report["pipeline"]["stages_records_per_s_one_core"]
-      report["balance"] = {"step_clips_per_s_per_device": round(need, 2),
-                           "input_cores_needed_per_device": round(need / core, 2)}
-      one = report["pipeline"]["clips_per_s_by_workers"].get("0")
-      if one:  # the in-process pipeline (worker_count 0) was measured
-        report["balance"]["pipeline_clips_per_s_one_process"] = one
-        report["balance"]["input_processes_needed_per_device"] = round(need / one, 2)
+      report["balance"] = _balance(report)
+  return report
+
+
+def main(argv=None) -> int:
+  a = _parser().parse_args(argv)
+  absl.logging.set_verbosity(absl.logging.WARNING)
+  if not absl_flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
+    absl_flags.FLAGS.mark_as_parsed()
+  try:
+    config, what = _config_and_sections(a)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  report = run_benchmarks(config, what, a)
   print(_table(report))
   with open(a.out, "w") as f:
     json.dump(report, f, indent=2)
@@ -380,7 +369,11 @@ def main(argv=None) -> int:
 
 
 def _table(report: dict[str, Any]) -> str:
-  rows = [("device", report["device"]), ("kind/size/dtype",
+  host = report["host"]
+  rows = [("device", report["device"]),
+          ("host", f"{host['cpu']}, {host['isa'] or 'no x86 ISA'}, {host['cores']} cores, "
+                   f"{report['date']}"),
+          ("kind/size/dtype",
           f"{report['kind']}/{report['size']}/{report['dtype']}")]
   for section in ("train_step", "memory", "eval_forward", "pipeline", "balance"):
     for k, v in (report.get(section) or {}).items():

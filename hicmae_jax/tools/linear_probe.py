@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from hicmae_jax import cli, metrics
+from hicmae_jax import cli, io_utils
 from hicmae_jax.representations.probe import probe_feature_dirs
 from hicmae_jax.representations.settings import feature_probe_config
 
@@ -49,7 +49,7 @@ def main(argv):
     if name in results:
       print(summary_line(name, results[name]))
   if _OUTPUT.value:
-    metrics.write_json(_OUTPUT.value, results)
+    io_utils.write_json(_OUTPUT.value, results)
     print(f"reports written to {_OUTPUT.value}")
   else:
     print(json.dumps(results["settings"]))

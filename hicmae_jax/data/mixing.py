@@ -1,0 +1,89 @@
+"""Mixup / CutMix with label smoothing (timm's Mixup, mode 'batch'): a transform of a whole
+fine-tuning batch."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping
+
+import numpy as np
+
+
+def smooth_one_hot(labels: np.ndarray, num_classes: int, smoothing: float = 0.1) -> np.ndarray:
+  """int [B] -> float32 [B, C]: off = smoothing / C, on = 1 - smoothing + off."""
+  off = smoothing / num_classes
+  out = np.full((labels.shape[0], num_classes), off, dtype=np.float32)
+  out[np.arange(labels.shape[0]), labels.astype(np.int64)] = 1.0 - smoothing + off
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class MixParams:
+  """One batch's mixing: lam (label weight of the unflipped batch), whether CutMix, and the
+  CutMix box (rows yl:yh, cols xl:xh) or None."""
+  lam: float
+  use_cutmix: bool
+  box: tuple[int, int, int, int] | None
+
+
+def sample_mix_params(rng: np.random.Generator, height: int, width: int, *,
+                      mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                      switch_prob: float = 0.5, prob: float = 1.0,
+                      correct_lam: bool = True) -> MixParams:
+  """timm `_params_per_batch` + `cutmix_bbox_and_lam` (no minmax): lam ~ Beta(a, a) of the
+  chosen method; CutMix box of side sqrt(1 - lam) around a uniform centre, clipped, and lam
+  corrected to the kept area."""
+  if not (mixup_alpha > 0 or cutmix_alpha > 0) or rng.random() >= prob:
+    return MixParams(1.0, False, None)
+  if mixup_alpha > 0 and cutmix_alpha > 0:
+    use_cutmix = bool(rng.random() < switch_prob)
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+  else:
+    use_cutmix = cutmix_alpha > 0
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+  lam = float(rng.beta(alpha, alpha))
+  if not use_cutmix:
+    return MixParams(lam, False, None)
+  cut = math.sqrt(1.0 - lam)
+  cut_h, cut_w = int(height * cut), int(width * cut)
+  cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+  yl, yh = int(np.clip(cy - cut_h // 2, 0, height)), int(np.clip(cy + cut_h // 2, 0, height))
+  xl, xh = int(np.clip(cx - cut_w // 2, 0, width)), int(np.clip(cx + cut_w // 2, 0, width))
+  if correct_lam:
+    lam = 1.0 - (yh - yl) * (xh - xl) / float(height * width)
+  return MixParams(lam, True, (yl, yh, xl, xh))
+
+
+def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
+                 num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, prob: float = 1.0, label_smoothing: float = 0.1,
+                 mix_audio: bool = False, correct_lam: bool = True) -> dict[str, np.ndarray]:
+  """Whole-batch Mixup/CutMix pairing each sample with the flipped batch (timm mode 'batch').
+
+  Mixes `video` [B, T, H, W, 3] (CutMix: the same H x W box in every frame) and, with
+  mix_audio, `audio` [B, Ta, F] (linear mix with the final lam for both methods: a
+  spectrogram box has no meaning tied to the video box). The original mixes the video only
+  but the labels fully (SPEC 11). Adds `targets` float32 [B, C] = lam * smooth(y) +
+  (1 - lam) * smooth(flip(y)); the input is not modified."""
+  out = dict(batch)
+  video = np.asarray(batch["video"])
+  params = sample_mix_params(rng, video.shape[2], video.shape[3], mixup_alpha=mixup_alpha,
+                             cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
+                             correct_lam=correct_lam)
+  lam = params.lam
+  if lam != 1.0:
+    if params.use_cutmix:
+      yl, yh, xl, xh = params.box
+      mixed = video.copy()
+      mixed[:, :, yl:yh, xl:xh] = video[::-1, :, yl:yh, xl:xh]
+    else:
+      mixed = video * np.float32(lam) + video[::-1] * np.float32(1.0 - lam)
+    out["video"] = mixed.astype(np.float32, copy=False)
+    if mix_audio:
+      audio = np.asarray(batch["audio"])
+      out["audio"] = (audio * np.float32(lam) + audio[::-1] * np.float32(1.0 - lam)).astype(
+          np.float32, copy=False)
+  labels = np.asarray(batch["label"])
+  y1 = smooth_one_hot(labels, num_classes, label_smoothing)
+  out["targets"] = (y1 * np.float32(lam) + y1[::-1] * np.float32(1.0 - lam)).astype(np.float32)
+  return out
