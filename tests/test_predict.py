@@ -1,4 +1,4 @@
-"""python -m hicmae_jax.predict: a fine-tuned checkpoint (the converted tests/data/finetune_tiny.pth)
+"""python -m hicmae_jax.predict: a fine-tuned checkpoint (tests/data/finetune_tiny.pth, converted)
 on raw videos made by the synthetic generator, without and with the face step; per-window
 probabilities, the per-video result, the timeline picture and the annotated video."""
 import csv

@@ -5,8 +5,8 @@ line, in sorted path order), one train and one test list per fold, the same list
 release ships in saved/data/<dataset>/audio_visual/split0k/ (tests/test_crossval.py checks
 excerpts of its CREMA-D files line by line, paths aside).
 
-CREMA-D (preprocess/creamd_av.py of the original): entries `<actor>_<sentence>_<emotion>_<level>`
-(frame folders or video files); label = index of the emotion code in ANG DIS FEA HAP NEU SAD;
+CREMA-D (preprocess/creamd_av.py of the original): entries
+`<actor>_<sentence>_<emotion>_<level>` (frame folders or video files); label = index of the emotion code in ANG DIS FEA HAP NEU SAD;
 fold k (1..5) tests the actors with index actor - 1001 in [18 (k - 1), 18 k), the last fold
 also the one left over (91 actors = 4 x 18 + 19); the four clips listed as broken upstream
 are left out; an entry without its wav is left out with a warning, as there.
@@ -154,8 +154,9 @@ def make_folds(dataset: str, video_dir: str, audio_dir: str = ""
   rule = RULES[key]
   entries = rule.entries(video_dir, audio_dir)
   if not entries:
+    example = "1001_DFA_ANG_XX" if key == "crema_d" else "Actor_01/02-01-01-01-01-01-01"
     raise ValueError(f"--video_dir={video_dir} holds no {dataset} clip (names such as "
-                     f"{'1001_DFA_ANG_XX' if key == 'crema_d' else 'Actor_01/02-01-01-01-01-01-01'})")
+                     f"{example})")
   folds = {}
   for k in range(1, rule.num_folds + 1):
     folds[k] = {"train": [e for e in entries if rule.fold_of(e.speaker) != k],
