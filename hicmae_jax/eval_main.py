@@ -1,9 +1,12 @@
 r"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
 
   python -m hicmae_jax.eval_main --config=configs/finetune_crema_d.py --checkpoint=DIR \
-      --config.data.test_dir=/data/crema_d/fold1/test [--results=out.json]
+      --config.data.test_dir=/data/crema_d/fold1/test [--results=out.json] \
+      [--predictions=out.csv] [--per_view_scores]
   python -m hicmae_jax.eval_main --config=configs/demo.py --checkpoint=workdirs/demo/finetune
 
+Writes the metrics (JSON, confusion-matrix PNG) and every clip's merged scores (CSV: clip id,
+label, mean probability per class over the views, predicted class; see clip_predictions.py).
 Never creates an optimizer and never writes into the checkpoint folder. The model's sizes come
 from the checkpoint's metadata (the config's data and eval settings are used). The demo config
 means its fine-tuning part; a config with built-in synthetic data (config.data.synthetic_dir)
@@ -32,13 +35,21 @@ _STEP = flags.DEFINE_integer("step", None, "Step to restore (default: latest).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["val", "test"], "Which split of the config to use.")
 _RESULTS = flags.DEFINE_string("results", "", "Where to write the JSON results (default: "
                                "eval_<split>_step<N>.json beside the checkpoint's workdir logs).")
+_PREDICTIONS = flags.DEFINE_string("predictions", "", "Where to write the per-clip predictions "
+                                   "CSV (default: the results path with _predictions.csv).")
+_PER_VIEW = flags.DEFINE_bool("per_view_scores", False, "Also write each view's scores in the "
+                              "predictions CSV (the merged scores are always there).")
 flags.mark_flags_as_required(["config", "checkpoint"])
 
 log = logging.getLogger("hicmae_jax.eval")
 
 
-def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", results_path=""):
-  """Restores weights from `checkpoint` and evaluates `split`; returns the report."""
+def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", results_path="",
+                        predictions_path="", per_view_scores=False):
+  """Restores weights from `checkpoint` and evaluates `split`; returns the report.
+
+  Writes the report (JSON), its confusion matrix (PNG) and the per-clip predictions (CSV,
+  `predictions_path`, default beside the report: clip_predictions.py)."""
   config, directory, split_dir = check_inputs(config, checkpoint, step, split, results_path)
   step, meta = checkpointing.read_meta(directory, step)
   if meta.get("kind") == "pretrain":
@@ -46,11 +57,15 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
                      f"classifier. Fine-tune it first (config.init_from) or export features.")
   path = results_path or os.path.join(os.path.dirname(os.path.abspath(directory)),
                                       f"eval_{split}_step{step}.json")
-  if os.path.commonpath([os.path.abspath(path), os.path.abspath(directory)]) == \
-      os.path.abspath(directory):
-    raise ValueError(f"--results={path} is inside the checkpoint folder; eval never writes there")
+  predictions = predictions_path or default_predictions_path(path)
+  for flag, file in (("--results", path), ("--predictions", predictions)):
+    if os.path.commonpath([os.path.abspath(file), os.path.abspath(directory)]) == \
+        os.path.abspath(directory):
+      raise ValueError(f"{flag}={file} is inside the checkpoint folder; eval never writes there")
   if not results_path:
     cli.check_output_file(path, "--results (default: beside the checkpoint folder)")
+  if not predictions_path:
+    cli.check_output_file(predictions, "--predictions (default: beside the results)")
   with config.unlocked():
     config.model = ml_collections.ConfigDict(meta["model"])
     config.model.hierarchy_layers = tuple(config.model.hierarchy_layers)
@@ -66,7 +81,8 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   mngr.close()
   info = schema.DatasetInfo.load(split_dir)
   report = evaluate.run_eval(config, params, view, mesh, split_dir, split,
-                             class_names=info.class_names)
+                             class_names=info.class_names, predictions_path=predictions,
+                             per_view_scores=per_view_scores)
   report["checkpoint"] = os.path.abspath(directory)
   report["step"] = int(step)
   if jax.process_index() == 0:
@@ -74,14 +90,21 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
     if "confusion_matrix" in report:
       metrics.save_confusion_matrix_png(report["confusion_matrix"], report.get(
           "class_names", info.class_names), os.path.splitext(path)[0] + "_confusion.png")
-    log.info("results written to %s", path)
+    log.info("results written to %s (per-clip predictions: %s)", path, predictions)
   return report
 
 
-def check_inputs(config, checkpoint: str, step: int | None, split: str, results_path: str = ""):
+def default_predictions_path(results_path: str) -> str:
+  """eval_test_step6.json -> eval_test_step6_predictions.csv (beside the results)."""
+  return os.path.splitext(results_path)[0] + "_predictions.csv"
+
+
+def check_inputs(config, checkpoint: str, step: int | None, split: str, results_path: str = "",
+                 predictions_path: str = ""):
   """(the config of the evaluated model, the folder of step folders, the split folder), or
   cli.BadInput naming the flag. Reads no checkpoint: file checks only."""
   cli.check_output_file(results_path, "--results")
+  cli.check_output_file(predictions_path, "--predictions")
   name = "config"
   if config.get("demo", False):  # the demo's model is its fine-tuning run
     config, name = config.finetune, "config.finetune"
@@ -135,11 +158,13 @@ def main(argv):
   runtime.initialize_distributed()
   try:
     check_inputs(_CONFIG.value, _CHECKPOINT.value, _STEP.value, _SPLIT.value,  # before logging
-                 _RESULTS.value)
+                 _RESULTS.value, _PREDICTIONS.value)
     runtime.setup_logging(None)
     runtime.banner()
     report = evaluate_checkpoint(_CONFIG.value, _CHECKPOINT.value, step=_STEP.value,
-                                 split=_SPLIT.value, results_path=_RESULTS.value)
+                                 split=_SPLIT.value, results_path=_RESULTS.value,
+                                 predictions_path=_PREDICTIONS.value,
+                                 per_view_scores=_PER_VIEW.value)
   except Exception as e:
     runtime.exit_now_if_multiprocess(e)
     raise

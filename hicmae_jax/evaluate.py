@@ -1,10 +1,13 @@
 """Evaluation of a fine-tuning model over a split (multi-view averaging, the paper's metrics),
 and the evaluation job of a fine-tuning run: validation every `config.eval_every_epochs`
 epochs, which selects the weights (BestCheckpoint), and at the end the test split on the
-best-validation weights and on the last ones."""
+best-validation weights and on the last ones. The test evaluations also write every clip's
+merged scores (clip_predictions.py: <workdir>/predictions.csv, and predictions_last.csv for the
+last weights when they are not the selected ones)."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import jax
@@ -12,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from hicmae_jax import checkpointing, metrics, periodic, runtime, sharding
-from hicmae_jax.data import pipeline
+from hicmae_jax import checkpointing, clip_predictions, metrics, periodic, runtime, sharding
+from hicmae_jax.data import pipeline, record_index
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,14 @@ def make_predict_fn(view, mesh):
 
 
 def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,
-             class_names=(), predict_fn=None) -> dict[str, Any]:
-  """Evaluates every clip of a split once per view; returns the metric report (JSON-able)."""
+             class_names=(), predict_fn=None, predictions_path: str = "",
+             per_view_scores: bool = False) -> dict[str, Any]:
+  """Evaluates every clip of a split once per view; returns the metric report (JSON-able).
+
+  predictions_path: where process 0 writes the per-clip predictions (clip_predictions.py:
+  clip id, label, the merged scores the metrics use, the predicted class; per-view scores
+  with per_view_scores). Rows are gathered from every process first, so a multi-host run
+  writes one complete file. The report then names it in "predictions_file"."""
   ds = eval_dataset(config, split_dir, mode)
   predict = predict_fn or make_predict_fn(view, mesh)
   rows = {k: [] for k in ("logits", "label", "targets", "clip_index", "view_index", "valid")}
@@ -60,27 +69,28 @@ def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,
                      f"batch ({config.eval_batch_size}) larger than the split?")
   cat = {k: np.concatenate(v) for k, v in rows.items() if v}
   skipped = getattr(it, "stats", {}).get("skipped", 0)
-  if config.model.task == "classification":
-    probs = jax.nn.softmax(cat["logits"].astype(np.float64), axis=-1)
-    probs = np.asarray(probs, np.float64)
-    clip_ids, mean_probs = metrics.average_views(cat["clip_index"], cat["view_index"], probs,
-                                                 cat["valid"])
-    first = {int(c): i for i, c in reversed(list(enumerate(cat["clip_index"])))}
-    labels = np.array([cat["label"][first[int(c)]] for c in clip_ids])
+  task = config.model.task
+  if task == "classification":
+    scores = metrics.softmax64(cat["logits"])
     names = list(class_names) or [str(i) for i in range(config.model.num_classes)]
-    report = metrics.classification_report(labels, mean_probs, names)
   else:
-    valid = cat["valid"].astype(bool)
-    clip_ids, mean_preds = metrics.average_views(cat["clip_index"], cat["view_index"],
-                                                 cat["logits"].astype(np.float64), valid)
-    first = {int(c): i for i, c in reversed(list(enumerate(cat["clip_index"])))}
-    targets = np.stack([cat["targets"][first[int(c)]] for c in clip_ids])
-    report = metrics.regression_report(targets, mean_preds,
-                                       [f"target{i}" for i in range(targets.shape[1])])
-  report["num_clips"] = int(len(clip_ids))
+    scores = cat["logits"].astype(np.float64)
+    names = [f"target{i}" for i in range(scores.shape[1])]
+  write = bool(predictions_path) and jax.process_index() == 0
+  preds = clip_predictions.from_views(
+      task, names, clip_index=cat["clip_index"], view_index=cat["view_index"],
+      valid=cat["valid"], scores=scores, labels=cat.get("label"), targets=cat.get("targets"),
+      clip_ids=record_index.clip_ids(split_dir) if write else None)
+  report = clip_predictions.metrics_report(preds)
+  report["num_clips"] = len(preds)
   report["num_skipped_records"] = int(skipped)
   report["split_dir"] = split_dir
   report["mode"] = mode
+  if predictions_path:
+    if write:
+      clip_predictions.write_csv(predictions_path, preds, per_view=per_view_scores)
+      log.info("per-clip predictions of %s written to %s", split_dir, predictions_path)
+    report["predictions_file"] = predictions_path
   return report
 
 
@@ -115,9 +125,12 @@ class EvaluationJob(periodic.Job):
         async_save=config.async_checkpointing) if d.val_dir else None
     self._last_val: tuple[int, dict] | None = None
 
-  def _eval(self, params, split_dir: str, mode: str) -> dict[str, Any]:
+  def _eval(self, params, split_dir: str, mode: str, predictions_file: str = ""
+            ) -> dict[str, Any]:
+    path = os.path.join(self.ctx.workdir, predictions_file) if predictions_file else ""
     return run_eval(self.config, params, self.ctx.view, self.ctx.mesh, split_dir, mode,
-                    class_names=self.ctx.class_names, predict_fn=self._predict)
+                    class_names=self.ctx.class_names, predict_fn=self._predict,
+                    predictions_path=path)
 
   def run(self, step: int, state: dict, batch: dict) -> None:
     del batch
@@ -149,16 +162,21 @@ class EvaluationJob(periodic.Job):
 
   def _test(self, step: int, params) -> dict[str, Any]:
     test_dir = self.config.data.test_dir
-    last = self._eval(params, test_dir, "test")
     record = self.best.record if self.best is not None else None
+    # Per-clip predictions: predictions.csv holds the reported test (the selected weights);
+    # predictions_last.csv the last weights' when those differ.
+    last_is_selected = record is None or record["step"] == step
+    last = self._eval(params, test_dir, "test", clip_predictions.FILENAME if last_is_selected
+                      else clip_predictions.LAST_FILENAME)
     if record is None:
       out = {"test": last, "test_weights": {"selected_by": "last", "step": step}}
     else:
-      if record["step"] == step:
+      if last_is_selected:
         selected = last
       else:
         target = checkpointing.abstract_like(params, self.ctx.param_shardings)
-        selected = self._eval(self.best.restore(target), test_dir, "test")
+        selected = self._eval(self.best.restore(target), test_dir, "test",
+                              clip_predictions.FILENAME)
       out = {"test": selected, "test_last": last,
              "test_weights": {"selected_by": "best_val", "step": record["step"],
                               "epoch": record["epoch"]}}

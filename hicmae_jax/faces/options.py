@@ -112,3 +112,33 @@ def from_arguments(args: argparse.Namespace) -> FaceOptions | None:
     return None
   return FaceOptions(detector=args.face, **{
       field: getattr(args, flag[2:]) for flag, (field, _) in _FLAGS.items()})
+
+
+def define_absl_flags() -> None:
+  """The same flags (names, defaults, help) for an absl binary (predict); read them back with
+  from_absl_flags. A choice outside the allowed values is refused at parsing."""
+  from absl import flags
+  flags.DEFINE_enum("face", "none", list(DETECTORS), "none: use the frames as they are; dlib: "
+                    "detect, track and align the face (the prepare face step)")
+  defaults = FaceOptions()
+  for flag, (field, text) in _FLAGS.items():
+    default, name = getattr(defaults, field), flag[2:]
+    help_text = f"{text} (with --face)"
+    if field in _CHOICES and isinstance(default, str):
+      flags.DEFINE_enum(name, default, list(_CHOICES[field]), help_text)
+    elif isinstance(default, int):
+      flags.DEFINE_integer(name, default, help_text)
+    elif isinstance(default, float):
+      flags.DEFINE_float(name, default, help_text)
+    else:
+      flags.DEFINE_string(name, default, help_text)
+
+
+def from_absl_flags() -> FaceOptions | None:
+  """FaceOptions from the flags of define_absl_flags (None for --face=none)."""
+  from absl import flags
+  values = flags.FLAGS
+  if values.face == "none":
+    return None
+  return FaceOptions(detector=values.face, **{
+      field: values[flag[2:]].value for flag, (field, _) in _FLAGS.items()})

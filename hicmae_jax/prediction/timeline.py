@@ -1,0 +1,85 @@
+"""The timeline picture of one input (PNG): the window probabilities over time (regression: the
+outputs), above the log-mel spectrogram of the whole soundtrack, above a strip of the frames
+the model reads (the aligned face crops with --face).
+
+The spectrogram is the Kaldi fbank the model's audio comes from (data/audio.py: 128 mel bins,
+10 ms hop, natural log), drawn with matplotlib's imshow on a time axis in seconds and a mel-bin
+axis. librosa.display is not used: librosa is not a dependency of this project.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hicmae_jax import io_utils
+from hicmae_jax.data import audio as audio_lib
+from hicmae_jax.data import schema
+from hicmae_jax.prediction.windows import Prediction
+
+NUM_THUMBNAILS = 8
+_HOP_SECONDS = 0.010  # Kaldi fbank frame shift
+_WIN_SECONDS = 0.025
+
+
+def thumbnail_frames(num_frames: int, count: int = NUM_THUMBNAILS) -> list[int]:
+  """count frame indices evenly spread over the clip (centres of equal parts)."""
+  count = max(1, min(count, num_frames))
+  return [int((k + 0.5) * num_frames / count) for k in range(count)]
+
+
+def save(pred: Prediction, path: str, *, num_mel_bins: int = 128) -> None:
+  """Draws and writes the timeline of one prediction."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  loaded = pred.loaded
+  duration = loaded.duration
+  frames = thumbnail_frames(loaded.num_frames)
+  fig = Figure(figsize=(11, 7.5), dpi=100)
+  FigureCanvasAgg(fig)
+  grid = fig.add_gridspec(3, len(frames), height_ratios=[2.2, 1.6, 1.0], hspace=0.35)
+
+  # Probabilities (or outputs) per window, at the window centres.
+  ax = fig.add_subplot(grid[0, :])
+  centres = np.array([(w["start_seconds"] + w["end_seconds"]) / 2 for w in pred.windows])
+  for c, name in enumerate(pred.names):
+    ax.plot(centres, pred.scores[:, c], marker="o", markersize=3, label=name,
+            color=f"C{c % 10}")
+  half = (pred.windows[0]["end_seconds"] - pred.windows[0]["start_seconds"]) / 2
+  ax.set_xlim(0, duration)
+  if pred.task == "classification":
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability\n(at window centres)")
+    top = pred.names[pred.top]
+    title = f"{loaded.source.name}: {top} ({pred.mean[pred.top]:.0%} mean over " \
+            f"{len(pred.windows)} windows of {2 * half:.2f} s)"
+  else:
+    ax.set_ylabel("output\n(at window centres)")
+    title = f"{loaded.source.name}: " + ", ".join(
+        f"{n} {v:.3f}" for n, v in zip(pred.names, pred.mean))
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  ax.grid(alpha=0.3)
+  ax.tick_params(labelbottom=False)
+
+  # Log-mel spectrogram of the whole soundtrack.
+  ax_spec = fig.add_subplot(grid[1, :], sharex=ax)
+  wave = schema.audio_to_float(loaded.clip.audio)
+  fbank = audio_lib.kaldi_fbank(wave, schema.AUDIO_SAMPLE_RATE, num_mel_bins=num_mel_bins)
+  audio_seconds = len(wave) / schema.AUDIO_SAMPLE_RATE
+  if len(fbank):
+    # Frame i covers [i hop, i hop + window); the audio's span is stretched onto the video's,
+    # as the windows take audio by relative position.
+    scale = duration / audio_seconds if audio_seconds > 0 else 1.0
+    end = ((len(fbank) - 1) * _HOP_SECONDS + _WIN_SECONDS) * scale
+    ax_spec.imshow(fbank.T, origin="lower", aspect="auto", cmap="magma",
+                   extent=(0.0, end, 0, fbank.shape[1]), interpolation="nearest")
+  ax_spec.set_ylabel("mel bin")
+  ax_spec.set_xlabel("time (s)")
+
+  # What the model reads, at evenly spread times.
+  for k, (t, img) in enumerate(zip(frames, loaded.thumbnails(frames))):
+    ax_img = fig.add_subplot(grid[2, k])
+    ax_img.imshow(img)
+    ax_img.set_axis_off()
+    ax_img.set_title(f"{t / loaded.fps:.2f} s", fontsize=8)
+  io_utils.atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"))

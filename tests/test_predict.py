@@ -1,0 +1,167 @@
+"""python -m hicmae_jax.predict: a fine-tuned checkpoint (tests/data/finetune_tiny.pth, converted)
+on raw videos made by the synthetic generator, without and with the face step; per-window
+probabilities, the per-video result, the timeline picture and the annotated video."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hicmae_jax.data import synthetic
+from hicmae_jax.faces.options import FaceOptions
+from hicmae_jax.prediction import runner, timeline
+from hicmae_jax.tools import convert_checkpoint as cc
+from tests.test_convert import FINETUNE_FLAGS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ["anger", "calm", "joy", "fear", "surprise"]  # the tiny fixture has 5 classes
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, data_dir):
+  out = str(tmp_path_factory.mktemp("predict") / "finetune_tiny")
+  assert cc.main(["--input", str(data_dir / "finetune_tiny.pth"), "--output", out]
+                 + FINETUNE_FLAGS) == 0
+  return out
+
+
+def _decode(path):
+  """(frame count, stream kinds) of a video file."""
+  import av
+  with av.open(path) as container:
+    kinds = sorted(s.type for s in container.streams)
+    frames = sum(1 for _ in container.decode(video=0))
+  return frames, kinds
+
+
+def _check_result(result, num_windows):
+  """One row per window, probabilities summing to 1, the per-video class = argmax of the mean
+  of the windows' probabilities; the CSV holds the same rows."""
+  rows = result["windows"]
+  assert len(rows) == num_windows and [r["window"] for r in rows] == list(range(num_windows))
+  probs = np.array([[r["scores"][n] for n in result["names"]] for r in rows])
+  np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+  mean = probs.mean(axis=0)
+  video = result["video"]
+  assert video["class"] == result["names"][int(np.argmax(mean))]
+  assert video["probability"] == pytest.approx(mean.max(), abs=1e-12)
+  assert [video["probabilities"][n] for n in result["names"]] == pytest.approx(mean, abs=1e-12)
+  for r, p in zip(rows, probs):
+    assert r["top"] == result["names"][int(np.argmax(p))]
+  return probs
+
+
+def test_video_without_face(checkpoint, tmp_path):
+  rng = np.random.default_rng(0)
+  frames, audio = synthetic.render_clip(1, 4, rng, frame_size=64, num_frames=100)  # 4 s
+  video = str(tmp_path / "talk.mp4")
+  synthetic.write_mp4(video, frames, audio)
+  out = tmp_path / "out"
+  summary = runner.predict_files(
+      checkpoint=checkpoint, output_dir=str(out), videos=[video], class_names=NAMES,
+      stride_seconds=1.0, batch_size=2, timeline=str(tmp_path / "timeline.png"),
+      annotate=str(tmp_path / "annotated.mp4"))
+  assert summary["window_seconds"] == pytest.approx(2.56)  # 16 frames x stride 4 / 25 fps
+  result = json.load(open(out / "talk.json"))
+  # Windows start at 0 and 1 s; the last one ends at the clip's end (4 s).
+  assert [(w["start_seconds"], w["end_seconds"]) for w in result["windows"]] == [
+      (0.0, 2.56), (1.0, 3.56), (1.44, 4.0)]
+  probs = _check_result(result, 3)
+  assert result["names"] == NAMES and result["names_source"] == "--class_names"
+  assert result["face"] is None and result["num_frames"] == 100
+  with open(out / "talk.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  np.testing.assert_array_equal([[float(r[n]) for n in NAMES] for r in rows], probs)
+  with open(out / "summary.csv", newline="") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["class"] == result["video"]["class"] and row["windows"] == "3"
+  assert Image.open(tmp_path / "timeline.png").size[0] > 500
+  assert _decode(str(tmp_path / "annotated.mp4")) == (100, ["audio", "video"])
+
+
+def test_frames_folder_with_wav_and_several_videos(checkpoint, tmp_path):
+  import soundfile as sf
+  rng = np.random.default_rng(1)
+  frames, audio = synthetic.render_clip(2, 4, rng, frame_size=64, num_frames=40)
+  (tmp_path / "clip").mkdir()
+  for i, frame in enumerate(frames):
+    Image.fromarray(frame).save(tmp_path / "clip" / f"{i:05d}.jpg", quality=95)
+  sf.write(str(tmp_path / "clip.wav"), audio, 16000, subtype="PCM_16")
+  summary = runner.predict_files(
+      checkpoint=checkpoint, output_dir=str(tmp_path / "a"), frames_dir=str(tmp_path / "clip"),
+      wav=str(tmp_path / "clip.wav"), batch_size=4,
+      annotate=str(tmp_path / "clip.mp4"))
+  result = json.load(open(tmp_path / "a" / "clip.json"))
+  _check_result(result, 1)  # 1.6 s: one window, the whole clip
+  assert result["names"] == [f"class_{i}" for i in range(5)]
+  assert _decode(str(tmp_path / "clip.mp4")) == (40, ["audio", "video"])
+  assert summary["results"][0]["files"]["annotated"] == str(tmp_path / "clip.mp4")
+
+  # A folder of videos: one result each, the pictures named after each input.
+  (tmp_path / "videos").mkdir()
+  for k in range(2):
+    synthetic.write_mp4(str(tmp_path / "videos" / f"v{k}.mp4"), frames, audio)
+  summary = runner.predict_files(checkpoint=checkpoint, output_dir=str(tmp_path / "b"),
+                                 videos=[str(tmp_path / "videos")], batch_size=4,
+                                 timeline=str(tmp_path / "t.png"))
+  assert [r["name"] for r in summary["results"]] == ["v0", "v1"]
+  assert os.path.exists(tmp_path / "t_v0.png") and os.path.exists(tmp_path / "t_v1.png")
+  assert json.load(open(tmp_path / "b" / "summary.json"))["inputs"][1]["name"] == "v1"
+
+
+def test_video_with_face(checkpoint, tmp_path):
+  pytest.importorskip("dlib")
+  from tests import test_faces
+  frames, photo_params = test_faces._moving_clip(num_frames=70, covered=())  # 2.8 s, 320x240
+  video = str(tmp_path / "face.mp4")
+  test_faces._write_clip(video, frames, 70 / 25)
+  out = tmp_path / "out"
+  runner.predict_files(checkpoint=checkpoint, output_dir=str(out), videos=[video],
+                       face=FaceOptions(face_size=64), batch_size=4,
+                       timeline=str(tmp_path / "face.png"),
+                       annotate=str(tmp_path / "face_annotated.mp4"))
+  result = json.load(open(out / "face.json"))
+  _check_result(result, 2)
+  assert result["face"]["detected_frames"] == 70 and result["face_options"]["face_size"] == 64
+  assert Image.open(tmp_path / "face.png").size[0] > 500
+  assert _decode(str(tmp_path / "face_annotated.mp4")) == (70, ["audio", "video"])
+  # The aligned crop's outline is drawn in green around the face (the photo's face centre).
+  import av
+  with av.open(str(tmp_path / "face_annotated.mp4")) as container:
+    frame = next(iter(container.decode(video=0))).to_ndarray(format="rgb24").astype(int)
+  green = (frame[..., 1] > 170) & (frame[..., 0] < 120) & (frame[..., 2] < 160)
+  ys, xs = np.nonzero(green)
+  from hicmae_jax.faces import align
+  cx, cy = align.apply(photo_params[0], [[222.0, 125.0]])[0]
+  assert len(xs) > 100 and xs.min() < cx < xs.max() and ys.min() < cy < ys.max()
+
+
+def test_thumbnail_frames_spread_over_the_clip():
+  assert timeline.thumbnail_frames(100) == [6, 18, 31, 43, 56, 68, 81, 93]
+  assert timeline.thumbnail_frames(3) == [0, 1, 2]
+
+
+def test_bad_input_is_one_line(checkpoint, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  cases = [
+      ([f"--checkpoint={checkpoint}", f"--output_dir={tmp_path}/o", "--video=nope.mp4"],
+       "error: --video=nope.mp4: no such file or folder"),
+      ([f"--checkpoint={checkpoint}", f"--output_dir={tmp_path}/o", f"--video={tmp_path}",
+        "--class_names=a,b"], f"error: --video={tmp_path} is a folder without video files"),
+  ]
+  for args, expected in cases:
+    done = subprocess.run([sys.executable, "-m", "hicmae_jax.predict", *args], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and lines[-1].startswith(expected), done.stderr[-2000:]
+  rng = np.random.default_rng(2)
+  synthetic.write_mp4(str(tmp_path / "v.mp4"), *synthetic.render_clip(0, 4, rng, frame_size=32,
+                                                                       num_frames=30))
+  with pytest.raises(ValueError, match=r"--class_names gives 2 classes \(a, b\) but the model "
+                                       r"has 5"):
+    runner.predict_files(checkpoint=checkpoint, output_dir=str(tmp_path / "o"),
+                         videos=[str(tmp_path / "v.mp4")], class_names=["a", "b"])
