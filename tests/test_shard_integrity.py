@@ -203,6 +203,9 @@ def bucket(monkeypatch, tmp_path):
     url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)  # gcsfs
     monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", url)  # array-record (google-cloud-cpp)
+    # No credential lookup, and no bucket-type probe (a gRPC API the emulator does not serve).
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     from etils.epath import backend
     gcsfs.GCSFileSystem.clear_instance_cache()  # instances remember the endpoint they saw
     backend.fsspec_backend._get_filesystem.cache_clear()
