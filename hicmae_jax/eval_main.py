@@ -102,14 +102,17 @@ def default_predictions_path(results_path: str) -> str:
 def check_inputs(config, checkpoint: str, step: int | None, split: str, results_path: str = "",
                  predictions_path: str = ""):
   """(the config of the evaluated model, the folder of step folders, the split folder), or
-  cli.BadInput naming the flag. Reads no checkpoint: file checks only."""
+  cli.BadInput naming the flag (integrity.ShardError for a damaged shard). Reads no
+  checkpoint: file checks only."""
   cli.check_output_file(results_path, "--results")
   cli.check_output_file(predictions_path, "--predictions")
   name = "config"
   if config.get("demo", False):  # the demo's model is its fine-tuning run
     config, name = config.finetune, "config.finetune"
   split_dir = split_folder(config, split, name)
-  return config, checkpoint_folder(checkpoint, step), split_dir
+  directory = checkpoint_folder(checkpoint, step)
+  schema.DatasetInfo.load(split_dir)  # a split, its shards there at their recorded sizes
+  return config, directory, split_dir
 
 
 def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:

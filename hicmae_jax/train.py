@@ -478,6 +478,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   # ---- data ----------------------------------------------------------------------------------
   info = schema.DatasetInfo.load(config.data.train_dir)
+  # The evaluation splits too: a damaged shard fails now, not after training.
+  for split_dir in (config.data.val_dir, config.data.test_dir):
+    if split_dir:
+      schema.DatasetInfo.load(split_dir)
   clips_per_epoch = info.num_clips * (config.data.num_repeats if task.repeated_sampling else 1)
   steps_per_epoch = max(1, clips_per_epoch // config.global_batch_size)
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch

@@ -1,5 +1,6 @@
 """prepare.py: split file -> shards -> clips round trip, skipped clips, resume, parsing."""
 import io
+import json
 import os
 
 import numpy as np
@@ -168,6 +169,26 @@ def test_rerun_redoes_only_missing_shards(raw, tmp_path):
   info1 = _prepare(raw, out, num_shards=1)
   assert info1.shards == [schema.SHARD_PATTERN.format(index=0, count=1)]
   assert sorted(p for p in os.listdir(split_dir) if p.startswith("shard-")) == info1.shards
+
+
+def test_rerun_checks_shard_sizes_and_fills_old_progress_files(raw, tmp_path):
+  out = tmp_path / "out"
+  info = _prepare(raw, out)
+  split_dir = out / "train"
+  path = split_dir / info.shards[0]
+  # A shard whose size differs from the one its progress file records is written anew.
+  mtime = path.stat().st_mtime_ns
+  path.write_bytes(path.read_bytes() + bytes(1000))
+  assert _prepare(raw, out) == info
+  assert path.stat().st_mtime_ns != mtime and path.stat().st_size == info.shard_bytes[0]
+  # A progress file of an older run holds no size or checksum: the kept shard gets them.
+  progress = split_dir / prepare.PROGRESS_DIRNAME / (info.shards[1] + ".json")
+  meta = json.loads(progress.read_text())
+  del meta["num_bytes"], meta["sha256"]
+  progress.write_text(json.dumps(meta))
+  mtime = (split_dir / info.shards[1]).stat().st_mtime_ns
+  assert _prepare(raw, out) == info
+  assert (split_dir / info.shards[1]).stat().st_mtime_ns == mtime
 
 
 def test_markers_check_falls_back_to_decoding(tmp_path):

@@ -12,14 +12,18 @@ track. Relative paths resolve against --root. Blank lines and lines starting wit
 
 Output, in `<output_dir>/<split>/`: `shard-00000-of-00004.array_record` (clip i of the valid
 lines goes to shard i // clips_per_shard, in input order), `skipped.txt` (every clip that was
-not written, with its line number and the reason), and `dataset_info.json`, written last.
+not written, with its line number and the reason), and `dataset_info.json`, written last; it
+records every shard's byte size and SHA-256, so readers catch a truncated copy at start-up and
+`python -m hicmae_jax.data.verify --split_dir=<output_dir>/<split>` checks a copy completely.
 Frames folders keep their source JPEG/PNG bytes (so decoded pixels equal the original's);
 videos are decoded and each frame stored as JPEG. Audio is stored as 16 kHz mono int16.
 
 Resuming: every shard is written to `<name>.tmp` and renamed when complete, with a small
 progress file in `.prepare/` (record count, skipped clips, a fingerprint of its input lines and
-options). A re-run keeps every shard whose file, progress file, fingerprint and read-back
-record count agree, and redoes the rest, so an interrupted run can simply be started again.
+options, byte size and SHA-256). A re-run keeps every shard whose file, progress file,
+fingerprint, byte size and read-back record count agree, and redoes the rest, so an interrupted
+run can simply be started again, and a deleted (e.g. damaged) shard is written anew. The output
+folder is local: prepare there and copy the split to a bucket (BUILD.md, "Data on a bucket").
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from hicmae_jax.data import datasets
+from hicmae_jax.data import integrity
 from hicmae_jax.data import schema
 from hicmae_jax.data import video_io
 from hicmae_jax.faces import options as face_options
@@ -309,6 +314,8 @@ class ShardResult:
   skipped: list[Skipped]
   frame_sizes: dict[str, int]  # "HxW" -> clip count
   face_reports: dict[str, dict] = dataclasses.field(default_factory=dict)  # clip id -> report
+  num_bytes: int = 0  # the shard file's size
+  sha256: str = ""  # of the shard file's bytes
 
 
 def _fingerprint(entries: Sequence[SplitEntry], load_options: dict) -> str:
@@ -339,11 +346,16 @@ def _load_progress(task: ShardTask) -> ShardResult | None:
       meta = json.load(f)
     if meta["fingerprint"] != task.fingerprint:
       return None
+    num_bytes = os.path.getsize(task.path)
+    if "num_bytes" in meta and num_bytes != meta["num_bytes"]:
+      return None  # truncated or overwritten since it was written
     if count_records(task.path) != meta["num_records"]:
       return None
+    # Progress files of older runs hold no checksum: take it from the shard kept.
+    sha256 = meta.get("sha256") or integrity.sha256_of(task.path)
     return ShardResult(task.index, meta["num_records"],
                        [Skipped(**s) for s in meta["skipped"]], dict(meta["frame_sizes"]),
-                       dict(meta.get("face_reports", {})))
+                       dict(meta.get("face_reports", {})), num_bytes, sha256)
   except (OSError, ValueError, KeyError, TypeError):
     return None
 
@@ -380,10 +392,12 @@ def write_shard(task: ShardTask, tick: Callable[[], None] | None = None) -> Shar
         tick()
   finally:
     writer.close()
-  result = ShardResult(task.index, num_records, skipped, dict(frame_sizes), face_reports)
+  # Read back once (from the page cache): the checksum readers compare a copy against.
+  result = ShardResult(task.index, num_records, skipped, dict(frame_sizes), face_reports,
+                       os.path.getsize(tmp), integrity.sha256_of(tmp))
   meta = {"fingerprint": task.fingerprint, "num_records": num_records,
           "skipped": [dataclasses.asdict(s) for s in skipped], "frame_sizes": result.frame_sizes,
-          "face_reports": face_reports}
+          "face_reports": face_reports, "num_bytes": result.num_bytes, "sha256": result.sha256}
   with open(task.progress_path + ".tmp", "w") as f:
     json.dump(meta, f)
   # Shard first, progress file second: a crash in between leaves a shard without a matching
@@ -538,6 +552,12 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
     raise PrepareError(f"verify_frames must be one of {VERIFY_MODES}, got {verify_frames!r}")
   if not 1 <= jpeg_quality <= 100:
     raise PrepareError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+  if integrity.is_remote(output_dir):
+    raise PrepareError(
+        f"output_dir={output_dir}: prepare writes a local folder (it resumes by renaming "
+        f"files). Prepare into a local folder, copy it (`gcloud storage cp -r <folder>/{split} "
+        f"{output_dir.rstrip('/')}/`), then check the copy with `python -m "
+        f"hicmae_jax.data.verify --split_dir={output_dir.rstrip('/')}/{split}`")
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
   if face is not None:
     from hicmae_jax import faces
@@ -651,7 +671,9 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
       shards=[os.path.basename(t.path) for t in tasks],
       class_names=class_names if label_type == "class" else [],
       num_targets=num_targets, frame_height=height, frame_width=width,
-      num_skipped=len(skipped), extra=info_extra)
+      num_skipped=len(skipped), extra=info_extra,
+      shard_bytes=[results[t.index].num_bytes for t in tasks],
+      shard_sha256=[results[t.index].sha256 for t in tasks])
   info.save(split_dir)  # last: its presence marks a complete split
   where = (" (" + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) + "; see "
            + os.path.join(split_dir, SKIPPED_FILENAME) + ")") if skipped else ""
@@ -686,27 +708,37 @@ def _remove_stale_files(split_dir: str, keep: set[str]) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def read_split(split_dir: str) -> tuple[schema.DatasetInfo, list[str]]:
-  """-> (DatasetInfo, shard paths in order); raises FileNotFoundError for unprepared splits."""
-  info = schema.DatasetInfo.load(split_dir)
+  """-> (DatasetInfo, shard paths in order); raises FileNotFoundError for unprepared splits
+  and integrity.ShardError for shards whose size differs from the recorded one."""
+  info = schema.DatasetInfo.load(split_dir, check_shards=False)
   return info, info.shard_paths(split_dir)
 
 
 def iterate_clips(split_dir: str) -> Iterator[schema.Clip]:
-  """Yields every clip of a prepared split, in shard order (decode_clip on each record)."""
-  from array_record.python.array_record_module import ArrayRecordReader
+  """Yields every clip of a prepared split, in shard order (decode_clip on each record).
+
+  A shard that cannot be opened or read raises integrity.ShardError naming it."""
   _, paths = read_split(split_dir)
   for path in paths:
-    reader = ArrayRecordReader(path)
+    reader = integrity.open_reader(path)
     try:
       n = reader.num_records()
       for start in range(0, n, 64):
-        for offset, data in enumerate(reader.read(start, min(n, start + 64))):
+        try:
+          batch = reader.read(start, min(n, start + 64))
+        except Exception as e:  # noqa: BLE001 - array-record's error names no file
+          raise integrity.unreadable_error(
+              [(path, f"records {start}-{min(n, start + 64) - 1}: {type(e).__name__}: {e}")],
+              1) from e
+        for offset, data in enumerate(batch):
           try:
             yield schema.decode_clip(data)
           except schema.RecordError as e:
             raise schema.RecordError(f"{path} record {start + offset}: {e}") from None
-    finally:
-      reader.close()
+    except BaseException:  # also GeneratorExit: a caller that stops early
+      integrity.close_reader(reader, path, quiet=True)
+      raise
+    integrity.close_reader(reader, path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
+from hicmae_jax.data import integrity
 from hicmae_jax.data import schema
 
 TAG_SHUFFLE, TAG_EXAMPLE, TAG_BATCH, TAG_EVAL = 11, 23, 37, 41
@@ -92,7 +93,8 @@ def load_split(split_dir: str) -> tuple[schema.DatasetInfo, list[str]]:
 
 
 def count_records(paths: Sequence[str]) -> int:
-  return len(grain.sources.ArrayRecordDataSource(list(paths)))
+  # integrity.open_source: a shard that fails to open is named (array-record's error is not).
+  return len(integrity.open_source(paths))
 
 
 _EPOCH_ORDERS: dict[tuple[int, int, int], np.ndarray] = {}

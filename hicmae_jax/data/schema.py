@@ -20,7 +20,9 @@ One record = one clip, serialised with msgpack as a flat dict:
 | source_audio   | str             | the wav it came from ("" when taken from the video)       |
 
 Each split folder holds `shard-00000-of-00004.array_record` files plus `dataset_info.json`
-(see `DatasetInfo`). Reading never executes code: msgpack only rebuilds plain values.
+(see `DatasetInfo`, which also records each shard's byte size and SHA-256: see integrity.py).
+Reading never executes code: msgpack only rebuilds plain values. A split folder may be local or
+a gs:// URL.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from typing import Any, Sequence
 
 import msgpack
 import numpy as np
+
+from hicmae_jax.data import integrity
 
 SCHEMA_VERSION = 1
 AUDIO_SAMPLE_RATE = 16000
@@ -155,7 +159,10 @@ def audio_to_float(audio: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class DatasetInfo:
-  """The `dataset_info.json` beside a split's shards."""
+  """The `dataset_info.json` beside a split's shards.
+
+  shard_bytes / shard_sha256: per shard (in `shards` order), written by prepare (or by
+  `verify --record` for splits prepared before); empty in older files, which still load."""
   name: str
   split: str
   num_clips: int
@@ -167,33 +174,68 @@ class DatasetInfo:
   num_skipped: int = 0
   schema_version: int = SCHEMA_VERSION
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+  shard_bytes: list[int] = dataclasses.field(default_factory=list)
+  shard_sha256: list[str] = dataclasses.field(default_factory=list)
 
   def save(self, split_dir: str) -> None:
-    tmp = os.path.join(split_dir, INFO_FILENAME + ".tmp")
-    with open(tmp, "w") as f:
-      json.dump(dataclasses.asdict(self), f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(split_dir, INFO_FILENAME))
+    text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    path = integrity.join(split_dir, INFO_FILENAME)
+    if integrity.is_remote(split_dir):
+      from etils import epath
+      epath.Path(path).write_text(text)  # one object upload: readers see all of it or none
+      return
+    with open(path + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(path + ".tmp", path)
 
   @classmethod
-  def load(cls, split_dir: str) -> "DatasetInfo":
-    path = os.path.join(split_dir, INFO_FILENAME)
-    if not os.path.exists(path):
+  def load(cls, split_dir: str, check_shards: bool = True) -> "DatasetInfo":
+    """Reads `<split_dir>/dataset_info.json`.
+
+    check_shards: also check that every shard exists and has its recorded size (one stat
+    each; FileNotFoundError / integrity.ShardError name the shard and the fix), or warn once
+    when the split records no sizes. Off only for tools that repair the file itself."""
+    path = integrity.join(split_dir, INFO_FILENAME)
+    text = _read_text(path)
+    if text is None:
       raise FileNotFoundError(
           f"{path} not found: {split_dir!r} is not a prepared split. Create it with "
           f"`python -m hicmae_jax.data.prepare` (or hicmae_jax.data.synthetic for demo data).")
-    with open(path) as f:
-      raw = json.load(f)
+    try:
+      raw = json.loads(text)
+    except ValueError as e:
+      raise RecordError(f"{path} is not valid JSON ({e}): copy it again, or re-run the "
+                        f"prepare command") from None
     if raw.get("schema_version") != SCHEMA_VERSION:
       raise RecordError(f"{path}: schema_version {raw.get('schema_version')!r}, this code "
                         f"reads {SCHEMA_VERSION}: re-run the prepare command")
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in raw.items() if k in known})
+    info = cls(**{k: v for k, v in raw.items() if k in known})
+    if check_shards:
+      info.shard_paths(split_dir)
+    return info
 
   def shard_paths(self, split_dir: str) -> list[str]:
-    """Absolute shard paths; raises FileNotFoundError naming every missing shard."""
-    paths = [os.path.join(split_dir, s) for s in self.shards]
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-      raise FileNotFoundError(f"{len(missing)} shard file(s) of {split_dir!r} are missing: "
-                              f"{missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return paths
+    """Shard paths in order, after checking each exists and has its recorded size (see
+    integrity.check_sizes); warns once per split that records no sizes."""
+    if not self.shard_bytes:
+      integrity.warn_unrecorded(split_dir)
+    return integrity.check_sizes(split_dir, self.shards, self.shard_bytes)
+
+
+def _read_text(path: str) -> str | None:
+  """The file's text, None when it does not exist; a remote read that fails says why."""
+  if not integrity.is_remote(path):
+    if not os.path.exists(path):
+      return None
+    with open(path) as f:
+      return f.read()
+  from etils import epath
+  try:
+    return epath.Path(path).read_text()
+  except FileNotFoundError:
+    return None
+  except Exception as e:  # noqa: BLE001 - gcsfs/auth raise many types; one line names the path
+    raise ValueError(f"cannot read {path} ({type(e).__name__}: {' '.join(str(e).split())}); "
+                     f"check the bucket path and this machine's credentials (`gcloud auth "
+                     f"application-default login`, or the VM's service account)") from None
