@@ -260,11 +260,12 @@ def check_shared_workdir(workdir: str) -> None:
     if expected <= seen or time.monotonic() > deadline:
       break
     time.sleep(0.5)
-  missing = sorted(expected - seen, key=lambda m: int(m.split("_")[1]))
+  missing = sorted(int(m.split("_")[1]) for m in expected - seen)
   if missing:
     raise WorkdirNotShared(
         f"--workdir={workdir} is not shared by the job's {n} processes: process {me} (host "
-        f"{socket.gethostname()}) does not see the markers of {', '.join(missing)} in {folder}, "
+        f"{socket.gethostname()}) does not see the markers written by process(es) "
+        f"{', '.join(map(str, missing))} in {folder}, "
         f"so each process would write its own copy of the checkpoints and logs. Give every "
         f"process the same folder: a bucket (--workdir=gs://bucket/run) or a path on a file "
         f"system all hosts mount")

@@ -9,8 +9,11 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from configs import test_pretrain
 from hicmae_jax import checkpointing, eval_main, paths, runtime, train, writers
@@ -59,13 +62,15 @@ def _params(directory, step):
 
 @pytest.fixture(scope="module")
 def bucket_run(gcs, synthetic_dir):
-  """gs://.../pretrain: 2 steps by the train binary (its own process, its compilation cache in
-  the bucket too), then continued to 4 in this process."""
+  """gs://.../pretrain: 2 steps by the train binary (its own process), then continued to 4 in
+  this process."""
   workdir = f"{BUCKET}/pretrain"
-  env = dict(gcs, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env = dict(gcs, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=os.environ.get("HICMAE_TEST_JAX_CACHE",
+                                                      "/tmp/hicmae_jax_test_cache"))
   cmd = [sys.executable, "-m", "hicmae_jax.main", "--config=configs/test_pretrain.py",
          f"--workdir={workdir}", f"--config.data.synthetic_dir={synthetic_dir}",
-         "--config.num_train_steps=2", f"--config.compilation_cache_dir={BUCKET}/jax_cache"]
+         "--config.num_train_steps=2"]
   done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert checkpointing.finished_steps(checkpointing.checkpoint_dir(workdir)) == [2]
@@ -83,7 +88,8 @@ def test_pretraining_in_a_bucket_resumes_exactly(bucket_run, synthetic_dir, tmp_
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-  assert not any(np.array_equal(a[k], _params(workdir, 2)[k]) for k in a)
+  first = _params(workdir, 2)
+  assert any(not np.array_equal(a[k], first[k]) for k in a)
 
   # The rest of the workdir is in the bucket too, and nothing went to a local gs: folder.
   assert not os.path.exists(os.path.join(REPO, "gs:")) and not os.path.exists("gs:")
@@ -92,7 +98,6 @@ def test_pretraining_in_a_bucket_resumes_exactly(bucket_run, synthetic_dir, tmp_
   assert "encoder.patch_embed" in paths.read_bytes(f"{workdir}/parameters.txt").decode()
   losses = writers.read_event_scalars(workdir)["loss"]
   assert sorted(step for step, _ in losses) == [2, 4]  # one event file per part
-  assert paths.listdir(f"{BUCKET}/jax_cache")  # the train binary's compiled programs
   assert not paths.exists(f"{workdir}/{runtime.SHARED_CHECK_FOLDER}")
 
 
@@ -151,8 +156,19 @@ def test_converter_reads_and_writes_a_bucket(gcs, data_dir, tmp_path):
     np.testing.assert_array_equal(exported[k], original[k], err_msg=k)
 
 
-def test_compilation_cache_setting_empty_leaves_jax_alone():
-  import jax
+def test_compilation_cache_in_a_bucket(gcs):
   before = jax.config.jax_compilation_cache_dir
-  runtime.use_compilation_cache("")
+  runtime.use_compilation_cache("")  # config value '': JAX's setting stays
+  assert jax.config.jax_compilation_cache_dir == before
+  cache = f"{BUCKET}/jax_cache"
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  try:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    runtime.use_compilation_cache(cache)
+    jax.jit(lambda x: jnp.sin(x) * 3.5 + 0.25)(jnp.arange(7.0)).block_until_ready()
+    assert any(name.startswith("jit_") for name in paths.listdir(cache))
+  finally:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+    jax.config.update("jax_compilation_cache_dir", before)
+    compilation_cache.reset_cache()
   assert jax.config.jax_compilation_cache_dir == before
