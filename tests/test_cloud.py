@@ -6,6 +6,7 @@ persistent compilation cache land in the bucket; fine-tuning from a bucket check
 bucket and writing there. Nothing here is a local folder named gs:."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -172,3 +173,29 @@ def test_compilation_cache_in_a_bucket(gcs):
     jax.config.update("jax_compilation_cache_dir", before)
     compilation_cache.reset_cache()
   assert jax.config.jax_compilation_cache_dir == before
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_bucket_workdir(gcs, synthetic_dir, tmp_path):
+  """The multi-host command with a bucket workdir, as two local processes
+  (launch/local_multiprocess.sh): both pass the shared-workdir check through the bucket and
+  write one checkpoint there together."""
+  workdir, logs = f"{BUCKET}/two_processes", tmp_path / "logs"
+  env = dict(gcs, PYTHON=sys.executable, PYTHONUNBUFFERED="1",
+             JAX_COMPILATION_CACHE_DIR=os.environ.get("HICMAE_TEST_JAX_CACHE",
+                                                      "/tmp/hicmae_jax_test_cache"))
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  cmd = ["bash", "launch/local_multiprocess.sh", "--num_processes=2", "--devices_per_process=1",
+         f"--port={port}", f"--log_dir={logs}", "--", "--config=configs/test_pretrain.py",
+         f"--workdir={workdir}", f"--config.data.synthetic_dir={synthetic_dir}",
+         "--config.num_train_steps=2", "--heartbeat_timeout_s=60"]
+  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+  log0 = (logs / "process_0.log").read_text()
+  assert done.returncode == 0, log0[-3000:] + (logs / "process_1.log").read_text()[-3000:]
+  assert "processes: 2" in log0 and "is shared by the 2 processes" in log0
+  assert checkpointing.finished_steps(checkpointing.checkpoint_dir(workdir)) == [2]
+  assert json.loads(paths.read_bytes(f"{workdir}/results.json"))["step"] == 2
+  assert "step 2/2" in paths.read_bytes(f"{workdir}/train.log").decode()
+  assert not paths.exists(f"{workdir}/{runtime.SHARED_CHECK_FOLDER}")
