@@ -127,7 +127,8 @@ def test_finetune_eval_and_features_from_a_bucket(bucket_run, synthetic_dir):
                                      split_dir=os.path.join(synthetic_dir, "test"))
   assert summary["num_rows"] == 8
   loaded = features.load_features(out)
-  assert loaded.features.shape[0] == 8 and loaded.meta["weights"]["checkpoint"] == f"{ft_dir}/checkpoints"
+  assert loaded.features.shape[0] == 8
+  assert loaded.meta["weights"]["checkpoint"] == f"{ft_dir}/checkpoints"
 
 
 def test_converter_reads_and_writes_a_bucket(gcs, data_dir, tmp_path):
