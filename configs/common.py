@@ -99,6 +99,9 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.allow_config_change = False  # refuse to resume a workdir written with another config
   c.checkpoint_fallback = False   # a damaged latest checkpoint: use the previous one
   c.profile_steps = ()        # e.g. (10, 20): profiler trace window
+  # JAX's persistent compilation cache (local folder or gs://...): a restarted job or an eval
+  # of the same model loads its compiled programs. '' leaves JAX's own setting alone.
+  c.compilation_cache_dir = ""
   # Reconstruction figure (frames + spectrogram) in TensorBoard every N pre-training steps
   # (0 = never), of the first recon_num_clips clips of the run's first batch.
   c.recon_every_steps = 1000 if kind == "pretrain" else 0

@@ -8,6 +8,9 @@ A checkpoint folder (`<workdir>/checkpoints/<step>/`) holds the items
 Saves are asynchronous and atomic (Orbax writes to a temporary folder and renames it), so a
 run killed at any moment leaves only complete checkpoints behind.
 
+Every folder here may be local or in a bucket (gs://...): paths go through paths.py, and
+Orbax writes arrays with tensorstore's own GCS driver.
+
 Resume order (`resolve_start`): a checkpoint in the workdir (preemption), then `config.resume`
 (another run's checkpoint folder, full state), then `config.init_from` (weights only), then
 scratch.
@@ -23,6 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from hicmae_jax import paths
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def manager(directory: str, *, max_to_keep: int | None = None, async_save: bool 
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
       enable_async_checkpointing=async_save, **best)
-  return ocp.CheckpointManager(os.path.abspath(directory), item_names=ITEMS, options=options)
+  return ocp.CheckpointManager(paths.absolute(directory), item_names=ITEMS, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, *, params, train=None, data_iter=None,
@@ -82,7 +86,7 @@ def restore_params_as_saved(directory: str, step: int, sharding=None) -> dict[st
   machine), placed with `sharding` (default: this process's first device). The checkpoint's own
   shapes and dtypes; use `restore` with targets when they must match a model."""
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  path = os.path.join(os.path.abspath(directory), str(step), "params")
+  path = os.path.join(paths.absolute(directory), str(step), "params")
   meta = ocp.StandardCheckpointer().metadata(path)
   tree = getattr(meta, "item_metadata", meta)
   target = {k: jax.ShapeDtypeStruct(tuple(v.shape), v.dtype, sharding=sharding)
@@ -120,14 +124,14 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, A
 
 def _steps_or_explain(directory: str) -> list[int]:
   """The finished steps in `directory`; FileNotFoundError saying what is wrong if none."""
-  if not os.path.isdir(directory):
+  if not paths.isdir(directory):
     raise FileNotFoundError(
         f"checkpoint folder {directory!r} does not exist: pass a run's workdir, its "
         f"checkpoints/ folder or a converted checkpoint folder")
   steps = finished_steps(directory)
   if steps:
     return steps
-  unfinished = sorted(n for n in os.listdir(directory) if "orbax-checkpoint-tmp" in n)
+  unfinished = sorted(n for n in paths.listdir(directory) if "orbax-checkpoint-tmp" in n)
   if unfinished:
     raise FileNotFoundError(
         f"{directory!r} holds only unfinished saves ({', '.join(unfinished[:3])}): the run was "
@@ -159,7 +163,7 @@ def resolve_checkpoint_dir(path: str) -> str:
   """The checkpoint folder `path` names: `path` itself when it holds step folders (a
   checkpoints/ folder, a converted checkpoint, best_val/), else its checkpoints/ subfolder when
   there is one (a run's workdir), else `path` (read_meta then says what is wrong with it)."""
-  if finished_steps(path) or not os.path.isdir(checkpoint_dir(path)):
+  if finished_steps(path) or not paths.isdir(checkpoint_dir(path)):
     return path
   return checkpoint_dir(path)
 
@@ -167,7 +171,7 @@ def resolve_checkpoint_dir(path: str) -> str:
 def finished_steps(directory: str) -> list[int]:
   """Steps with a finished checkpoint folder in `directory` (a file listing, no Orbax manager;
   [] when the folder does not exist yet)."""
-  return list(ocp.utils.checkpoint_steps(directory)) if os.path.isdir(directory) else []
+  return list(ocp.utils.checkpoint_steps(directory)) if paths.isdir(directory) else []
 
 
 def resolve_start(workdir: str, resume: str, init_from: str) -> Start:

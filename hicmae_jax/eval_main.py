@@ -10,7 +10,8 @@ label, mean probability per class over the views, predicted class; see clip_pred
 Never creates an optimizer and never writes into the checkpoint folder. The model's sizes come
 from the checkpoint's metadata (the config's data and eval settings are used). The demo config
 means its fine-tuning part; a config with built-in synthetic data (config.data.synthetic_dir)
-evaluates that data's split unless --config.data.<split>_dir says otherwise.
+evaluates that data's split unless --config.data.<split>_dir says otherwise. The checkpoint and
+the results may be in a bucket (gs://...).
 """
 import json
 import logging
@@ -22,7 +23,7 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, runtime, sharding
+from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, paths, runtime, sharding
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -55,12 +56,11 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   if meta.get("kind") == "pretrain":
     raise ValueError(f"{directory} step {step} is a pre-training checkpoint: it has no "
                      f"classifier. Fine-tune it first (config.init_from) or export features.")
-  path = results_path or os.path.join(os.path.dirname(os.path.abspath(directory)),
-                                      f"eval_{split}_step{step}.json")
+  path = results_path or os.path.join(paths.parent(directory), f"eval_{split}_step{step}.json")
   predictions = predictions_path or default_predictions_path(path)
+  inside = os.path.join(paths.absolute(directory).rstrip("/"), "")
   for flag, file in (("--results", path), ("--predictions", predictions)):
-    if os.path.commonpath([os.path.abspath(file), os.path.abspath(directory)]) == \
-        os.path.abspath(directory):
+    if (paths.absolute(file) + "/").startswith(inside):
       raise ValueError(f"{flag}={file} is inside the checkpoint folder; eval never writes there")
   if not results_path:
     cli.check_output_file(path, "--results (default: beside the checkpoint folder)")
@@ -70,6 +70,7 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
     config.model = ml_collections.ConfigDict(meta["model"])
     config.model.hierarchy_layers = tuple(config.model.hierarchy_layers)
     config.kind = "finetune"
+  runtime.use_compilation_cache(config.get("compilation_cache_dir", ""))
   mesh = sharding.make_mesh(config.mesh)
   model = nnx.eval_shape(lambda: FinetuneModel(config.model, rngs=nnx.Rngs(0)))
   view = params_lib.ParamsView(model)
@@ -83,7 +84,7 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   report = evaluate.run_eval(config, params, view, mesh, split_dir, split,
                              class_names=info.class_names, predictions_path=predictions,
                              per_view_scores=per_view_scores)
-  report["checkpoint"] = os.path.abspath(directory)
+  report["checkpoint"] = paths.absolute(directory)
   report["step"] = int(step)
   if jax.process_index() == 0:
     io_utils.write_json(path, report)
@@ -117,11 +118,11 @@ def check_inputs(config, checkpoint: str, step: int | None, split: str, results_
 
 def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
   """The folder holding the step folders: `checkpoint` itself or its checkpoints/."""
-  if checkpoint.endswith(".pth") and os.path.isfile(checkpoint):
+  if checkpoint.endswith(".pth") and paths.isfile(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint} is an original PyTorch file: convert it "
                        f"first (python -m hicmae_jax.tools.convert_checkpoint --input="
                        f"{checkpoint} --output=<folder>) and evaluate the folder")
-  if not os.path.isdir(checkpoint):
+  if not paths.isdir(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint}: no such folder; give a run's workdir, its "
                        f"checkpoints/ folder or a converted checkpoint")
   directory = checkpointing.resolve_checkpoint_dir(checkpoint)

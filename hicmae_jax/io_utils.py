@@ -1,6 +1,8 @@
-"""Atomic file writes: JSON reports and binary files (PNG), never seen half-written."""
+"""Atomic file writes: JSON reports and binary files (PNG), never seen half-written, on a
+local disk or in a bucket (gs://, through paths.py)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -8,14 +10,22 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from hicmae_jax import paths
+
 
 def atomic_write(path, write: Callable[[BinaryIO], Any]) -> None:
   """write(file object) into a temporary file next to `path`, then rename it over `path`, so a
   reader (or a crash) never sees a half-written file.
 
   The temporary file is made with open(), not tempfile.mkstemp: mkstemp creates mode 0600,
-  which the rename would carry over; open() gives the usual 0666 minus the umask."""
+  which the rename would carry over; open() gives the usual 0666 minus the umask. In a bucket
+  the bytes are built in memory and uploaded as one object, which appears whole or not at all."""
   path = os.fspath(path)
+  if paths.is_remote(path):
+    buf = io.BytesIO()
+    write(buf)
+    paths.write_bytes(path, buf.getvalue())
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{os.path.basename(path)}")
@@ -49,5 +59,4 @@ def write_json(path, obj) -> None:
 
 
 def read_json(path) -> Any:
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(paths.read_bytes(path))

@@ -1,12 +1,17 @@
 """Process start-up and multi-process plumbing shared by the binaries: distributed init,
 barriers, fail-fast exit, logging (and the known-benign start-up noise it drops), the versions
-banner. Command-line parsing and bad-input errors are cli.py."""
+banner, the persistent compilation cache, the shared-workdir check. Command-line parsing and
+bad-input errors are cli.py."""
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
+import socket
 import sys
+import tempfile
+import time
 import traceback
 from typing import Callable
 
@@ -100,8 +105,8 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
     log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
               "".join(traceback.format_exception(error)))
     code = 1
-  for handler in logging.getLogger().handlers:  # os._exit skips the usual flush
-    handler.flush()
+  for handler in logging.getLogger().handlers:  # os._exit skips the usual flush (and close)
+    getattr(handler, "upload", handler.flush)()
   sys.stdout.flush()
   sys.stderr.flush()
   os._exit(code)
@@ -132,10 +137,58 @@ def quiet_known_noise() -> None:
     absl_logger.addFilter(_DropBenign())
 
 
+class UploadedLogHandler(logging.FileHandler):
+  """train.log of a workdir in a bucket, where a file cannot be appended to: the log is written
+  to a local file (continuing the bucket's copy of an earlier attempt) and uploaded whole at
+  most every `every_s` seconds, at close (the normal exit) and on a fail-fast exit."""
+
+  def __init__(self, remote: str, every_s: float):
+    from hicmae_jax import paths
+    self._paths = paths
+    self.remote, self.every_s = remote, every_s
+    local = os.path.join(tempfile.mkdtemp(prefix="hicmae_log_"), "train.log")
+    if paths.exists(remote):
+      with open(local, "wb") as f:
+        f.write(paths.read_bytes(remote))
+    super().__init__(local)
+    self._last_upload = time.monotonic()
+    self._closed = False
+    # Before the interpreter's own exit hooks (atexit runs the latest first): logging's shutdown
+    # comes after gcsfs has closed its HTTP session.
+    atexit.register(self.close)
+
+  def flush(self) -> None:
+    super().flush()
+    if not self._closed and time.monotonic() - self._last_upload >= self.every_s:
+      self.upload()
+
+  def upload(self) -> None:
+    """Flushes and copies the whole local log to the bucket."""
+    if self.stream is not None:
+      self.stream.flush()
+    self._last_upload = time.monotonic()
+    try:
+      self._paths.copy_file(self.baseFilename, self.remote)
+    except Exception as e:  # noqa: BLE001 - a failed upload must not stop training; next one
+      print(f"train.log could not be uploaded to {self.remote}: {e}", file=sys.stderr)
+
+  def close(self) -> None:
+    if self._closed:
+      return
+    super().close()
+    self.upload()
+    self._closed = True
+
+
+# Seconds between uploads of train.log to a bucket (it is also uploaded at exit).
+LOG_UPLOAD_EVERY_S = 60.0
+
+
 def setup_logging(workdir: str | None = None) -> None:
   """Readable logs on process 0 (stderr and <workdir>/train.log); warnings only elsewhere.
 
-  Creates `workdir`: check it (cli.check_output_dir) and the config before calling this."""
+  Creates `workdir`: check it (cli.check_output_dir) and the config before calling this. In a
+  bucket, train.log is written locally and uploaded (UploadedLogHandler)."""
   quiet_known_noise()
   level = logging.INFO if jax.process_index() == 0 else logging.WARNING
   fmt = logging.Formatter("%(asctime)s %(levelname).1s %(name)s] %(message)s", "%H:%M:%S")
@@ -147,12 +200,79 @@ def setup_logging(workdir: str | None = None) -> None:
   stream.setFormatter(fmt)
   root.addHandler(stream)
   if workdir and jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    fh = logging.FileHandler(os.path.join(workdir, "train.log"))
+    from hicmae_jax import paths
+    paths.makedirs(workdir)
+    log_path = os.path.join(workdir, "train.log")
+    fh = (UploadedLogHandler(log_path, LOG_UPLOAD_EVERY_S) if paths.is_remote(workdir)
+          else logging.FileHandler(log_path))
     fh.setFormatter(fmt)
     root.addHandler(fh)
-  for noisy in ("absl", "jax._src", "orbax", "grain"):
+  for noisy in ("absl", "jax._src", "orbax", "grain", "fsspec", "gcsfs"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def use_compilation_cache(directory: str) -> None:
+  """JAX's persistent compilation cache in `directory` (local or gs://): a restarted job, or
+  an eval of the same model, loads its compiled programs instead of compiling them again.
+  '' leaves JAX's setting as it is (e.g. JAX_COMPILATION_CACHE_DIR, or the tests' cache)."""
+  if not directory or jax.config.jax_compilation_cache_dir == directory:
+    return
+  from jax.experimental.compilation_cache import compilation_cache
+  jax.config.update("jax_compilation_cache_dir", directory)
+  compilation_cache.reset_cache()  # the cache opens once per process: reopen it here
+  log.info("persistent compilation cache: %s", directory)
+
+
+# Shared-workdir check: where the markers go, and how long a process waits for the others'
+# markers to show up (a network file system may show another host's new file a little late).
+SHARED_CHECK_FOLDER = ".shared_workdir_check"
+SHARED_CHECK_WAIT_S = 15.0
+
+
+class WorkdirNotShared(ValueError):
+  """The processes of a multi-process job do not see one workdir."""
+
+
+def check_shared_workdir(workdir: str) -> None:
+  """Every process of a multi-process job sees the same workdir, or the job stops here.
+
+  Each process writes a marker under the workdir; after a barrier every process (process 0
+  first of all) looks for all of them. A local path on each host (each process writing its own
+  copy of checkpoints and logs, a restarted job on new machines finding nothing) shows only its
+  own marker and stops with WorkdirNotShared, one line naming the fix. Process 0 clears markers
+  of earlier attempts first, so its view is never stale. A no-op on one process."""
+  n = jax.process_count()
+  if n == 1:
+    return
+  from hicmae_jax import paths
+  me = jax.process_index()
+  folder = os.path.join(workdir, SHARED_CHECK_FOLDER)
+  if me == 0:
+    paths.rmtree(folder)
+  barrier("workdir_check_cleared")
+  paths.write_bytes(os.path.join(folder, f"process_{me}"),
+                    f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+  barrier("workdir_check_written")
+  expected = {f"process_{i}" for i in range(n)}
+  deadline = time.monotonic() + SHARED_CHECK_WAIT_S
+  while True:
+    seen = set(paths.listdir(folder)) if paths.isdir(folder) else set()
+    if expected <= seen or time.monotonic() > deadline:
+      break
+    time.sleep(0.5)
+  missing = sorted(int(m.split("_")[1]) for m in expected - seen)
+  if missing:
+    raise WorkdirNotShared(
+        f"--workdir={workdir} is not shared by the job's {n} processes: process {me} (host "
+        f"{socket.gethostname()}) does not see the markers written by process(es) "
+        f"{', '.join(map(str, missing))} in {folder}, "
+        f"so each process would write its own copy of the checkpoints and logs. Give every "
+        f"process the same folder: a bucket (--workdir=gs://bucket/run) or a path on a file "
+        f"system all hosts mount")
+  barrier("workdir_check_seen")
+  if me == 0:
+    paths.rmtree(folder)
+  log.info("workdir %s is shared by the %d processes", workdir, n)
 
 
 def banner() -> None:

@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import (checkpointing, io_utils, objectives, optim, periodic, preemption, runtime,
-                        sharding, writers)
+from hicmae_jax import (checkpointing, io_utils, objectives, optim, paths, periodic, preemption,
+                        runtime, sharding, writers)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config  # noqa: F401 (train.validate_config)
 from hicmae_jax.data import pipeline, schema, synthetic
@@ -332,7 +332,7 @@ def _finished_results(workdir: str, start: checkpointing.Start, total_steps: int
   and writes nothing: results.json and TensorBoard keep what it wrote. Every process reads the
   file, as they all read the checkpoint folder (a shared file system)."""
   path = results_path(workdir)
-  if start.mode != "workdir" or start.step != total_steps or not os.path.exists(path):
+  if start.mode != "workdir" or start.step != total_steps or not paths.exists(path):
     return None
   results = io_utils.read_json(path)
   if results.get("step") != total_steps:
@@ -465,8 +465,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains as the config says; returns the final metrics (also written to workdir)."""
   # ---- setup ---------------------------------------------------------------------------------
   validate_config(config)
+  runtime.use_compilation_cache(config.get("compilation_cache_dir", ""))
   ensure_synthetic_data(config)
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)  # local or gs://bucket/... (paths.py)
+  runtime.check_shared_workdir(workdir)  # every process writes the same checkpoints
   task = TASKS[config.kind]
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch_divisible(config.global_batch_size, mesh)

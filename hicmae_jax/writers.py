@@ -11,6 +11,11 @@ imports that instead of its TF one and everything else in clu works as usual:
   from clu import periodic_actions
 
 When TensorFlow is importable nothing is replaced (clu's own writer is used).
+
+A logdir in a bucket (gs://...) works as is: tensorboardX writes gs:// event files itself, with
+google-cloud-storage (a gcsfs requirement). Its GCS record writer keeps the file in memory and
+uploads it whole at each flush (clu flushes at summaries and at the end), so the bucket holds
+every value up to the last flush.
 `read_event_scalars(logdir)` reads scalars back without TensorBoard (tests, tools).
 """
 from __future__ import annotations
@@ -27,10 +32,13 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from tensorboardX import summary as tbx
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
 from tensorboardX.record_writer import masked_crc32c
+
+from hicmae_jax import paths
 
 _SHIM_NAME = "clu.metric_writers.summary_writer"
 
@@ -73,7 +81,8 @@ class TensorboardXSummaryWriter:
   def __init__(self, logdir: str):
     super().__init__()
     self._logdir = os.fspath(logdir)
-    os.makedirs(self._logdir, exist_ok=True)
+    paths.makedirs(self._logdir)
+    # tensorboardX picks its writer by the path's scheme: a local file or a gs:// object.
     self._events = EventsWriter(os.path.join(self._logdir, "events"))
     self._closed = False
 
@@ -248,7 +257,7 @@ def iter_event_records(path: str):
 
   Framing: uint64 length, uint32 masked crc32c(length), data, uint32 masked crc32c(data).
   """
-  with open(path, "rb") as f:
+  with epath.Path(path).open("rb") as f:
     while True:
       header = f.read(8)
       if not header:
@@ -267,9 +276,13 @@ def iter_event_records(path: str):
 
 
 def read_events(logdir: str) -> list:
-  """All Event protos of every events.out.tfevents.* file under logdir (recursively)."""
-  files = sorted(glob.glob(os.path.join(os.fspath(logdir), "**", "events.out.tfevents.*"),
-                           recursive=True))
+  """All Event protos of every events.out.tfevents.* file under logdir (recursively; in a
+  bucket, logdir's own files only: a recursive listing there costs a request per folder)."""
+  if paths.is_remote(logdir):
+    files = sorted(map(str, paths.as_path(logdir).glob("events.out.tfevents.*")))
+  else:
+    files = sorted(glob.glob(os.path.join(os.fspath(logdir), "**", "events.out.tfevents.*"),
+                             recursive=True))
   return [event_pb2.Event.FromString(r) for path in files for r in iter_event_records(path)]
 
 

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Pre-training on a multi-host TPU VM slice: create (or reuse) the slice, install, copy the
-# code and config, start the train binary on every worker, stream worker 0's log.
+# code and config, start the train binary on every worker, stream worker 0's console
+# (~/hicmae/console.log on each worker; the run's own train.log is in the workdir).
 #
 #   launch/tpu_pod.sh [--dry-run] --name=hicmae --zone=us-central2-b --type=v4-32 \
 #       --config=configs/pretrain_base.py --workdir=gs://bucket/hicmae_base [-- extra flags]
+#
+# The workdir must be one folder every worker sees: a bucket (gs://...; checkpoints, TensorBoard
+# events, train.log and results go there, read through gcsfs and tensorstore with the VM's
+# service account), or a file system mounted on every worker. The train binary checks this before
+# the first step and stops naming the problem otherwise. JAX's compilation cache goes to
+# <workdir>/jax_cache (--compilation_cache=DIR to change, --compilation_cache= for none), so a
+# restarted job loads its compiled step instead of compiling it again.
 set -euo pipefail
 dry_run=0; name=hicmae; zone=""; type=v4-32; version=tpu-ubuntu2204-base; config=""; workdir=""
-extra=()
+cache="-"; extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dry-run) dry_run=1 ;;
@@ -16,6 +24,7 @@ while [[ $# -gt 0 ]]; do
     --version=*) version="${1#*=}" ;;
     --config=*) config="${1#*=}" ;;
     --workdir=*) workdir="${1#*=}" ;;
+    --compilation_cache=*) cache="${1#*=}" ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -23,6 +32,8 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$zone" && -n "$config" && -n "$workdir" ]] || {
   echo "usage: tpu_pod.sh [--dry-run] --zone=Z --config=C --workdir=W [--name=N --type=T]" >&2; exit 2; }
+[[ "$cache" == "-" ]] && cache="${workdir%/}/jax_cache"
+[[ -n "$cache" ]] && extra=("--config.compilation_cache_dir=${cache}" "${extra[@]}")
 run() { if [[ $dry_run -eq 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi; }
 ssh_all() { run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$1"; }
 
@@ -34,6 +45,7 @@ run tar czf /tmp/hicmae_code.tgz --exclude=.git --exclude=workdirs .
 run gcloud compute tpus tpu-vm scp /tmp/hicmae_code.tgz "$name":~/ --zone="$zone" --worker=all
 ssh_all "mkdir -p hicmae && tar xzf hicmae_code.tgz -C hicmae && cd hicmae && pip install -q 'jax[tpu]==0.10.2' && pip install -q -r requirements.txt"
 # Every worker runs the same program; jax.distributed.initialize() finds the slice by itself.
-flags=$(printf '%q ' "${extra[@]}")
-ssh_all "cd hicmae && nohup python -m hicmae_jax.main --config=${config} --workdir=${workdir} ${flags} > train.log 2>&1 &"
-run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=0 --command="tail -f hicmae/train.log"
+flags=""
+[[ ${#extra[@]} -gt 0 ]] && flags=$(printf '%q ' "${extra[@]}")
+ssh_all "cd hicmae && nohup python -m hicmae_jax.main --config=${config} --workdir=${workdir} ${flags} > console.log 2>&1 &"
+run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=0 --command="tail -f hicmae/console.log"

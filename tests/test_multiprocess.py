@@ -4,6 +4,8 @@ jax.distributed with gloo CPU collectives, several fake CPU devices per process.
 - 2 processes x 2 devices, pre-empted (SIGTERM to one process) and resumed, and 4 processes x
   1 device on a data 2 x fsdp 2 mesh end with the parameters of a one-process run with the same
   global batch and seed.
+- Each process writing its own local workdir stops the job before the first step with one
+  error line naming the fix (the shared case passes the check in the runs above).
 - Killing one process stops the others with a clear error in bounded time, and the last
   complete checkpoint restores. A process that raises exits at once with its traceback, and
   the others stop too (no wait at the shutdown barrier).
@@ -150,6 +152,7 @@ def test_two_processes_preempted_and_resumed_match_one_process(reference):
   os.kill(_pid_of(1, workdir), signal.SIGTERM)  # the notice reaches one process only
   rc, out = _finish(proc)
   assert rc == 0, out[-4000:]
+  assert "is shared by the 2 processes" in _log(logs, 0)
   stopped = [int(line.rsplit("preempted at step ", 1)[1].split(":")[0])
              for p in range(2) for line in _log(logs, p).splitlines()
              if "preempted at step" in line]
@@ -179,6 +182,33 @@ def test_four_processes_with_fsdp_match_one_process(reference):
   step, params = _params(root / "mp4")
   assert step == STEPS
   _assert_same_params(params, reference["params"], reference["start"])
+
+
+def test_per_process_local_workdirs_stop_the_job(tmp_path):
+  """Two hosts given a local path each: started by hand with different --workdir values."""
+  port, synthetic_dir = _free_port(), tmp_path / "synthetic"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "hicmae_jax.main", f"--coordinator_address=127.0.0.1:{port}",
+       "--num_processes=2", f"--process_id={i}",
+       f"--config={REPO / 'configs' / 'test_pretrain.py'}", f"--workdir={tmp_path / f'host{i}'}",
+       f"--config.data.synthetic_dir={synthetic_dir}", f"--heartbeat_timeout_s={HEARTBEAT_S}"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      start_new_session=True) for i in range(2)]
+  outs = []
+  for proc in procs:
+    try:
+      outs.append(proc.communicate(timeout=180)[0])
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+      pytest.fail("the job with unshared workdirs did not stop within 180 s")
+  for i, (proc, out) in enumerate(zip(procs, outs)):
+    assert proc.returncode == 2, out[-4000:]
+    assert f"--workdir={tmp_path / f'host{i}'} is not shared by the job's 2 processes" in out
+    assert "gs://bucket/run" in out and "Traceback" not in out, out[-4000:]
+    assert not (tmp_path / f"host{i}" / "checkpoints").exists()
 
 
 def test_killing_one_process_stops_the_others(reference):

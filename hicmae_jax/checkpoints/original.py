@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from hicmae_jax import experiments
+from hicmae_jax import experiments, paths
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.checkpoints.pth_reader import read_torch_checkpoint
 from hicmae_jax.models import params as params_lib
@@ -300,7 +300,7 @@ def read_original(path: str, *, explicit: Mapping[str, Any] | None = None,
   flat = {params_lib.key_of(p): v for p, v in params.items()}
   epoch = obj.get("epoch") if isinstance(obj, Mapping) else None
   meta = {"kind": kind, "model": cfg.to_dict(), "step": 0,
-          "source": {"converted_from": os.path.abspath(path),
+          "source": {"converted_from": paths.absolute(path),
                      "epoch": epoch if isinstance(epoch, (int, float)) else None,
                      "num_tensors": len(state_dict),
                      "num_values": int(sum(v.size for v in state_dict.values())),

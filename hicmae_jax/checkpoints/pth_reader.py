@@ -15,6 +15,7 @@ import zipfile
 from typing import Any, BinaryIO
 
 import numpy as np
+from etils import epath
 
 from hicmae_jax.checkpoints.pth_format import CheckpointFormatError
 from hicmae_jax.checkpoints.pth_unpickle import (
@@ -143,7 +144,8 @@ def read_torch_checkpoint(path: str | os.PathLike | BinaryIO) -> Any:
     return _read_guarded(name, path)
   path_str = os.fspath(path)
   # Opening errors (missing file, permissions) are not format problems: let them through.
-  with open(path_str, "rb") as f:
+  # epath: a gs://... file is read in place (zip members are located by seeking).
+  with epath.Path(path_str).open("rb") as f:
     return _read_guarded(path_str, f)
 
 

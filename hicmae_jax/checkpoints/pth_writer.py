@@ -12,15 +12,18 @@ import hashlib
 import io
 import math
 import os
+import posixpath
 import secrets
 import struct
 import sys
+import tempfile
 import zipfile
 from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
 
+from hicmae_jax import paths
 from hicmae_jax.checkpoints.pth_format import STORAGE_DTYPES, contiguous_strides
 
 __all__ = ["write_torch_checkpoint", "save_state_dict_like_original"]
@@ -320,6 +323,13 @@ def write_torch_checkpoint(path: str | os.PathLike, obj: Any) -> None:
     TypeError / ValueError: unsupported object or dtype (nothing is written).
   """
   path_str = os.fspath(path)
+  if paths.is_remote(path_str):
+    # A bucket has no rename: write the file here, then upload it as one object.
+    with tempfile.TemporaryDirectory(prefix="hicmae_pth_") as tmp_dir:
+      local = os.path.join(tmp_dir, posixpath.basename(path_str))
+      write_torch_checkpoint(local, obj)
+      paths.copy_file(local, path_str)
+    return
   # Serialise first: unsupported input fails before any file is touched.
   pickler = _CheckpointPickler()
   pickle_bytes = pickler.dump(obj)

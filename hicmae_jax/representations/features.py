@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from hicmae_jax import checkpointing, experiments
+from hicmae_jax import checkpointing, experiments, io_utils, paths
 from hicmae_jax.checkpoints import mapping, original, transfer
 from hicmae_jax.data import prepare, sampling, schema, stages
 from hicmae_jax.data.options import AudioOptions, VideoOptions
@@ -97,17 +98,17 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
   if not checkpoint:
     raise ValueError("no checkpoint given: pass --checkpoint=<workdir, checkpoint folder or "
                      ".pth> (or --random_init for the untrained baseline)")
-  if not os.path.exists(checkpoint):
+  if not paths.exists(checkpoint):
     raise FileNotFoundError(f"checkpoint {checkpoint!r} not found: pass a run's workdir, its "
                             f"checkpoints/ folder, a converted checkpoint folder or an "
                             f"original .pth file")
-  if os.path.isfile(checkpoint):
+  if paths.isfile(checkpoint):
     if not checkpoint.endswith((".pth", ".pt")):
       raise ValueError(f"checkpoint {checkpoint!r} is a file but not a .pth: pass an original "
                        f"PyTorch checkpoint or one of our checkpoint folders")
     read = original.read_original(checkpoint, config=model_hint)
     return Weights(read.kind, read.model, {k: np.asarray(v) for k, v in read.params.items()},
-                   {"checkpoint": os.path.abspath(checkpoint), "step": None,
+                   {"checkpoint": paths.absolute(checkpoint), "step": None,
                     **read.meta["source"]})
   step, meta, raw = checkpointing.read_params(checkpoint, step)
   directory = checkpointing.resolve_checkpoint_dir(checkpoint)
@@ -116,7 +117,7 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
                      f"kind; it was not written by this code or its converter")
   return Weights(meta["kind"], _model_config(meta["model"]),
                  {k: np.asarray(v) for k, v in raw.items()},
-                 {"checkpoint": os.path.abspath(directory), "step": int(step),
+                 {"checkpoint": paths.absolute(directory), "step": int(step),
                   "config": meta.get("config")})
 
 
@@ -403,27 +404,25 @@ def extract(extractors: dict[str, FeatureExtractor], clips: Iterable[schema.Clip
 def write_features(output_dir: str, arrays: dict[str, np.ndarray], rows: Sequence[dict],
                    meta: dict[str, Any]) -> None:
   """features.npy (arrays["feature"]), <name>.npy for the other arrays, metadata.json last
-  (its presence marks a complete export)."""
+  (its presence marks a complete export). output_dir may be in a bucket (gs://...)."""
   if FEATURE_KEY not in arrays:
     raise ValueError(f"arrays lack {FEATURE_KEY!r}: {sorted(arrays)}")
   for name, value in arrays.items():
     if value.shape[0] != len(rows):
       raise ValueError(f"array {name} has {value.shape[0]} rows, metadata {len(rows)}")
-  os.makedirs(output_dir, exist_ok=True)
+  paths.makedirs(output_dir)
   meta_path = os.path.join(output_dir, METADATA_FILENAME)
-  if os.path.exists(meta_path):
-    os.remove(meta_path)  # the folder is being rewritten: not complete until the end
+  paths.remove(meta_path)  # the folder is being rewritten: not complete until the end
   files = {}
   for name, value in arrays.items():
     fname = FEATURES_FILENAME if name == FEATURE_KEY else f"{name}.npy"
-    np.save(os.path.join(output_dir, fname), np.asarray(value, np.float32))
+    array = np.asarray(value, np.float32)
+    io_utils.atomic_write(os.path.join(output_dir, fname), lambda f, a=array: np.save(f, a))
     files[name] = {"file": fname, "shape": list(value.shape)}
   doc = {"format_version": FORMAT_VERSION, "num_rows": len(rows), "arrays": files,
          **meta, "rows": list(rows)}
-  tmp = meta_path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(doc, f, indent=1, default=str)
-  os.replace(tmp, meta_path)
+  text = json.dumps(doc, indent=1, default=str)
+  io_utils.atomic_write(meta_path, lambda f: f.write(text.encode("utf-8")))
 
 
 @dataclasses.dataclass
@@ -448,24 +447,27 @@ class FeatureSet:
     if name not in files:
       raise KeyError(f"{self.directory} has no {name!r} array (has {sorted(files)}); export "
                      f"with --per_layer for the per-layer pieces")
-    return np.load(os.path.join(self.directory, files[name]["file"]))
+    return _load_npy(os.path.join(self.directory, files[name]["file"]))
+
+
+def _load_npy(path: str) -> np.ndarray:
+  return np.load(io.BytesIO(paths.read_bytes(path)))
 
 
 def load_features(directory: str) -> FeatureSet:
   """Reads a folder written by `write_features`; clear errors for unfinished or foreign ones."""
   path = os.path.join(directory, METADATA_FILENAME)
-  if not os.path.isdir(directory):
+  if not paths.isdir(directory):
     raise FileNotFoundError(f"features folder {directory!r} not found: create it with "
                             f"`python -m hicmae_jax.tools.export_features`")
-  if not os.path.exists(path):
+  if not paths.exists(path):
     raise FileNotFoundError(f"{path} not found: {directory!r} is not a finished feature export "
                             f"(re-run `python -m hicmae_jax.tools.export_features`)")
-  with open(path) as f:
-    meta = json.load(f)
+  meta = io_utils.read_json(path)
   if meta.get("format_version") != FORMAT_VERSION:
     raise ValueError(f"{path}: format_version {meta.get('format_version')!r}, this code reads "
                      f"{FORMAT_VERSION}")
-  features = np.load(os.path.join(directory, meta["arrays"][FEATURE_KEY]["file"]))
+  features = _load_npy(os.path.join(directory, meta["arrays"][FEATURE_KEY]["file"]))
   rows = meta["rows"]
   if features.shape[0] != len(rows):
     raise ValueError(f"{directory}: features.npy has {features.shape[0]} rows, metadata "

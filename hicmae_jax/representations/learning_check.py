@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hicmae_jax import io_utils, train
+from hicmae_jax import io_utils, paths, train
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
@@ -68,7 +68,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   if not config.data.synthetic_dir:
     raise ValueError("the learning check runs on the synthetic data: set "
                      "config.data.synthetic_dir")
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)  # local or gs://...
   times = {}
   # 1. pre-training (resumes, or does nothing, when the run is already there)
   pre_dir = os.path.join(workdir, "pretrain")

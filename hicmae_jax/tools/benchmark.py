@@ -30,7 +30,7 @@ import numpy as np
 from absl import flags as absl_flags
 from flax import nnx
 
-from hicmae_jax import evaluate, experiments, host_info, masking, sharding, train
+from hicmae_jax import evaluate, experiments, host_info, masking, runtime, sharding, train
 from hicmae_jax.data import stage_timing
 from hicmae_jax.models import common as model_common
 from hicmae_jax.models import params as params_lib
@@ -283,6 +283,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--worker_counts", default="0,1,2")
   p.add_argument("--pipeline_batches", type=int, default=10)
   p.add_argument("--stage_records", type=int, default=8, help="records timed per stage")
+  p.add_argument("--compilation_cache_dir", default="",
+                 help="JAX's persistent compilation cache (local or gs://; the config's "
+                      "compilation_cache_dir): a second run's compile_s is the cache load")
   p.add_argument("--out", default="benchmark.json")
   return p
 
@@ -301,6 +304,8 @@ def _config_and_sections(a: argparse.Namespace):
       config.model.attention_impl = a.attention_impl
     config.model.remat = a.remat or config.model.remat
     config.loss.contrastive_group_size = 0
+    if a.compilation_cache_dir:
+      config.compilation_cache_dir = a.compilation_cache_dir
   what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
   if what - {"step", "eval", "pipeline"}:
     raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
@@ -326,6 +331,7 @@ def _balance(report: dict[str, Any]) -> dict[str, Any]:
 
 def run_benchmarks(config, what: set[str], a: argparse.Namespace) -> dict[str, Any]:
   fresh = config.copy_and_resolve_references
+  runtime.use_compilation_cache(config.get("compilation_cache_dir", ""))
   report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
                             "num_devices": jax.device_count(), "host": host_info.describe(),
                             "config": a.config, "kind": config.kind, "size": config.model.size,
