@@ -1,0 +1,98 @@
+"""The package's layering and size rules (docs/ARCHITECTURE.md), checked from the source.
+
+Layers only point down: nothing in hicmae_jax imports the command-line tools or the repository's
+configs/, the trainer does not import representations, pure maths does not import models, and
+no two folders import each other. Modules stay under 600 lines, functions under 80."""
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hicmae_jax"
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+# Still over the limits (issue 14 open): prepare.py's shard writer is to be split by job. Listed
+# so that the rest cannot grow past the limits; the test fails once these are fixed, to drop them.
+KNOWN_OVERSIZE = {"hicmae_jax/data/prepare.py", "hicmae_jax/data/prepare.py:prepare_split"}
+
+
+def _modules():
+  return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def _module_name(path: pathlib.Path) -> str:
+  rel = path.relative_to(PACKAGE.parent).with_suffix("")
+  parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+  return ".".join(parts)
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """Every module name `path` imports (absolute; relative imports resolved)."""
+  tree = ast.parse(path.read_text(), str(path))
+  here = _module_name(path).split(".")
+  package = here if path.name == "__init__.py" else here[:-1]
+  out = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      out.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+      out.add(base)
+      out.update(f"{base}.{a.name}" for a in node.names)
+  return out
+
+
+def _folder(module: str) -> str:
+  """The layer a module belongs to: its sub-package, or the top-level module itself."""
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_no_module_imports_tools_or_configs():
+  bad = [f"{p.relative_to(PACKAGE.parent)} imports {m}" for p in _modules()
+         if not p.is_relative_to(PACKAGE / "tools")
+         for m in _imports(p) if m.startswith(("hicmae_jax.tools", "configs"))]
+  assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module, forbidden", [
+    ("hicmae_jax/train.py", "hicmae_jax.representations"),
+    ("hicmae_jax/targets.py", "hicmae_jax.models"),
+    ("hicmae_jax/losses.py", "hicmae_jax.models"),
+    ("hicmae_jax/masking.py", "hicmae_jax.models"),
+])
+def test_lower_layers_do_not_import_upper_ones(module, forbidden):
+  path = PACKAGE.parent / module
+  assert not [m for m in _imports(path) if m.startswith(forbidden)], (module, forbidden)
+
+
+def test_no_import_cycle_between_folders():
+  edges: dict[str, set[str]] = {}
+  for p in _modules():
+    src = _folder(_module_name(p))
+    for m in _imports(p):
+      if m.startswith("hicmae_jax.") and (PACKAGE / m.split(".")[1]).is_dir():
+        dst = _folder(m)
+        if dst != src and (PACKAGE / src).is_dir():
+          edges.setdefault(src, set()).add(dst)
+  cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a in edges.get(b, ()))
+  assert not cycles, cycles
+
+
+def test_module_and_function_sizes():
+  too_long = []
+  for p in _modules():
+    text = p.read_text()
+    rel = p.relative_to(PACKAGE.parent)
+    if len(text.splitlines()) > MAX_MODULE_LINES:
+      too_long.append(str(rel))
+    for node in ast.walk(ast.parse(text)):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = node.end_lineno - node.lineno + 1
+        if n > MAX_FUNCTION_LINES:
+          too_long.append(f"{rel}:{node.name}")
+  assert set(too_long) == KNOWN_OVERSIZE, sorted(set(too_long) ^ KNOWN_OVERSIZE)
