@@ -16,9 +16,9 @@ from hicmae_jax.representations.features import export_features
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_nested_experiments_decide_over_the_placeholder_model():
+def test_nested_experiments_decide_the_model():
   config = demo.get_config()
-  assert config.model.dim == 32  # the top-level placeholder (test size), never used
+  assert "model" not in config  # the demo's top level holds only its two runs
   assert experiments.experiment_for_kind(config, "pretrain") is config.pretrain
   assert experiments.model_config_for_kind(config, "finetune").dim == 64
   assert experiments.model_config_for_kind(config, "finetune").num_classes == 4
