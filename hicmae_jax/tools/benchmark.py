@@ -131,7 +131,7 @@ def _xla_flops(compiled) -> float | None:
 def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
   """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
 
-  compiled, state, data, compile_s = _compiled_step(config, batch)
+  compiled, state, data, compile_s = compiled_step(config, batch)
   times = []
   for i in range(warmup + steps):
     t = time.perf_counter()
@@ -210,9 +210,19 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
           "batch": batch}
 
 
-def _compiled_step(config, batch: int):
+def load_experiment(spec: str):
+  """The experiment config of `config file[:arg]`; the demo's nested config gives its
+  pre-training run unless the arg names another."""
+  config = experiments.load_config_file(spec)
+  if experiments.nested_experiments(config):
+    config = experiments.experiment_for_kind(config, spec.partition(":")[2] or "pretrain")
+  return config
+
+
+def compiled_step(config, batch: int, compiler_options: dict[str, str] | None = None):
   """(compiled training step, its initial state, a synthetic device batch, seconds spent
-  lowering and compiling) at a global batch."""
+  lowering and compiling) at a global batch; `compiler_options` replace the step's own XLA
+  options (sharding.compiler_options) when given."""
 
   with config.unlocked():
     config.global_batch_size = batch
@@ -221,14 +231,16 @@ def _compiled_step(config, batch: int):
   step = train.make_train_step(config, view, tx, state_sh, mesh)
   data = sharding.global_batch(_synthetic_batch(config, batch, np.random.default_rng(0)), mesh)
   t0 = time.perf_counter()
-  compiled = step.lower(state, data).compile()
+  lowered = step.lower(state, data)
+  compiled = (lowered.compile(compiler_options=compiler_options) if compiler_options
+              else lowered.compile())
   return compiled, state, data, time.perf_counter() - t0
 
 
 def compiled_step_memory(config, batch: int) -> int | None:
   """Peak device memory (bytes, all devices) of the compiled training step at a global batch;
   compiles only, so it works for batches that would not run here."""
-  return _compiled_memory(_compiled_step(config, batch)[0])
+  return _compiled_memory(compiled_step(config, batch)[0])
 
 
 def memory_at_batch(config, batch: int) -> dict[str, Any]:
@@ -293,10 +305,7 @@ def _parser() -> argparse.ArgumentParser:
 def _config_and_sections(a: argparse.Namespace):
   """(the experiment config with the command's overrides, the sections to run); bad values
   raise ValueError naming them, before anything compiles."""
-  spec_arg = a.config.partition(":")[2]
-  config = experiments.load_config_file(a.config)
-  if experiments.nested_experiments(config):  # the demo: its pre-training run by default
-    config = experiments.experiment_for_kind(config, spec_arg or "pretrain")
+  config = load_experiment(a.config)
   with config.unlocked():
     if a.dtype:
       config.model.dtype = a.dtype

@@ -1,0 +1,240 @@
+"""Profiles the compiled training step: time per XLA op, grouped by kind, with each matmul's
+shape and achieved GFLOP/s.
+
+  python -m hicmae_jax.tools.profile_step --config=configs/pretrain_base.py --batch_size=2
+  XLA_FLAGS=--xla_cpu_max_isa=AVX2 python -m hicmae_jax.tools.profile_step ...   # another ISA
+  python -m hicmae_jax.tools.profile_step ... --xla_option=xla_cpu_use_onednn=true  # an option
+
+It compiles the step as `tools.benchmark --what=step` does (same synthetic batch, same compiler
+options, plus any --xla_option), times --steps steps after --warmup, traces --trace_steps more
+with jax.profiler, and reads the trace back (jax.profiler.ProfileData): every op's time summed
+over the traced steps and divided by their count. Ops of one step can run concurrently on the
+CPU's threads, so the summed op time can exceed the step's wall time. Kinds: matmul (dots, in
+YNNPACK/oneDNN/XNNPACK fusions or XLA's own), convolution, copy/transpose, control flow (a
+`cond`'s time includes the ops inside it, listed again on their own), and the elementwise and
+reduction fusions. The host (CPU model, ISA) is recorded with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import absl.logging
+import jax
+
+from hicmae_jax import host_info, sharding
+from hicmae_jax.tools import benchmark
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s+([\w\-]+)\((.*)$")
+_SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
+
+
+def _dims(shape: str) -> list[int]:
+  m = _SHAPE.search(shape)
+  return [int(d) for d in m.group(1).split(",") if d] if m else []
+
+
+def _prod(xs) -> int:
+  out = 1
+  for x in xs:
+    out *= x
+  return out
+
+
+def hlo_ops(hlo_text: str) -> dict[str, dict]:
+  """{instruction name: {opcode, shape, calls, flops, dots}} from a compiled module's text.
+
+  A dot's FLOPs are 2 x output elements x contracted size; a fusion's are its computation's
+  dots (recursively through `calls=`)."""
+  computations: dict[str, list[dict]] = {}
+  current = None
+  for line in hlo_text.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+      computations[current] = []
+      continue
+    inst = _INSTRUCTION.match(line)
+    if not inst or current is None:
+      continue
+    name, shape, opcode, rest = inst.groups()
+    calls = re.search(r"(?:calls|to_apply|branch_computations|body)=\{?%?([\w.\-]+)", rest)
+    computations[current].append({"name": name, "opcode": opcode, "shape": shape, "rest": rest,
+                                  "calls": calls.group(1) if calls else None, "flops": 0.0,
+                                  "dots": []})
+  for entries in computations.values():
+    shapes = {e["name"]: e["shape"] for e in entries}
+    for e in entries:
+      if e["opcode"] != "dot":
+        continue
+      operands = re.findall(r"%([\w.\-]+)", e["rest"].split(")")[0])
+      contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", e["rest"])
+      if len(operands) < 2 or not contracting or operands[0] not in shapes:
+        continue
+      lhs = _dims(shapes[operands[0]])
+      k = _prod(lhs[int(i)] for i in contracting.group(1).split(",") if i)
+      e["flops"] = 2.0 * _prod(_dims(e["shape"])) * k
+      e["dots"] = [f"{shapes[operands[0]].split('{')[0]} x "
+                   f"{shapes.get(operands[1], '?').split('{')[0]} -> {e['shape'].split('{')[0]}"]
+
+  def fused(comp: str | None, depth: int = 0) -> tuple[float, list[str]]:
+    if comp is None or comp not in computations or depth > 4:
+      return 0.0, []
+    flops, dots = 0.0, []
+    for e in computations[comp]:
+      flops += e["flops"]
+      dots += e["dots"]
+      if e["opcode"] == "fusion":
+        f, d = fused(e["calls"], depth + 1)
+        flops, dots = flops + f, dots + d
+    return flops, dots
+
+  ops = {}
+  for entries in computations.values():
+    for e in entries:
+      if e["opcode"] == "fusion":
+        e["flops"], e["dots"] = fused(e["calls"])
+      ops[e["name"]] = e
+  return ops
+
+
+def op_kind(name: str, op: dict | None) -> str:
+  """The group an op's time is reported under."""
+  opcode = op["opcode"] if op else ""
+  if op and op["flops"] > 0:
+    return "matmul"
+  if opcode in ("convolution",) or "convolution" in name:
+    return "convolution"
+  if opcode in ("conditional", "while", "call") or name.startswith(("cond", "while")):
+    return "control flow (includes its ops)"
+  if opcode in ("copy", "transpose") or "copy" in name or "transpose" in name:
+    return "copy/transpose"
+  if "reduce" in name or opcode == "reduce":
+    return "reduction fusions"
+  return "elementwise and other fusions"
+
+
+def trace_op_times(trace_dir: str) -> dict[str, float]:
+  """{op name: summed ns} over the XLA:CPU events of the newest trace under `trace_dir`."""
+  files = sorted(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True))
+  if not files:
+    raise RuntimeError(f"no profiler trace was written under {trace_dir}")
+  data = jax.profiler.ProfileData.from_file(files[-1])
+  times: dict[str, float] = collections.Counter()
+  for plane in data.planes:
+    if plane.name != "/host:CPU":
+      continue
+    for line in plane.lines:
+      if line.name == "python":
+        continue
+      for event in line.events:
+        if event.name.startswith(("ThreadpoolListener", "ThunkExecutor", "SlinkyThreadPool")):
+          continue
+        times[event.name] += event.duration_ns
+  return times
+
+
+def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
+            options: dict[str, str], top: int) -> dict:
+  """Compile, time and trace the step; the per-op table grouped by kind."""
+  with config.unlocked():
+    config.global_batch_size = batch
+  base = sharding.compiler_options(sharding.make_mesh(config.mesh)) or {}
+  compiled, state, data, compile_s = benchmark.compiled_step(config, batch,
+                                                             {**base, **options})
+  times = []
+  for i in range(warmup + steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, data)
+    jax.block_until_ready(metrics["loss"])
+    if i >= warmup:
+      times.append(time.perf_counter() - t)
+  ops = hlo_ops(compiled.as_text())
+  with tempfile.TemporaryDirectory() as trace_dir:
+    jax.profiler.start_trace(trace_dir)
+    for _ in range(trace_steps):
+      state, metrics = compiled(state, data)
+      jax.block_until_ready(metrics["loss"])
+    jax.profiler.stop_trace()
+    op_ns = trace_op_times(trace_dir)
+  kinds: dict[str, float] = collections.Counter()
+  rows = []
+  for name, ns in op_ns.items():
+    op = ops.get(name)
+    kind = op_kind(name, op)
+    ms = ns / 1e6 / trace_steps
+    kinds[kind] += ms
+    flops = op["flops"] if op else 0.0
+    rows.append({"op": name, "kind": kind, "ms": round(ms, 3),
+                 "gflops_per_s": round(flops / (ms / 1e3) / 1e9, 1) if flops and ms else None,
+                 "dots": op["dots"][:3] if op else []})
+  rows.sort(key=lambda r: -r["ms"])
+  matmul_ms = kinds.get("matmul", 0.0)
+  matmul_flops = sum(ops[r["op"]]["flops"] for r in rows if r["kind"] == "matmul")
+  return {
+      "host": host_info.describe(), "batch": batch, "xla_options": options,
+      "compile_s": round(compile_s, 1), "step_s_median": round(statistics.median(times), 4),
+      "step_s_min": round(min(times), 4), "steps": steps,
+      "ms_by_kind": {k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+      "matmul_gflops_per_s": round(matmul_flops / trace_steps / (matmul_ms / 1e3) / 1e9, 1)
+                             if matmul_ms else None,
+      "top_ops": rows[:top],
+  }
+
+
+def _print(result: dict) -> None:
+  print(f"host: {result['host']}")
+  print(f"step: median {result['step_s_median']} s (min {result['step_s_min']} s, "
+        f"{result['steps']} steps), compile {result['compile_s']} s, "
+        f"options {result['xla_options'] or 'default'}")
+  print(f"summed op time per step by kind (ms); matmuls at "
+        f"{result['matmul_gflops_per_s']} GFLOP/s overall:")
+  for kind, ms in result["ms_by_kind"].items():
+    print(f"  {kind:36s} {ms:9.1f}")
+  print("top ops (ms per step, GFLOP/s for matmuls):")
+  for r in result["top_ops"]:
+    gf = f"{r['gflops_per_s']:8.1f}" if r["gflops_per_s"] else " " * 8
+    print(f"  {r['ms']:8.2f} {gf}  {r['op'][:40]:40s} {'; '.join(r['dots'])[:110]}")
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--config", required=True, help="config file[:arg]")
+  p.add_argument("--batch_size", type=int, default=2)
+  p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--trace_steps", type=int, default=2)
+  p.add_argument("--top", type=int, default=25, help="ops listed")
+  p.add_argument("--xla_option", action="append", default=[],
+                 help="name=value compiler option for the step (repeatable), e.g. "
+                      "xla_cpu_use_onednn=true")
+  p.add_argument("--out", default="", help="JSON file for the full table")
+  return p
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = _parser().parse_args(argv)
+  absl.logging.set_verbosity(absl.logging.WARNING)
+  options = {}
+  for item in args.xla_option:
+    if "=" not in item:
+      raise SystemExit(f"error: --xla_option={item}: expected name=value")
+    key, value = item.split("=", 1)
+    options[key] = value
+  config = benchmark.load_experiment(args.config)
+  result = profile(config, args.batch_size, args.steps, args.warmup, args.trace_steps, options,
+                   args.top)
+  _print(result)
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

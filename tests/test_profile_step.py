@@ -1,0 +1,42 @@
+"""tools/profile_step: matmul FLOPs read from compiled HLO, op times read from a real trace."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hicmae_jax.tools import profile_step
+
+
+def _compiled_mlp():
+  def f(x, w1, w2):
+    return jnp.tanh(jnp.tanh(x @ w1) @ w2).sum()
+  args = (jnp.ones((64, 96)), jnp.ones((96, 128)), jnp.ones((128, 32)))
+  return jax.jit(f).lower(*args).compile(), args
+
+
+def test_hlo_ops_counts_matmul_flops():
+  compiled, _ = _compiled_mlp()
+  ops = profile_step.hlo_ops(compiled.as_text())
+  # every dot of the module, wherever XLA put it, with 2 x out x contracted FLOPs
+  dots = sorted(o["flops"] for o in ops.values() if o["opcode"] == "dot")
+  assert dots == [2.0 * 64 * 32 * 128, 2.0 * 64 * 128 * 96]
+  assert all("x" in d for o in ops.values() for d in o["dots"])
+
+
+def test_trace_op_times_reads_a_real_trace(tmp_path):
+  compiled, args = _compiled_mlp()
+  jax.block_until_ready(compiled(*args))
+  jax.profiler.start_trace(str(tmp_path))
+  for _ in range(3):
+    jax.block_until_ready(compiled(*args))
+  jax.profiler.stop_trace()
+  times = profile_step.trace_op_times(str(tmp_path))
+  ops = profile_step.hlo_ops(compiled.as_text())
+  traced = [name for name in times if name in ops]
+  assert traced, sorted(times)[:20]
+  assert all(times[name] > 0 for name in traced)
+  # the matmuls are found in the trace and grouped as such
+  kinds = {profile_step.op_kind(name, ops[name]) for name in traced}
+  assert "matmul" in kinds, {n: ops[n]["opcode"] for n in traced}
+  assert np.isfinite(sum(times.values()))
