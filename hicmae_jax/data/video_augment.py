@@ -53,11 +53,14 @@ def multi_scale_crop(frames: np.ndarray, rng: np.random.Generator, *, output_siz
                 (2 * w_step, 0), (w_step, h_step), (3 * w_step, h_step), (w_step, 3 * h_step),
                 (3 * w_step, 3 * h_step)]
   ow, oh = offsets[int(rng.integers(len(offsets)))]
-  out = []
-  for frame in frames:
-    img = Image.fromarray(frame).crop((ow, oh, ow + cw, oh + ch))
-    out.append(np.asarray(img.resize((output_size, output_size), RESAMPLE[interpolation])))
-  return np.stack(out)
+  crop = frames[:, oh:oh + ch, ow:ow + cw]
+  if (ch, cw) == (output_size, output_size):  # PIL's resize to the same size is a copy
+    return np.ascontiguousarray(crop)
+  out = np.empty((frames.shape[0], output_size, output_size, frames.shape[3]), np.uint8)
+  for k, frame in enumerate(crop):
+    out[k] = Image.fromarray(np.ascontiguousarray(frame)).resize(
+        (output_size, output_size), RESAMPLE[interpolation])
+  return out
 
 
 def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
