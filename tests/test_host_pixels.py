@@ -135,3 +135,39 @@ def test_eval_video_is_uint8_of_the_per_frame_pil_resize():
       (32, 32), Image.Resampling.BILINEAR)) for i in view.frame_ids])
   assert out.dtype == np.uint8
   np.testing.assert_array_equal(out, ref)
+
+
+# --- fine-tuning: the float steps, faster, same bits ------------------------------------------
+
+def _resize_bilinear_fancy_indexing(video, height, width):
+  """The previous implementation (fancy indexing on each axis)."""
+  r0, r1, rw = video_augment._linear_taps(video.shape[1], height)
+  c0, c1, cw = video_augment._linear_taps(video.shape[2], width)
+  rw, cw = rw[None, :, None, None], cw[None, None, :, None]
+  top = video[:, r0]
+  rows = top + (video[:, r1] - top) * rw
+  left = rows[:, :, c0]
+  return (left + (rows[:, :, c1] - left) * cw).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, out", [((3, 120, 100, 3), (160, 160)),
+                                        ((2, 200, 170, 3), (160, 160)), ((1, 7, 9, 2), (5, 13))])
+def test_resize_bilinear_bit_identical_to_previous(shape, out):
+  video = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  np.testing.assert_array_equal(video_augment.resize_bilinear(video, *out),
+                                _resize_bilinear_fancy_indexing(video, *out))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("batch", [4, 5])
+def test_mixup_in_place_equals_copying_mixup(seed, batch):
+  from hicmae_jax.data import mixing
+  rng = np.random.default_rng(seed)
+  b = {"video": rng.normal(size=(batch, 2, 8, 8, 3)).astype(np.float32),
+       "audio": rng.normal(size=(batch, 4, 5)).astype(np.float32),
+       "label": rng.integers(0, 3, batch).astype(np.int32)}
+  ref = mixing.mixup_cutmix(dict(b), np.random.default_rng(seed), num_classes=3, mix_audio=True)
+  got = mixing.mixup_cutmix({k: v.copy() for k, v in b.items()}, np.random.default_rng(seed),
+                            num_classes=3, mix_audio=True, in_place=True)
+  for k in ref:
+    np.testing.assert_array_equal(got[k], ref[k], err_msg=k)

@@ -147,7 +147,8 @@ class Mixing:
     return mixing.mixup_cutmix(batch, rng, num_classes=self.num_classes,
                                mixup_alpha=o.mixup_alpha, cutmix_alpha=o.cutmix_alpha,
                                switch_prob=o.mixup_switch_prob, prob=o.mixup_prob,
-                               label_smoothing=o.label_smoothing, mix_audio=o.mix_audio)
+                               label_smoothing=o.label_smoothing, mix_audio=o.mix_audio,
+                               in_place=True)  # the batch was just stacked for this
 
 
 def resolve_task(info: schema.DatasetInfo, labels: LabelOptions) -> str:

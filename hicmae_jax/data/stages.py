@@ -131,7 +131,8 @@ def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Gen
     pixels = video_augment.random_erasing(pixels, rng, probability=augment.erase_prob,
                                           mode=augment.erase_mode,
                                           min_count=augment.erase_count,
-                                          max_count=augment.erase_count)
+                                          max_count=augment.erase_count,
+                                          copy=False)  # `pixels` is this function's own
   return pixels
 
 
