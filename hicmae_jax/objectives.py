@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from hicmae_jax import losses, masking, targets
+from hicmae_jax import losses, masking, pixels, targets
 from hicmae_jax.models.encoders import gather_tokens
 from hicmae_jax.models.hicmae import PretrainModel
 
@@ -22,12 +22,13 @@ def draw_masks(model: PretrainModel, key: jax.Array, batch: int) -> tuple[jax.Ar
 def pretrain_loss(model: PretrainModel, batch: dict[str, jax.Array], *,
                   loss_cfg: ml_collections.ConfigDict, key: jax.Array | None,
                   deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """batch: video [B, T, H, W, 3], audio [B, time, freq], optional mask_video/mask_audio.
+  """batch: video [B, T, H, W, 3] (normalised float or uint8 frames), audio [B, time, freq], optional mask_video/mask_audio.
 
   key drives the masks (when the batch has none) and drop path. Returns (loss, aux) where aux
   holds the scalar losses and the model outputs.
   """
-  video, audio = batch["video"], batch["audio"]
+  # uint8 frames are normalised once here: the model and the targets see the same floats.
+  video, audio = pixels.model_input(batch["video"]), batch["audio"]
   b = video.shape[0]
   if key is None:
     key = jax.random.key(0)

@@ -54,17 +54,36 @@ def sample_mix_params(rng: np.random.Generator, height: int, width: int, *,
   return MixParams(lam, True, (yl, yh, xl, xh))
 
 
+def _mix_pairs_in_place(video: np.ndarray, lam: np.float32, rest: np.float32) -> np.ndarray:
+  """video [B, ...] float32 -> video * lam + video[::-1] * rest, computed pair by pair in
+  place (rows i and B-1-i need each other only): the same float32 products and sum."""
+  b = video.shape[0]
+  for i in range(b // 2):
+    j = b - 1 - i
+    a, z = video[i] * lam, video[j] * lam
+    a += video[j] * rest
+    z += video[i] * rest
+    video[i], video[j] = a, z
+  if b % 2:  # the middle row mixes with itself
+    m = b // 2
+    video[m] = video[m] * lam + video[m] * rest
+  return video
+
+
 def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
                  num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
                  switch_prob: float = 0.5, prob: float = 1.0, label_smoothing: float = 0.1,
-                 mix_audio: bool = False, correct_lam: bool = True) -> dict[str, np.ndarray]:
+                 mix_audio: bool = False, correct_lam: bool = True,
+                 in_place: bool = False) -> dict[str, np.ndarray]:
   """Whole-batch Mixup/CutMix pairing each sample with the flipped batch (timm mode 'batch').
 
   Mixes `video` [B, T, H, W, 3] (CutMix: the same H x W box in every frame) and, with
   mix_audio, `audio` [B, Ta, F] (linear mix with the final lam for both methods: a
   spectrogram box has no meaning tied to the video box). The original mixes the video only
   but the labels fully (SPEC 11). Adds `targets` float32 [B, C] = lam * smooth(y) +
-  (1 - lam) * smooth(flip(y)); the input is not modified."""
+  (1 - lam) * smooth(flip(y)); the input is not modified unless in_place (for a caller that
+  owns the batch: the pipeline's freshly stacked one), which gives the same values without
+  the whole-batch copies."""
   out = dict(batch)
   video = np.asarray(batch["video"])
   params = sample_mix_params(rng, video.shape[2], video.shape[3], mixup_alpha=mixup_alpha,
@@ -74,8 +93,10 @@ def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
   if lam != 1.0:
     if params.use_cutmix:
       yl, yh, xl, xh = params.box
-      mixed = video.copy()
-      mixed[:, :, yl:yh, xl:xh] = video[::-1, :, yl:yh, xl:xh]
+      mixed = video if in_place else video.copy()
+      mixed[:, :, yl:yh, xl:xh] = video[::-1, :, yl:yh, xl:xh].copy()
+    elif in_place and video.dtype == np.float32:
+      mixed = _mix_pairs_in_place(video, np.float32(lam), np.float32(1.0 - lam))
     else:
       mixed = video * np.float32(lam) + video[::-1] * np.float32(1.0 - lam)
     out["video"] = mixed.astype(np.float32, copy=False)

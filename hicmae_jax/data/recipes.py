@@ -17,8 +17,6 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
-from PIL import Image
-
 from hicmae_jax import mask_counts
 from hicmae_jax.data import mixing, schema, stages
 from hicmae_jax.data.options import (AudioOptions, AugmentOptions, EvalOptions, LabelOptions,
@@ -32,14 +30,16 @@ StageFn = Callable[["Decoded", stages.View, np.random.Generator], dict]
 class Decoded:
   """A decoded record and the views drawn from it: what the per-view stages read.
 
-  images: every frame the views use, decoded once; wave: the clip's audio float32 [N];
-  labels: the clip's label fields; resized: evaluation's cache of resized frames."""
+  images: every frame the views use, decoded once (uint8 [H, W, 3]); wave: the clip's audio
+  float32 [N]; labels: the clip's label fields; resized / fbanks: evaluation's caches of
+  resized frames and of the (deterministic) fbank per audio span."""
   clip: schema.Clip
   views: list[stages.View]
-  images: dict[int, Image.Image]
+  images: dict[int, np.ndarray]
   wave: np.ndarray
   labels: dict[str, np.ndarray]
-  resized: dict[int, Image.Image] = dataclasses.field(default_factory=dict)
+  resized: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+  fbanks: dict[tuple[int, int], np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class Recipe(abc.ABC):
@@ -97,7 +97,7 @@ class Recipe(abc.ABC):
 @dataclasses.dataclass(frozen=True)
 class PretrainRecipe(Recipe):
   """Per record: num_repeats views (VideoMAE's sampler); each -> video (fixed + multi-scale
-  crop), audio (span by AudioOptions.span, waveform augmentation, fbank) [, masks]."""
+  crop; uint8, normalised on the device), audio (span by AudioOptions.span, waveform augmentation, fbank) [, masks]."""
   video: VideoOptions
   audio: AudioOptions
   augment: AugmentOptions
@@ -147,7 +147,8 @@ class Mixing:
     return mixing.mixup_cutmix(batch, rng, num_classes=self.num_classes,
                                mixup_alpha=o.mixup_alpha, cutmix_alpha=o.cutmix_alpha,
                                switch_prob=o.mixup_switch_prob, prob=o.mixup_prob,
-                               label_smoothing=o.label_smoothing, mix_audio=o.mix_audio)
+                               label_smoothing=o.label_smoothing, mix_audio=o.mix_audio,
+                               in_place=True)  # the batch was just stacked for this
 
 
 def resolve_task(info: schema.DatasetInfo, labels: LabelOptions) -> str:
@@ -204,7 +205,7 @@ class FinetuneRecipe(Recipe):
 @dataclasses.dataclass(frozen=True)
 class EvalRecipe(Recipe):
   """Per record: its evaluation views (val: 1; test: num_segments x num_crops) -> video
-  (resize, normalise), audio (fbank; magnitude scaling only with EvalOptions.magnitude_aug,
+  (resize; uint8, normalised on the device), audio (fbank; magnitude scaling only with EvalOptions.magnitude_aug,
   never a roll), labels, clip_index, view_index = segment * num_crops + crop, valid."""
   video: VideoOptions
   audio: AudioOptions
@@ -233,7 +234,14 @@ class EvalRecipe(Recipe):
     return {"video": stages.eval_video(decoded.images, view, self.video, decoded.resized)}
 
   def _fbank(self, decoded, view, rng):
-    return {"audio": stages.audio_input(decoded.clip, decoded.wave, view, rng, self.audio)}
+    if self.audio.magnitude or self.audio.roll:  # random: drawn per view
+      return {"audio": stages.audio_input(decoded.clip, decoded.wave, view, rng, self.audio)}
+    # Without waveform augmentation the fbank is a function of the view's frame span: views
+    # sharing a span (test segments of a short clip) share it.
+    if view.span not in decoded.fbanks:
+      decoded.fbanks[view.span] = stages.audio_input(decoded.clip, decoded.wave, view, None,
+                                                     self.audio)
+    return {"audio": decoded.fbanks[view.span]}
 
   def label_fields(self, clip):
     return stages.label_fields(clip, self.num_targets)
@@ -253,7 +261,7 @@ class EvalRecipe(Recipe):
   def padding(self):
     s = self.video.input_size
     example = {
-        "video": np.zeros((self.video.num_frames, s, s, 3), np.float32),
+        "video": np.zeros((self.video.num_frames, s, s, 3), np.uint8),
         "audio": np.zeros((self.audio.audio_frames, self.audio.num_mel_bins), np.float32),
         "label": np.int32(0), "clip_index": np.int32(-1), "view_index": np.int32(-1),
         "valid": np.bool_(False)}

@@ -22,7 +22,6 @@ import logging
 from typing import Mapping
 
 import numpy as np
-from PIL import Image
 
 from hicmae_jax.data import audio as audio_lib
 from hicmae_jax.data import frames, masks, sampling, schema, video_augment
@@ -72,8 +71,9 @@ def eval_views(num_available: int, rng: np.random.Generator, video: VideoOptions
 
 # ------------------------------------------------------------------------------------ frames --
 
-def view_frames(clip: schema.Clip, views: list[View]) -> dict[int, Image.Image]:
-  """{stored frame index: RGB image} of every frame the views use, each decoded once."""
+def view_frames(clip: schema.Clip, views: list[View]) -> dict[int, np.ndarray]:
+  """{stored frame index: RGB uint8 [H, W, 3]} of every frame the views use (only those),
+  each decoded once."""
   return frames.decode_frames(clip.frames, np.concatenate([v.frame_ids for v in views]))
 
 
@@ -93,34 +93,34 @@ def _note_fixed_crop(shape: tuple[int, ...], crop: tuple[int, int, int, int]) ->
           shape[1], shape[2])
 
 
-def pretrain_video(images: Mapping[int, Image.Image], view: View, rng: np.random.Generator,
+def pretrain_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Generator,
                    video: VideoOptions, augment: AugmentOptions) -> np.ndarray:
   """Pre-training frames: fixed crop, multi-scale crop resized to input_size (one draw for the
-  clip), no flip, normalisation -> float32 [T, S, S, 3]."""
+  clip), no flip -> uint8 [T, S, S, 3]. Normalisation runs on the device
+  (`hicmae_jax.pixels.model_input`), with the host's table: the same floats as before."""
   pixels = frames.stack_frames(images, view.frame_ids)
   if augment.fixed_crop is not None and not _FIXED_CROP_NOTED:
     _note_fixed_crop(pixels.shape, augment.fixed_crop)
   pixels = video_augment.fixed_crop(pixels, augment.fixed_crop)
-  pixels = video_augment.multi_scale_crop(pixels, rng, output_size=video.input_size,
-                                          scales=augment.multiscale)
-  return frames.normalize(pixels, mean=video.mean, std=video.std)
+  return video_augment.multi_scale_crop(pixels, rng, output_size=video.input_size,
+                                        scales=augment.multiscale)
 
 
-def train_video(images: Mapping[int, Image.Image], view: View, rng: np.random.Generator,
+def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Generator,
                 video: VideoOptions, augment: AugmentOptions) -> np.ndarray:
   """Fine-tuning frames, as the original's training: PIL bilinear resize to input_size square
   (aspect not kept), RandAugment (one op list for the clip), normalisation, one random resized
   crop for the clip, horizontal flip, random erasing -> float32 [T, S, S, 3]."""
   size = video.input_size
   unique = sorted(images)
-  resized = [frames.pil_resize(images[i], size, size) for i in unique]
+  resized = [frames.pil_image(images[i], size, size) for i in unique]
   # RandAugment draws one op list per clip and applies it to every frame; it is a
   # deterministic function of the frame then, so running it once per distinct frame is exact.
   ra = augment.rand_augment_kwargs()
   if ra is not None:
     augmented = rand_augment(resized, rng, **ra)
   else:
-    augmented = np.stack([np.asarray(img) for img in resized])
+    augmented = np.stack([np.asarray(img, dtype=np.uint8) for img in resized])
   where = {i: k for k, i in enumerate(unique)}
   pixels = frames.normalize(augmented[[where[int(i)] for i in view.frame_ids]],
                             mean=video.mean, std=video.std)
@@ -131,21 +131,22 @@ def train_video(images: Mapping[int, Image.Image], view: View, rng: np.random.Ge
     pixels = video_augment.random_erasing(pixels, rng, probability=augment.erase_prob,
                                           mode=augment.erase_mode,
                                           min_count=augment.erase_count,
-                                          max_count=augment.erase_count)
+                                          max_count=augment.erase_count,
+                                          copy=False)  # `pixels` is this function's own
   return pixels
 
 
-def eval_video(images: Mapping[int, Image.Image], view: View, video: VideoOptions,
-               resized: dict[int, Image.Image] | None = None) -> np.ndarray:
-  """Evaluation frames: PIL bilinear resize to exactly input_size square, normalisation ->
-  float32 [T, S, S, 3]. `resized` caches the resized frames across the views of a clip."""
+def eval_video(images: Mapping[int, np.ndarray], view: View, video: VideoOptions,
+               resized: dict[int, np.ndarray] | None = None) -> np.ndarray:
+  """Evaluation frames: PIL bilinear resize to exactly input_size square -> uint8
+  [T, S, S, 3] (normalised on the device, `hicmae_jax.pixels.model_input`). `resized` caches
+  the resized frames across the views of a clip."""
   resized = {} if resized is None else resized
   size = video.input_size
   for i in sorted(set(int(i) for i in view.frame_ids)):
     if i not in resized:
       resized[i] = frames.pil_resize(images[i], size, size)
-  return frames.normalize(frames.stack_frames({i: resized[int(i)] for i in view.frame_ids},
-                                              view.frame_ids), mean=video.mean, std=video.std)
+  return frames.stack_frames(resized, view.frame_ids)
 
 
 # ------------------------------------------------------------------------------------- fbank --

@@ -53,11 +53,14 @@ def multi_scale_crop(frames: np.ndarray, rng: np.random.Generator, *, output_siz
                 (2 * w_step, 0), (w_step, h_step), (3 * w_step, h_step), (w_step, 3 * h_step),
                 (3 * w_step, 3 * h_step)]
   ow, oh = offsets[int(rng.integers(len(offsets)))]
-  out = []
-  for frame in frames:
-    img = Image.fromarray(frame).crop((ow, oh, ow + cw, oh + ch))
-    out.append(np.asarray(img.resize((output_size, output_size), RESAMPLE[interpolation])))
-  return np.stack(out)
+  crop = frames[:, oh:oh + ch, ow:ow + cw]
+  if (ch, cw) == (output_size, output_size):  # PIL's resize to the same size is a copy
+    return np.ascontiguousarray(crop)
+  out = np.empty((frames.shape[0], output_size, output_size, frames.shape[3]), np.uint8)
+  for k, frame in enumerate(crop):
+    out[k] = Image.fromarray(np.ascontiguousarray(frame)).resize(
+        (output_size, output_size), RESAMPLE[interpolation])
+  return out
 
 
 def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,18 +77,29 @@ def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, n
 def resize_bilinear(video: np.ndarray, height: int, width: int) -> np.ndarray:
   """Non-antialiased bilinear resize (torch interpolate, align_corners=False), float32.
 
-  Two-tap gathers (rows, then columns): every frame goes through the same element-wise
-  arithmetic, so identical frames stay bit-identical (a BLAS matmul would not promise that).
+  Two-tap gathers (rows, then columns), each lerp a + (b - a) * w in float32: every frame goes
+  through the same element-wise arithmetic, so identical frames stay bit-identical (a BLAS
+  matmul would not promise that). The column taps index the flattened (W, C) axis, so both
+  gathers take contiguous rows (4-6x faster than fancy indexing on the W axis; same bits).
 
   video: [T, H, W, C] -> [T, height, width, C]."""
+  video = np.asarray(video, np.float32)
+  t, _, w, c = video.shape
   r0, r1, rw = _linear_taps(video.shape[1], height)
-  c0, c1, cw = _linear_taps(video.shape[2], width)
-  rw, cw = rw[None, :, None, None], cw[None, None, :, None]
-  top = video[:, r0]
-  rows = top + (video[:, r1] - top) * rw  # [T, height, W, C]
-  left = rows[:, :, c0]
-  out = left + (rows[:, :, c1] - left) * cw  # [T, height, width, C]
-  return out.astype(np.float32, copy=False)
+  c0, c1, cw = _linear_taps(w, width)
+  top = np.take(video, r0, axis=1)
+  rows = np.take(video, r1, axis=1)  # [T, height, W, C]
+  rows -= top
+  rows *= rw[None, :, None, None]
+  rows += top
+  flat = rows.reshape(t * height, w * c)
+  chan = np.arange(c)
+  left = np.take(flat, (c0[:, None] * c + chan).ravel(), axis=1)
+  out = np.take(flat, (c1[:, None] * c + chan).ravel(), axis=1)  # [T*height, width*C]
+  out -= left
+  out *= np.repeat(cw, c)
+  out += left
+  return out.reshape(t, height, width, c)
 
 
 def sample_resized_crop(rng: np.random.Generator, height: int, width: int, *,
@@ -135,12 +149,14 @@ def horizontal_flip(video: np.ndarray, rng: np.random.Generator, *, prob: float 
 def random_erasing(video: np.ndarray, rng: np.random.Generator, *, probability: float = 0.25,
                    min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
                    max_aspect: float | None = None, mode: str = "pixel", min_count: int = 1,
-                   max_count: int | None = None, attempts: int = 100) -> np.ndarray:
+                   max_count: int | None = None, attempts: int = 100,
+                   copy: bool = True) -> np.ndarray:
   """timm/SlowFast RandomErasing in 'cube' form: one region for all frames, on the normalised
   clip. mode 'pixel': N(0, 1) per pixel and per frame; 'rand': N(0, 1) per channel and frame;
   'const': zeros.
 
-  video: float32 [T, H, W, C] -> same shape (a copy when erased)."""
+  video: float32 [T, H, W, C] -> same shape (a copy when erased; copy=False erases in place,
+  for a caller that owns `video`)."""
   if rng.random() > probability:
     return video
   t, img_h, img_w, chan = video.shape
@@ -148,7 +164,7 @@ def random_erasing(video: np.ndarray, rng: np.random.Generator, *, probability: 
   log_aspect = (math.log(min_aspect), math.log(max_aspect))
   max_count = max_count or min_count
   count = min_count if min_count == max_count else int(rng.integers(min_count, max_count + 1))
-  out = video.copy()
+  out = video.copy() if copy else video
   for _ in range(count):
     for _ in range(attempts):
       target_area = rng.uniform(min_area, max_area) * img_h * img_w / count

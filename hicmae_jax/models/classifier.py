@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from hicmae_jax import pixels
 from hicmae_jax.models.common import block_options, dtype_from_name, geometry
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder
@@ -104,6 +105,7 @@ class FinetuneModel(nnx.Module):
     kw = dict(rngs=rngs, deterministic=deterministic)
     if self.has_video:
       enc = self.encoder
+      video = pixels.model_input(video)  # uint8 frames from the pipeline: normalised here
       _, levels_v = enc(video.astype(self.dtype), keep_layers=range(enc.depth), **kw)
       out["video_hff"] = hierarchical_feature_fusion(levels_v, self.video_layer_weights[...])
       parts.append(out["video_hff"])

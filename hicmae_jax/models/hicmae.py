@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from hicmae_jax import masking
+from hicmae_jax import masking, pixels
 from hicmae_jax.models.common import block_options, dtype_from_name, geometry
 from hicmae_jax.models.decoders import HierarchicalDecoder
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
@@ -88,13 +88,14 @@ class PretrainModel(nnx.Module):
   def __call__(self, video: jax.Array, audio: jax.Array, mask_video: jax.Array,
                mask_audio: jax.Array, *, rngs: nnx.Rngs | None = None,
                deterministic: bool = True) -> dict[str, jax.Array]:
-    """video [B, T, H, W, 3] (normalised), audio [B, time, freq] (normalised fbank),
+    """video [B, T, H, W, 3] (normalised float, or uint8 frames: `pixels.model_input`), audio [B, time, freq] (normalised fbank),
     mask_video [B, Nv] / mask_audio [B, Na] bool (True = masked).
 
     Returns rec_video [B, Mv, 2*16*16*3], rec_audio [B, Ma, 256] (masked tokens, raster order),
     video_levels / audio_levels [L, B, D] (mean-pooled hierarchy features, shallow to deep),
     masked_ids_video [B, Mv], masked_ids_audio [B, Ma].
     """
+    video = pixels.model_input(video)  # uint8 frames from the pipeline: normalised here
     vis_v, masked_v = masking.mask_to_ids(mask_video, self.num_visible_video)
     vis_a, masked_a = masking.mask_to_ids(mask_audio, self.num_visible_audio)
     enc_v, hier_v = self.encoder(video.astype(self.dtype), visible_ids=vis_v,

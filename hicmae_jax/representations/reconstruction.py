@@ -29,7 +29,7 @@ from matplotlib import gridspec
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hicmae_jax import objectives, periodic, runtime, sharding, targets
+from hicmae_jax import objectives, periodic, pixels, runtime, sharding, targets
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.encoders import gather_tokens
 from hicmae_jax.models.hicmae import PretrainModel
@@ -114,6 +114,7 @@ def reconstruct(model, video: jax.Array, audio: jax.Array, mask_video: jax.Array
   video_{original,masked,reconstruction} [B, T, H, W, 3] in [0, 1],
   audio_{original,masked,reconstruction} [B, A, M], and the per-clip masked-patch MSE in
   target space (the pre-training loss terms) loss_video / loss_audio [B]."""
+  video = pixels.model_input(video)  # uint8 frames from the pipeline: normalised here
   out = model(video, audio, mask_video, mask_audio, deterministic=True)
   geo = model.geo
   v = video_to_pixels(video, out["rec_video"], out["masked_ids_video"], tubelet=geo.tubelet,

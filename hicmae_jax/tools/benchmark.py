@@ -87,10 +87,15 @@ def finetune_flops_per_clip(m) -> float:
 
 # ---------------------------------------------------------------------------- measurements --
 
-def _synthetic_batch(config, batch: int, rng):
+def _synthetic_batch(config, batch: int, rng, uint8_video: bool | None = None):
+  """A batch as the config's pipeline sends it: uint8 frames for pre-training and evaluation
+  (normalised on the device), float32 for fine-tuning (normalised before its crop/erasing)."""
   m = config.model
-  out = {"video": rng.normal(size=(batch, m.num_frames, m.input_size, m.input_size, 3)
-                             ).astype(np.float32),
+  shape = (batch, m.num_frames, m.input_size, m.input_size, 3)
+  if uint8_video is None:
+    uint8_video = config.kind == "pretrain"
+  out = {"video": (rng.integers(0, 256, size=shape).astype(np.uint8) if uint8_video
+                   else rng.normal(size=shape).astype(np.float32)),
          "audio": rng.normal(size=(batch, m.audio_frames, m.audio_mel_bins)).astype(np.float32)}
   if config.kind != "pretrain":
     out["label"] = rng.integers(0, max(m.num_classes, 1), size=batch).astype(np.int32)
@@ -168,7 +173,7 @@ def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
   view = params_lib.ParamsView(model)
   params = view.flat(model)
   predict = evaluate.make_predict_fn(view, mesh)
-  host = _synthetic_batch(config, batch, np.random.default_rng(0))
+  host = _synthetic_batch(config, batch, np.random.default_rng(0), uint8_video=True)
   data = sharding.global_batch({k: host[k] for k in ("video", "audio")}, mesh)
   times = []
   for i in range(warmup + steps):
@@ -208,6 +213,42 @@ def bench_pipeline(config, split_dir: str, worker_counts, num_batches: int, batc
           "stages_records_per_s_one_core": round(1e3 / max(total_ms, 1e-9), 2),
           "clips_per_s_by_workers": rates, "clips_per_s_per_worker": per_worker,
           "batch": batch}
+
+
+def bench_step_with_input(config, split_dir: str, batch: int, steps: int,
+                          warmup: int) -> dict[str, Any]:
+  """The training step fed by the config's own pipeline (in this process, worker_count 0, as
+  the trainer's loop: next batch, then dispatch the step) against the same compiled step on one
+  fixed batch from that pipeline: what the input costs the step on this machine."""
+  with config.unlocked():
+    config.global_batch_size = batch
+    config.data.train_dir = split_dir
+    config.data.worker_count = 0
+  mesh = sharding.make_mesh(config.mesh)
+  view, tx, state, state_sh, _ = train.init_state(config, mesh, 1000, 100)
+  step = train.make_train_step(config, view, tx, state_sh, mesh)
+  it = iter(train.train_dataset(config, batch, 0))
+  fixed = sharding.global_batch(next(it), mesh)
+  bytes_video = int(fixed["video"].nbytes)
+  compiled = step.lower(state, fixed).compile()
+  timed = {}
+  for name in ("fixed_batch", "with_input"):
+    for _ in range(warmup):
+      state, metrics = compiled(state, fixed)
+    jax.block_until_ready(metrics["loss"])
+    t = time.perf_counter()
+    for _ in range(steps):
+      data = fixed if name == "fixed_batch" else sharding.global_batch(next(it), mesh)
+      state, metrics = compiled(state, data)
+    jax.block_until_ready(metrics["loss"])
+    timed[name] = (time.perf_counter() - t) / steps
+  if hasattr(it, "close"):
+    it.close()
+  return {"batch": batch, "video_dtype": str(fixed["video"].dtype),
+          "video_bytes_per_batch": bytes_video,
+          "step_s_fixed_batch": round(timed["fixed_batch"], 4),
+          "step_s_with_input": round(timed["with_input"], 4),
+          "input_overhead_s": round(timed["with_input"] - timed["fixed_batch"], 4)}
 
 
 def load_experiment(spec: str):
@@ -362,6 +403,8 @@ def run_benchmarks(config, what: set[str], a: argparse.Namespace) -> dict[str, A
                                         a.batch_size, a.stage_records)
     if "train_step" in report:
       report["balance"] = _balance(report)
+      report["step_with_input"] = bench_step_with_input(fresh(), a.split_dir, a.batch_size,
+                                                        a.steps, a.warmup)
   return report
 
 
@@ -390,7 +433,8 @@ def _table(report: dict[str, Any]) -> str:
                    f"{report['date']}"),
           ("kind/size/dtype",
           f"{report['kind']}/{report['size']}/{report['dtype']}")]
-  for section in ("train_step", "memory", "eval_forward", "pipeline", "balance"):
+  for section in ("train_step", "memory", "eval_forward", "pipeline", "balance",
+                  "step_with_input"):
     for k, v in (report.get(section) or {}).items():
       rows.append((f"{section}.{k}", v))
   width = max(len(r[0]) for r in rows)
