@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hicmae_jax.tools import profile_step
+from hicmae_jax.tools import matmul_throughput, profile_step
 
 
 def _compiled_mlp():
@@ -40,3 +40,10 @@ def test_trace_op_times_reads_a_real_trace(tmp_path):
   kinds = {profile_step.op_kind(name, ops[name]) for name in traced}
   assert "matmul" in kinds, {n: ops[n]["opcode"] for n in traced}
   assert np.isfinite(sum(times.values()))
+
+
+def test_matmul_throughput_measures_every_shape():
+  assert matmul_throughput.flops(((2, 6), 800, 64, 800)) == 2.0 * 12 * 800 * 64 * 800
+  figures = matmul_throughput.measure("jax", reps=1)
+  assert set(figures) == set(matmul_throughput.SHAPES)
+  assert all(np.isfinite(v) and v > 0 for v in figures.values())
