@@ -10,6 +10,7 @@ from hicmae_jax.data import synthetic
 from hicmae_jax.tools import benchmark
 
 
+@pytest.mark.slow
 def test_benchmark_reports_every_figure(tmp_path):
   synthetic.generate(str(tmp_path / "syn"), num_train=8, num_val=0, num_test=0, num_classes=2,
                      frame_size=32, num_frames=24, verbose=False)
@@ -44,6 +45,7 @@ def test_benchmark_reports_every_figure(tmp_path):
   assert r["host"]["cpu"] and r["host"]["cores"] >= 1 and r["date"]
 
 
+@pytest.mark.slow
 def test_benchmark_command_with_grain_worker_processes(tmp_path):
   """As a user runs it: its own process (absl flags unparsed), grain worker processes."""
   synthetic.generate(str(tmp_path / "syn"), num_train=8, num_val=0, num_test=0, num_classes=2,

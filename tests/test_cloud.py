@@ -27,6 +27,8 @@ from tests.test_convert import FINETUNE_FLAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = f"gs://{gcs_emulator.BUCKET}"
+# Real training runs against the local GCS server: minutes in all.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +178,6 @@ def test_compilation_cache_in_a_bucket(gcs):
   assert jax.config.jax_compilation_cache_dir == before
 
 
-@pytest.mark.slow
 def test_two_processes_share_a_bucket_workdir(gcs, synthetic_dir, tmp_path):
   """The multi-host command with a bucket workdir, as two local processes
   (launch/local_multiprocess.sh): both pass the shared-workdir check through the bucket and

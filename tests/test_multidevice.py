@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_sharded_steps_match_single_device():
   script = os.path.join(os.path.dirname(__file__), "multidevice_check.py")
   env = dict(os.environ)
