@@ -44,8 +44,24 @@ def client_env(url: str) -> dict[str, str]:
   return {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
           "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator", "FSSPEC_GCS_TOKEN": "anon",
           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "GOOGLE_CLOUD_PROJECT": "test",
-          "NO_GCE_CHECK": "True", "GCE_METADATA_HOST": "127.0.0.1:9",
+          "NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9",
           "GCE_METADATA_IP": "127.0.0.1:9"}
+
+
+def _use_plain_gcsfs() -> None:
+  """gs:// through gcsfs's plain filesystem even if gcsfs was imported before the environment
+  was set. gcsfs picks its HNS-aware filesystem at import unless GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT
+  is false then, and that one asks a control-plane API which the emulator lacks, through
+  google-auth's metadata-server probe and its back-off, on every listing (minutes per test)."""
+  if "gcsfs" not in sys.modules:  # it will read the environment at its import
+    return
+  import fsspec
+  import gcsfs.core
+  for protocol in ("gs", "gcs"):
+    fsspec.register_implementation(protocol, gcsfs.core.GCSFileSystem, clobber=True)
+  gcsfs.core.GCSFileSystem.clear_instance_cache()
+  from etils.epath import backend  # it caches one filesystem per protocol
+  backend.fsspec_backend._get_filesystem.cache_clear()
 
 
 @contextlib.contextmanager
@@ -62,6 +78,7 @@ def running(log_path: str, bucket: str = BUCKET):
     env = client_env(url)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    _use_plain_gcsfs()
     import fsspec.config  # the environment variable is read at fsspec's import: set it here
     saved_conf = fsspec.config.conf.get("gcs")
     fsspec.config.conf["gcs"] = {"token": "anon"}
