@@ -5,7 +5,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,9 @@ from hicmae_jax.data import integrity
 from hicmae_jax.data import prepare
 from hicmae_jax.data import records
 from hicmae_jax.data import schema
+from hicmae_jax.data import split_reader
 from hicmae_jax.data import verify
+from hicmae_jax.data.split_file import PrepareError
 from tests.test_cli_errors import CREMA, assert_one_error_line, run_binary
 
 NUM_CLIPS = 4  # at 2 per shard: 2 shards
@@ -137,7 +138,7 @@ def test_shard_that_fails_to_open_is_named(split):
   _flip(shard, 0.3, 1.0)  # the index and footer at the end: array-record cannot open it
   paths = schema.DatasetInfo.load(split).shard_paths(split)
   for call in (lambda: records.count_records(paths),
-               lambda: list(prepare.iterate_clips(split))):
+               lambda: list(split_reader.iterate_clips(split))):
     with pytest.raises(integrity.ShardError) as e:
       call()
     assert shard in str(e.value) and "re-copy" in str(e.value)
@@ -170,7 +171,7 @@ def test_record_refuses_a_damaged_old_split(split, capsys):
 
 
 def test_prepare_refuses_a_bucket_output(raw):
-  with pytest.raises(prepare.PrepareError, match="gcloud storage cp -r .*verify"):
+  with pytest.raises(PrepareError, match="gcloud storage cp -r .*verify"):
     _prepare(raw, "gs://bucket/data")
 
 
