@@ -29,12 +29,12 @@ def _png_ok(path, max_bytes=200_000):
 def check(tmp_path_factory):
   """The reduced learning check (configs/learning_check.py:reduced): pre-training with the
   reconstruction hook, features of the pre-trained and the initial model, probes, pictures."""
-  from hicmae_jax.representations import learning_check
+  from hicmae_jax.representations import pretrain_vs_random
   root = tmp_path_factory.mktemp("representations")
   config = learning_check_config.get_config("reduced")
   config.data.synthetic_dir = str(root / "synthetic")
   workdir = str(root / "check")
-  results = learning_check.run(config, workdir)
+  results = pretrain_vs_random.run(config, workdir)
   return types.SimpleNamespace(
       config=config, workdir=workdir, results=results,
       pretrain=os.path.join(workdir, "pretrain"),

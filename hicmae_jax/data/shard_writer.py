@@ -63,7 +63,7 @@ def fingerprint(entries: Sequence[SplitEntry], load_options: dict) -> str:
   return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def count_records(path: str) -> int:
+def _shard_record_count(path: str) -> int:
   """Records in one shard, read back from the file (-1 when it cannot be read)."""
   try:
     with array_record_data_source.ArrayRecordDataSource([path]) as source:
@@ -84,7 +84,7 @@ def load_progress(task: ShardTask) -> ShardResult | None:
     num_bytes = os.path.getsize(task.path)
     if "num_bytes" in meta and num_bytes != meta["num_bytes"]:
       return None  # truncated or overwritten since it was written
-    if count_records(task.path) != meta["num_records"]:
+    if _shard_record_count(task.path) != meta["num_records"]:
       return None
     # Progress files of older runs hold no checksum: take it from the shard kept.
     sha256 = meta.get("sha256") or integrity.sha256_of(task.path)
