@@ -2,6 +2,7 @@
 truncated copy), verify (a same-size corruption), shards that fail to open, splits prepared
 before sizes were recorded, and a split read straight from a bucket (GCS emulator)."""
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -188,7 +189,8 @@ def bucket(monkeypatch, tmp_path):
   """gs://test-bucket on a local GCS emulator, seen by gcsfs (etils.epath) and by array-record's
   own GCS client; None of it leaves the machine."""
   pytest.importorskip("gcp_storage_emulator")
-  gcsfs = pytest.importorskip("gcsfs")
+  if importlib.util.find_spec("gcsfs") is None:
+    pytest.skip("gcsfs is not installed")
   port = _free_port()
   server = subprocess.Popen(
       [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1",
@@ -205,8 +207,12 @@ def bucket(monkeypatch, tmp_path):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)  # gcsfs
     monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", url)  # array-record (google-cloud-cpp)
     # No credential lookup, and no bucket-type probe (a gRPC API the emulator does not serve).
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    # Both are read once, at import (google.auth compares with "true"): gcsfs is imported
+    # only now, else a later test in this process (test_cloud.py) probes the bucket type
+    # and waits on the metadata server's retries.
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
     monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    import gcsfs
     from etils.epath import backend
     gcsfs.GCSFileSystem.clear_instance_cache()  # instances remember the endpoint they saw
     backend.fsspec_backend._get_filesystem.cache_clear()
@@ -214,7 +220,8 @@ def bucket(monkeypatch, tmp_path):
   finally:
     server.terminate()
     server.wait(timeout=30)
-    gcsfs.GCSFileSystem.clear_instance_cache()
+    if "gcsfs" in sys.modules:
+      sys.modules["gcsfs"].GCSFileSystem.clear_instance_cache()
 
 
 def test_split_on_a_bucket(split, bucket, capsys):
