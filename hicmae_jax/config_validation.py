@@ -12,7 +12,7 @@ import jax
 import ml_collections
 
 from hicmae_jax import mask_counts, sharding
-from hicmae_jax.models.common import check_attention_impl
+from hicmae_jax.models.options import check_attention_impl
 
 
 def validate_config(config: ml_collections.ConfigDict, prefix: str = "config") -> None:

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from hicmae_jax.patches import patchify_audio, patchify_video
+from hicmae_jax.pixels import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH_NORM_EPS = 1e-6
 
 

@@ -24,7 +24,7 @@ from flax import nnx
 from hicmae_jax import (checkpointing, io_utils, objectives, optim, paths, periodic, preemption,
                         runtime, sharding, writers)
 from hicmae_jax.checkpoints import transfer
-from hicmae_jax.config_validation import validate_config  # noqa: F401 (train.validate_config)
+from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel

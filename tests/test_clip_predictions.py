@@ -9,7 +9,7 @@ import pytest
 
 from configs import test_pretrain
 from hicmae_jax import clip_predictions, eval_main, train
-from hicmae_jax.data import prepare, record_index
+from hicmae_jax.data import record_index, split_reader
 
 # The report values a predictions file must give back exactly.
 METRIC_KEYS = ("uar", "war", "weighted_f1", "macro_f1", "per_class_recall", "support",
@@ -40,7 +40,7 @@ def test_final_test_writes_predictions_that_give_the_results_back(run):
   # One row per clip, with the split's own clip ids and labels, in clip_index order.
   with open(path, newline="") as f:
     rows = list(csv.DictReader(f))
-  clips = list(prepare.iterate_clips(config.data.test_dir))
+  clips = list(split_reader.iterate_clips(config.data.test_dir))
   assert [r["clip_id"] for r in rows] == [c.clip_id for c in clips]
   assert [int(r["label"]) for r in rows] == [c.label for c in clips]
   assert [int(r["clip_index"]) for r in rows] == list(range(len(clips)))
@@ -103,4 +103,4 @@ def test_views_merge_per_clip_and_round_trip_exactly(tmp_path):
 def test_record_index_reads_ids_without_decoding(run):
   config, _, _ = run
   ids = record_index.clip_ids(config.data.test_dir)
-  assert ids == [c.clip_id for c in prepare.iterate_clips(config.data.test_dir)]
+  assert ids == [c.clip_id for c in split_reader.iterate_clips(config.data.test_dir)]

@@ -6,7 +6,7 @@ import os
 import pytest
 from flax import nnx
 
-from hicmae_jax import train
+from hicmae_jax import config_validation, train
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(
     os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
@@ -19,7 +19,7 @@ def test_config_validates_and_builds(name):
   parts = [config.pretrain, config.finetune] if config.get("demo") else [config]
   for c in parts:
     c.data.train_dir = c.data.train_dir or "/data/x"
-    train.validate_config(c)
+    config_validation.validate_config(c)
     nnx.eval_shape(lambda: train.build_model(c, 0))
   assert importlib.import_module(f"configs.{name}").__doc__.count("python -m") >= 1
 
@@ -43,4 +43,4 @@ def test_bad_values_are_named(key, value, match):
   target = config[section] if section else config
   target[leaf] = value
   with pytest.raises(ValueError, match=match):
-    train.validate_config(config)
+    config_validation.validate_config(config)

@@ -243,6 +243,8 @@ def test_raw_videos_to_face_shards_to_finetuning(tmp_path):
   from hicmae_jax import train
   from hicmae_jax.data import prepare
   from hicmae_jax.data import schema
+  from hicmae_jax.data import shard_writer
+  from hicmae_jax.data import split_reader
   raw = tmp_path / "raw"
   raw.mkdir()
   lines = {"train": [], "test": []}
@@ -272,12 +274,12 @@ def test_raw_videos_to_face_shards_to_finetuning(tmp_path):
   assert summary["held_frames"] == 2 and summary["options"]["face_size"] == 64
   assert summary["per_clip"]["c1"]["detected_frames"] == 15
   assert summary["per_clip"]["empty"]["skip_reason"].startswith("face found in 0 of 16")
-  skipped = (out / "train" / prepare.SKIPPED_FILENAME).read_text()
+  skipped = (out / "train" / shard_writer.SKIPPED_FILENAME).read_text()
   assert "no face: face found in 0 of 16 frames" in skipped
   assert re.search(r"short_audio.mp4 differ by 0\.4\d s \(> max_av_mismatch_seconds 0.25\)",
                    skipped)
   assert (out / "train" / "face_preview.png").stat().st_size > 0
-  clip = next(prepare.iterate_clips(str(out / "train")))
+  clip = next(split_reader.iterate_clips(str(out / "train")))
   assert clip.num_frames == 16 and (clip.height, clip.width) == (64, 64)
   assert abs(clip.num_samples - 16 / 25 * 16000) <= 1024  # resampled from 44.1 kHz; AAC pad
   json.dumps(info.extra)  # JSON-ready

@@ -11,7 +11,11 @@ from PIL import Image
 from hicmae_jax.data import datasets
 from hicmae_jax.data import prepare
 from hicmae_jax.data import schema
+from hicmae_jax.data import shard_writer
+from hicmae_jax.data import split_reader
 from hicmae_jax.data import synthetic
+from hicmae_jax.data import video_io
+from hicmae_jax.data.split_file import PrepareError, parse_split_file
 
 SR_IN = 44100
 
@@ -88,9 +92,9 @@ def test_round_trip(raw, tmp_path):
   assert info.class_names == ["a", "b", "c"] and info.num_targets == 0
   # 7 well-formed lines at 2 per shard, in input order.
   assert info.shards == [schema.SHARD_PATTERN.format(index=i, count=4) for i in range(4)]
-  loaded, paths = prepare.read_split(str(out / "train"))
+  loaded, paths = split_reader.read_split(str(out / "train"))
   assert loaded == info and len(paths) == 4
-  clips = {c.clip_id: c for c in prepare.iterate_clips(str(out / "train"))}
+  clips = {c.clip_id: c for c in split_reader.iterate_clips(str(out / "train"))}
   assert list(clips) == ["clip_jpg", "clip_png", "clip_video"]
 
   root = raw[1]
@@ -121,11 +125,11 @@ def test_round_trip(raw, tmp_path):
   assert info.extra["frame_sizes"] == {"24x24": 1, "32x32": 1, "32x40": 1}
 
 
-@pytest.mark.parametrize("verify_frames", prepare.VERIFY_MODES)
+@pytest.mark.parametrize("verify_frames", video_io.VERIFY_MODES)
 def test_bad_clips_are_listed(raw, tmp_path, verify_frames):
   out = tmp_path / "out"
   assert _prepare(raw, out, verify_frames=verify_frames).num_clips == 3
-  text = (out / "train" / prepare.SKIPPED_FILENAME).read_text().splitlines()
+  text = (out / "train" / shard_writer.SKIPPED_FILENAME).read_text().splitlines()
   assert text[0].startswith("# 6 skipped")
   rows = [line.split("\t") for line in text[1:]]
   assert [r[0] for r in rows] == ["line 3", "line 5", "line 7", "line 8", "line 9", "line 10"]
@@ -157,13 +161,13 @@ def test_rerun_redoes_only_missing_shards(raw, tmp_path):
   assert after[0] == before[0] and after[2] == before[2]
   assert after[1] != before[1]
   assert not leftover.exists()
-  assert len(list(prepare.iterate_clips(str(split_dir)))) == 3
+  assert len(list(split_reader.iterate_clips(str(split_dir)))) == 3
 
   # A shard whose content no longer matches its progress file (e.g. truncated) is redone.
   paths[2].write_bytes(b"")
   _prepare(raw, out)
   assert paths[2].stat().st_mtime_ns != after[2]
-  assert len(list(prepare.iterate_clips(str(split_dir)))) == 3
+  assert len(list(split_reader.iterate_clips(str(split_dir)))) == 3
 
   # Another shard count replaces the old shards instead of leaving both.
   info1 = _prepare(raw, out, num_shards=1)
@@ -182,7 +186,7 @@ def test_rerun_checks_shard_sizes_and_fills_old_progress_files(raw, tmp_path):
   assert _prepare(raw, out) == info
   assert path.stat().st_mtime_ns != mtime and path.stat().st_size == info.shard_bytes[0]
   # A progress file of an older run holds no size or checksum: the kept shard gets them.
-  progress = split_dir / prepare.PROGRESS_DIRNAME / (info.shards[1] + ".json")
+  progress = split_dir / shard_writer.PROGRESS_DIRNAME / (info.shards[1] + ".json")
   meta = json.loads(progress.read_text())
   del meta["num_bytes"], meta["sha256"]
   progress.write_text(json.dumps(meta))
@@ -195,20 +199,20 @@ def test_markers_check_falls_back_to_decoding(tmp_path):
   _write_frames(str(tmp_path / "f"), _frames(3, 8, 8, 0), "jpg")
   odd = tmp_path / "f" / "img_002.jpg"
   odd.write_bytes(odd.read_bytes() + b"trailing metadata")  # valid JPEG, no EOI at the end
-  frames, fmt, h, w = prepare.read_frames_dir(str(tmp_path / "f"), verify="markers")
+  frames, fmt, h, w = video_io.read_frames_dir(str(tmp_path / "f"), verify="markers")
   assert fmt == "jpeg" and (h, w) == (8, 8) and frames[2].endswith(b"trailing metadata")
   odd.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG among JPEGs, and broken
-  with pytest.raises(prepare.ClipError, match="img_002"):
-    prepare.read_frames_dir(str(tmp_path / "f"), verify="markers")
+  with pytest.raises(video_io.ClipError, match="img_002"):
+    video_io.read_frames_dir(str(tmp_path / "f"), verify="markers")
 
 
 def test_every_clip_failing_is_an_error(tmp_path, capsys):
   split_file = tmp_path / "bad.txt"
   split_file.write_text("nowhere nowhere.wav 0\nalso_nowhere - 1\n")
-  with pytest.raises(prepare.PrepareError, match="every clip"):
+  with pytest.raises(PrepareError, match="every clip"):
     prepare.prepare_split(str(split_file), str(tmp_path / "out"), "bad", verbose=False)
   assert not (tmp_path / "out" / "bad" / schema.INFO_FILENAME).exists()
-  assert "# 2 skipped" in (tmp_path / "out" / "bad" / prepare.SKIPPED_FILENAME).read_text()
+  assert "# 2 skipped" in (tmp_path / "out" / "bad" / shard_writer.SKIPPED_FILENAME).read_text()
   rc = prepare.main([f"--split_file={split_file}", f"--output_dir={tmp_path / 'out'}",
                      "--num_workers=1", "--class_names=x,y"])
   assert rc == 1
@@ -232,7 +236,7 @@ def test_parse_split_file_formats(tmp_path):
                "c/y 0.5 0.5 0.5\n"      # targets right after the video: audio from the video
                "d/z d/z.wav 1 2\n"      # 2 targets, the first line set 3
                "e/w e/w.wav 1 nan 2\n")
-  entries, bad = prepare.parse_split_file(str(f), root="/r", label_type="regression")
+  entries, bad = parse_split_file(str(f), root="/r", label_type="regression")
   assert [e.targets for e in entries] == [(1.0, 0.5, 0.25), (0.0, 1.0, 2.0), (0.5, 0.5, 0.5)]
   assert entries[0].audio == "/r/a/x.wav" and entries[1].audio == "" and entries[2].audio == ""
   # Stems collide (x, x): ids fall back to paths relative to the common folder.
@@ -240,13 +244,13 @@ def test_parse_split_file_formats(tmp_path):
   assert [b.line_no for b in bad] == [4, 5]
 
   f.write_text("/v/id1/00001.mp4 0\n/v/id2/00001.mp4\n/v/id2/00002.mp4 /a/00002.wav\n")
-  entries, bad = prepare.parse_split_file(str(f), label_type="none")
+  entries, bad = parse_split_file(str(f), label_type="none")
   assert not bad and [e.audio for e in entries] == ["", "", "/a/00002.wav"]
   assert [e.clip_id for e in entries] == ["id1/00001", "id2/00001", "id2/00002"]
   assert all(e.label == -1 for e in entries)
 
   f.write_text("a a.wav 3\nb b.wav 1 2\nc 1\nd d.wav -1\n")
-  entries, bad = prepare.parse_split_file(str(f), label_type="class", num_classes=3)
+  entries, bad = parse_split_file(str(f), label_type="class", num_classes=3)
   assert [(e.clip_id, e.label, e.audio) for e in entries] == [("c", 1, "")]
   assert [b.line_no for b in bad] == [1, 2, 4]
   assert "out of range" in bad[0].reason and "3 fields" in bad[1].reason
@@ -268,7 +272,6 @@ def test_fuzz_random_and_truncated_inputs_never_crash(tmp_path):
   the split is refused with PrepareError; nothing else escapes and nothing hangs."""
   import time
 
-  from hicmae_jax.data import prepare
   rng = np.random.default_rng(0)
   good = _frames(3, 16, 16, 0)
   t0 = time.time()
@@ -293,7 +296,7 @@ def test_fuzz_random_and_truncated_inputs_never_crash(tmp_path):
     try:
       info = prepare.prepare_split(str(split), str(d / "out"), "train", num_workers=1,
                                    class_names=("a", "b"), verbose=False)
-    except prepare.PrepareError as e:
+    except PrepareError as e:
       assert str(e)
       continue
     skipped = (d / "out" / "train" / "skipped.txt").read_text()
@@ -314,7 +317,7 @@ def test_audio_at_another_rate_is_resampled_with_soxr_hq(tmp_path):
   (tmp_path / "s.txt").write_text("f a.wav 0\n")
   prepare.prepare_split(str(tmp_path / "s.txt"), str(tmp_path / "out"), "train",
                         root=str(tmp_path), class_names=("a",), verbose=False)
-  clip = next(prepare.iterate_clips(str(tmp_path / "out" / "train")))
+  clip = next(split_reader.iterate_clips(str(tmp_path / "out" / "train")))
   expected = soxr.resample(x.astype(np.float32), sr, 16000, quality="HQ")
   assert clip.num_samples == 8000 and len(expected) == 8000
   np.testing.assert_array_equal(clip.audio, audio.to_int16(expected))
@@ -332,7 +335,7 @@ def test_video_whose_audio_and_frames_disagree_is_skipped(tmp_path):
       class_names=("a",), verbose=False, **kw)
   info = run()
   assert info.num_clips == 1 and info.extra["skipped_by_kind"] == {"av_mismatch": 1}
-  skipped = (tmp_path / "out" / "train" / prepare.SKIPPED_FILENAME).read_text()
+  skipped = (tmp_path / "out" / "train" / shard_writer.SKIPPED_FILENAME).read_text()
   assert "cut.mp4 differ by 0.4" in skipped and "max_av_mismatch_seconds 0.25" in skipped
   assert run(max_av_mismatch_seconds=0.0).num_clips == 2  # 0 turns the check off
 
@@ -358,7 +361,7 @@ def test_face_option_on_a_frames_folder_and_its_fingerprint(tmp_path):
   assert shard.stat().st_mtime_ns != before
   assert (info.frame_height, info.frame_width) == (48, 48)
   assert info.extra["face"]["per_clip"]["f"]["detected_frames"] == 3
-  clip = next(prepare.iterate_clips(str(tmp_path / "out" / "train")))
+  clip = next(split_reader.iterate_clips(str(tmp_path / "out" / "train")))
   assert clip.frame_format == "jpeg" and clip.num_frames == 3
   assert Image.open(io.BytesIO(clip.frames[0])).size == (48, 48)
   before = shard.stat().st_mtime_ns

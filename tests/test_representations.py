@@ -29,12 +29,12 @@ def _png_ok(path, max_bytes=200_000):
 def check(tmp_path_factory):
   """The reduced learning check (configs/learning_check.py:reduced): pre-training with the
   reconstruction hook, features of the pre-trained and the initial model, probes, pictures."""
-  from hicmae_jax.representations import learning_check
+  from hicmae_jax.representations import pretrain_vs_random
   root = tmp_path_factory.mktemp("representations")
   config = learning_check_config.get_config("reduced")
   config.data.synthetic_dir = str(root / "synthetic")
   workdir = str(root / "check")
-  results = learning_check.run(config, workdir)
+  results = pretrain_vs_random.run(config, workdir)
   return types.SimpleNamespace(
       config=config, workdir=workdir, results=results,
       pretrain=os.path.join(workdir, "pretrain"),
@@ -234,12 +234,13 @@ def test_reconstruction_maps_targets_back_to_pixels():
   difference is undone and each patch un-normalised with its own statistics."""
   import jax.numpy as jnp
 
+  from hicmae_jax import pixels as hicmae_pixels
   from hicmae_jax import targets
   from hicmae_jax.representations import reconstruction
   rng = np.random.default_rng(0)
   pixels = rng.uniform(size=(2, 4, 32, 32, 3)).astype(np.float32)  # [B, T, H, W, C]
-  video = jnp.asarray((pixels - np.array(targets.IMAGENET_MEAN, np.float32))
-                      / np.array(targets.IMAGENET_STD, np.float32))
+  video = jnp.asarray((pixels - np.array(hicmae_pixels.IMAGENET_MEAN, np.float32))
+                      / np.array(hicmae_pixels.IMAGENET_STD, np.float32))
   ids = jnp.asarray(np.stack([rng.permutation(8)[:5] for _ in range(2)]))  # 5 of 8 tubelets
   for frame_difference in (True, False):
     tv = targets.video_targets(video, tubelet=2, patch=16, frame_difference=frame_difference)

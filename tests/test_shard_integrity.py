@@ -2,10 +2,10 @@
 truncated copy), verify (a same-size corruption), shards that fail to open, splits prepared
 before sizes were recorded, and a split read straight from a bucket (GCS emulator)."""
 import hashlib
+import importlib.util
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +21,9 @@ from hicmae_jax.data import integrity
 from hicmae_jax.data import prepare
 from hicmae_jax.data import records
 from hicmae_jax.data import schema
+from hicmae_jax.data import split_reader
 from hicmae_jax.data import verify
+from hicmae_jax.data.split_file import PrepareError
 from tests.test_cli_errors import CREMA, assert_one_error_line, run_binary
 
 NUM_CLIPS = 4  # at 2 per shard: 2 shards
@@ -137,7 +139,7 @@ def test_shard_that_fails_to_open_is_named(split):
   _flip(shard, 0.3, 1.0)  # the index and footer at the end: array-record cannot open it
   paths = schema.DatasetInfo.load(split).shard_paths(split)
   for call in (lambda: records.count_records(paths),
-               lambda: list(prepare.iterate_clips(split))):
+               lambda: list(split_reader.iterate_clips(split))):
     with pytest.raises(integrity.ShardError) as e:
       call()
     assert shard in str(e.value) and "re-copy" in str(e.value)
@@ -170,7 +172,7 @@ def test_record_refuses_a_damaged_old_split(split, capsys):
 
 
 def test_prepare_refuses_a_bucket_output(raw):
-  with pytest.raises(prepare.PrepareError, match="gcloud storage cp -r .*verify"):
+  with pytest.raises(PrepareError, match="gcloud storage cp -r .*verify"):
     _prepare(raw, "gs://bucket/data")
 
 
@@ -187,7 +189,8 @@ def bucket(monkeypatch, tmp_path):
   """gs://test-bucket on a local GCS emulator, seen by gcsfs (etils.epath) and by array-record's
   own GCS client; None of it leaves the machine."""
   pytest.importorskip("gcp_storage_emulator")
-  gcsfs = pytest.importorskip("gcsfs")
+  if importlib.util.find_spec("gcsfs") is None:
+    pytest.skip("gcsfs is not installed")
   port = _free_port()
   server = subprocess.Popen(
       [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1",
@@ -204,8 +207,12 @@ def bucket(monkeypatch, tmp_path):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)  # gcsfs
     monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", url)  # array-record (google-cloud-cpp)
     # No credential lookup, and no bucket-type probe (a gRPC API the emulator does not serve).
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    # Both are read once, at import (google.auth compares with "true"): gcsfs is imported
+    # only now, else a later test in this process (test_cloud.py) probes the bucket type
+    # and waits on the metadata server's retries.
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
     monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    import gcsfs
     from etils.epath import backend
     gcsfs.GCSFileSystem.clear_instance_cache()  # instances remember the endpoint they saw
     backend.fsspec_backend._get_filesystem.cache_clear()
@@ -213,7 +220,8 @@ def bucket(monkeypatch, tmp_path):
   finally:
     server.terminate()
     server.wait(timeout=30)
-    gcsfs.GCSFileSystem.clear_instance_cache()
+    if "gcsfs" in sys.modules:
+      sys.modules["gcsfs"].GCSFileSystem.clear_instance_cache()
 
 
 def test_split_on_a_bucket(split, bucket, capsys):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import prepare
 from hicmae_jax.data import schema
+from hicmae_jax.data import split_reader
 from hicmae_jax.data import synthetic
 
 NUM_CLASSES = 3
@@ -42,18 +42,18 @@ def test_splits_and_records(tiny):
   assert infos["pretrain"].class_names == [] and infos["pretrain"].extra["label_type"] == "none"
   for split in ("train", "val", "test"):
     assert (out / "raw" / f"{split}.txt").exists()
-  train = list(prepare.iterate_clips(str(out / "train")))
+  train = list(split_reader.iterate_clips(str(out / "train")))
   assert sorted(c.label for c in train) == [0] * 4 + [1] * 4 + [2] * 4  # balanced
   for clip in train:
     assert clip.num_frames == 48 and clip.frame_format == "jpeg"
     assert (clip.height, clip.width) == (32, 32) and clip.num_samples == 48 * 640
-  assert all(c.label == -1 for c in prepare.iterate_clips(str(out / "pretrain")))
+  assert all(c.label == -1 for c in split_reader.iterate_clips(str(out / "pretrain")))
 
 
 def test_classes_separate_in_both_modalities(tiny):
   out, infos = tiny
   feats = {k: [] for k in range(NUM_CLASSES)}
-  for clip in prepare.iterate_clips(str(out / "train")):
+  for clip in split_reader.iterate_clips(str(out / "train")):
     feats[clip.label].append(_features(clip))
   feats = {k: np.array(v) for k, v in feats.items()}  # [clips, 3]
   pitch = np.array(infos["train"].extra["pitch_hz"])
@@ -92,7 +92,7 @@ def test_as_video_goes_through_the_video_path(tmp_path):
   assert os.path.exists(tmp_path / "raw" / "video" / "train" / "train_00000.mp4")
   assert open(tmp_path / "raw" / "pretrain.txt").read().split("\n")[0].endswith(".mp4")
   for split in ("train", "pretrain"):
-    for clip in prepare.iterate_clips(str(tmp_path / split)):
+    for clip in split_reader.iterate_clips(str(tmp_path / split)):
       assert clip.fps == 25.0 and clip.num_frames == 24 and clip.source_audio == ""
       assert abs(clip.num_samples - 24 * 640) <= 1024
       _, _, corr = _features(clip)
@@ -103,5 +103,5 @@ def test_as_video_goes_through_the_video_path(tmp_path):
                              num_classes=2, frame_size=32, num_frames=20, num_workers=1,
                              verbose=False)
   assert not os.path.exists(tmp_path / "raw" / "video")
-  for clip in prepare.iterate_clips(str(tmp_path / "train")):
+  for clip in split_reader.iterate_clips(str(tmp_path / "train")):
     assert clip.fps == 0.0 and clip.num_frames == 20 and clip.source_audio.endswith(".wav")

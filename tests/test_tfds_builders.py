@@ -4,7 +4,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from hicmae_jax.data import prepare  # noqa: E402
+from hicmae_jax.data import split_reader  # noqa: E402
 from hicmae_jax.data import synthetic  # noqa: E402
 from hicmae_jax.data import tfds_builders  # noqa: E402
 
@@ -18,7 +18,7 @@ def test_synthetic_builder_matches_prepare(tmp_path):
   assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 4, "val": 2}
   source = tfds.data_source("hicmae_synthetic", split="train", data_dir=str(tmp_path / "tfds"))
   by_id = {ex["clip_id"].decode(): ex for ex in (source[i] for i in range(len(source)))}
-  for clip in prepare.iterate_clips(str(out / "train")):
+  for clip in split_reader.iterate_clips(str(out / "train")):
     ex = by_id[clip.clip_id]
     assert ex["frames"] == clip.frames and ex["label"] == clip.label
     np.testing.assert_array_equal(ex["audio"], clip.audio)

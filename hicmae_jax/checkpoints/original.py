@@ -16,7 +16,6 @@ what provides it: nothing is guessed.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Mapping, NamedTuple
 

@@ -16,7 +16,8 @@ import os
 import re
 from typing import Iterable
 
-from hicmae_jax.data import prepare, record_index, schema
+from hicmae_jax.data import record_index, schema
+from hicmae_jax.data.split_file import VIDEO_EXTENSIONS
 
 SPEAKER_PATTERNS = {
     "crema_d": r"^(\d{4})_[A-Z]{3}_[A-Z]{3}_[A-Z]{2}$",
@@ -39,7 +40,7 @@ class SplitSpeakers:
 def _name(path: str) -> str:
   base = os.path.basename(os.path.normpath(path))
   stem, ext = os.path.splitext(base)
-  return stem if ext.lower() in prepare.VIDEO_EXTENSIONS else base
+  return stem if ext.lower() in VIDEO_EXTENSIONS else base
 
 
 def clip_paths(split_dir: str) -> list[str]:

@@ -11,9 +11,9 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
+from hicmae_jax.pixels import IMAGENET_MEAN, IMAGENET_STD, normalize_table
+
 _JPEG_SOI = b"\xff\xd8"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -78,12 +78,6 @@ def pil_image(frame: np.ndarray, height: int, width: int, *,
 def stack_frames(images: Mapping[int, np.ndarray], indices: Sequence[int]) -> np.ndarray:
   """Gathers decoded frames by frame index -> uint8 [len(indices), H, W, 3]."""
   return np.stack([images[int(i)] for i in indices])
-
-
-def normalize_table(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-  """[256, C] float32: (v / 255 - mean) / std for every byte value, in float32 like torch."""
-  v = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
-  return (v - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def normalize(frames: np.ndarray, *, mean: Sequence[float] = IMAGENET_MEAN,

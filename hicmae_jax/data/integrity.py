@@ -18,6 +18,9 @@ import logging
 import os
 from typing import Callable, Sequence
 
+# By name: `paths` is this module's word for a list of shard paths.
+from hicmae_jax.paths import as_path, is_remote
+
 log = logging.getLogger(__name__)
 
 # Read size for checksums: large enough that hashlib releases the GIL and a remote read is one
@@ -34,19 +37,9 @@ class ShardError(ValueError):
   """A shard file that is truncated, damaged or unreadable; the message names it and the fix."""
 
 
-def is_remote(path: str) -> bool:
-  """True for URLs such as gs://bucket/dir (read through etils.epath / array-record's client)."""
-  return "://" in str(path)
-
-
 def join(folder: str, name: str) -> str:
   """`folder/name` for local paths and URLs alike (os.path.join keeps gs://b/x as it is)."""
   return os.path.join(str(folder), name)
-
-
-def _epath(path: str):
-  from etils import epath  # gcsfs behind it is imported only for remote paths
-  return epath.Path(path)
 
 
 def file_size(path: str) -> int | None:
@@ -56,7 +49,7 @@ def file_size(path: str) -> int | None:
       return os.stat(path).st_size
     except FileNotFoundError:
       return None
-  p = _epath(path)
+  p = as_path(path)
   try:
     return int(p.stat().length)
   except FileNotFoundError:
@@ -74,7 +67,7 @@ def file_sizes(paths: Sequence[str]) -> list[int | None]:
 def sha256_of(path: str, on_bytes: Callable[[int], None] | None = None) -> str:
   """Hex SHA-256 of a file's bytes; on_bytes(n) is called after each chunk (progress)."""
   digest = hashlib.sha256()
-  opener = open if not is_remote(path) else (lambda p, m: _epath(p).open(m))
+  opener = open if not is_remote(path) else (lambda p, m: as_path(p).open(m))
   with opener(path, "rb") as f:
     while True:
       chunk = f.read(HASH_CHUNK_BYTES)

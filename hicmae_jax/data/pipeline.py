@@ -34,7 +34,7 @@ import logging
 import grain
 import numpy as np
 
-from hicmae_jax.data import records, recipes, schema
+from hicmae_jax.data import records, recipes, schema, split_reader
 from hicmae_jax.data.batching import GroupBatchIterDataset, PipelineDataset
 from hicmae_jax.data.options import (AudioOptions, AugmentOptions, EvalOptions, LabelOptions,
                                      LoaderOptions, MaskOptions, VideoOptions)
@@ -130,7 +130,7 @@ def _train_dataset(split_dir: str, recipe: recipes.Recipe, *, batch_size: int, s
   loader.shard_index/shard_count: which block of `shard_count` equal blocks of global-batch
   rows this process fills (train.py derives it from the mesh; default: jax's process
   index/count)."""
-  _, paths = records.load_split(split_dir)
+  _, paths = split_reader.read_split(split_dir)
   p, c = records.process_slice(loader.shard_index, loader.shard_count)
   total = records.count_records(paths)
   if total < c:
@@ -216,7 +216,7 @@ def make_eval_dataset(split_dir: str, *, batch_size: int, seed: int, video: Vide
   (`num_batches`); padding and bad records come as rows with valid=False, clip_index=-1,
   view_index=-1.
   """
-  info, paths = records.load_split(split_dir)
+  info, paths = split_reader.read_split(split_dir)
   p, c = records.process_slice(loader.shard_index, loader.shard_count)
   total = records.count_records(paths)
   local = np.arange(total)[p::c]

@@ -7,13 +7,13 @@ of the result is the record the pipelines call clip_index i (shards in dataset_i
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import msgpack
 
 from hicmae_jax.data import schema
-
-_READ_CHUNK = 64  # records per ArrayRecord read call
+from hicmae_jax.data import split_reader
 
 
 def _fields_of(record: bytes, names: Sequence[str]) -> dict[str, object]:
@@ -41,23 +41,15 @@ def _fields_of(record: bytes, names: Sequence[str]) -> dict[str, object]:
 def read_fields(split_dir: str, names: Sequence[str] = ("clip_id",)) -> list[dict[str, object]]:
   """[{name: value}] for every record of the split, in record order.
 
-  Raises FileNotFoundError for an unprepared split and RecordError naming the shard and
-  record that lacks a field."""
-  from array_record.python.array_record_module import ArrayRecordReader
-  info = schema.DatasetInfo.load(split_dir)
+  Raises FileNotFoundError for an unprepared split, integrity.ShardError for a shard that
+  cannot be read and RecordError naming the shard and record that lacks a field."""
   rows: list[dict[str, object]] = []
-  for path in info.shard_paths(split_dir):
-    reader = ArrayRecordReader(path)
-    try:
-      n = reader.num_records()
-      for start in range(0, n, _READ_CHUNK):
-        for offset, data in enumerate(reader.read(start, min(n, start + _READ_CHUNK))):
-          try:
-            rows.append(_fields_of(data, tuple(names)))
-          except schema.RecordError as e:
-            raise schema.RecordError(f"{path} record {start + offset}: {e}") from None
-    finally:
-      reader.close()
+  with contextlib.closing(split_reader.iterate_records(split_dir)) as records:
+    for path, index, data in records:
+      try:
+        rows.append(_fields_of(data, tuple(names)))
+      except schema.RecordError as e:
+        raise schema.RecordError(f"{path} record {index}: {e}") from None
   return rows
 
 

@@ -16,7 +16,6 @@ import grain
 import numpy as np
 
 from hicmae_jax.data import integrity
-from hicmae_jax.data import schema
 
 TAG_SHUFFLE, TAG_EXAMPLE, TAG_BATCH, TAG_EVAL = 11, 23, 37, 41
 
@@ -84,12 +83,6 @@ def process_slice(shard_index: int | None, shard_count: int | None) -> tuple[int
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index {shard_index} not in [0, {shard_count})")
   return int(shard_index), int(shard_count)
-
-
-def load_split(split_dir: str) -> tuple[schema.DatasetInfo, list[str]]:
-  """(the split's DatasetInfo, its shard paths)."""
-  info = schema.DatasetInfo.load(split_dir)
-  return info, info.shard_paths(split_dir)
 
 
 def count_records(paths: Sequence[str]) -> int:

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
+from hicmae_jax import paths
 from hicmae_jax.data import integrity
 
 SCHEMA_VERSION = 1
@@ -180,9 +181,8 @@ class DatasetInfo:
   def save(self, split_dir: str) -> None:
     text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
     path = integrity.join(split_dir, INFO_FILENAME)
-    if integrity.is_remote(split_dir):
-      from etils import epath
-      epath.Path(path).write_text(text)  # one object upload: readers see all of it or none
+    if paths.is_remote(split_dir):
+      paths.as_path(path).write_text(text)  # one object upload: readers see all of it or none
       return
     with open(path + ".tmp", "w") as f:
       f.write(text)
@@ -225,14 +225,13 @@ class DatasetInfo:
 
 def _read_text(path: str) -> str | None:
   """The file's text, None when it does not exist; a remote read that fails says why."""
-  if not integrity.is_remote(path):
+  if not paths.is_remote(path):
     if not os.path.exists(path):
       return None
     with open(path) as f:
       return f.read()
-  from etils import epath
   try:
-    return epath.Path(path).read_text()
+    return paths.as_path(path).read_text()
   except FileNotFoundError:
     return None
   except Exception as e:  # noqa: BLE001 - gcsfs/auth raise many types; one line names the path

@@ -38,6 +38,8 @@ import numpy as np
 
 from hicmae_jax.data import prepare
 from hicmae_jax.data import schema
+from hicmae_jax.data import worker_pool
+from hicmae_jax.data.split_file import PrepareError
 
 FPS = 25.0
 SPLITS = ("train", "val", "test")
@@ -214,12 +216,12 @@ def _write_raw_split(raw_dir: str, split: str, num_clips: int, params: dict,
   labels = order_rng.permutation(np.arange(num_clips) % k).tolist()  # balanced, shuffled
   indices = list(range(num_clips))
   chunk = max(1, math.ceil(num_clips / (4 * max(1, num_workers))))  # a few per worker
-  workers = prepare.worker_count(num_workers, math.ceil(num_clips / chunk), num_clips)
+  workers = worker_pool.worker_count(num_workers, math.ceil(num_clips / chunk), num_clips)
   if workers <= 1:
     lines = _render_chunk(raw_dir, split, indices, labels, params)
   else:
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=prepare.mp_context()) as pool:
+        max_workers=workers, mp_context=worker_pool.mp_context()) as pool:
       futures = [pool.submit(_render_chunk, raw_dir, split, indices[i:i + chunk],
                              labels[i:i + chunk], params)
                  for i in range(0, num_clips, chunk)]
@@ -348,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              num_test=args.num_test, num_classes=args.num_classes,
              frame_size=args.frame_size, num_frames=args.num_frames, seed=args.seed,
              num_workers=args.num_workers, as_video=args.as_video)
-  except (ValueError, prepare.PrepareError) as e:
+  except (ValueError, PrepareError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

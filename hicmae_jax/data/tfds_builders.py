@@ -2,7 +2,7 @@
 
 Optional: needs `pip install tensorflow-datasets==4.9.10` (no TensorFlow). The main data path
 is `python -m hicmae_jax.data.prepare`; these builders read the same split files with the
-same readers (prepare.load_clip) and store the same fields, as TFDS ArrayRecord files.
+same readers (clip_loader.load_clip) and store the same fields, as TFDS ArrayRecord files.
 
   python -m hicmae_jax.data.tfds_builders --dataset=crema_d --config=split01 \
       --manual_dir=saved/data/crema-d/audio_visual --data_dir=~/tensorflow_datasets
@@ -31,8 +31,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from hicmae_jax.data import clip_loader
 from hicmae_jax.data import datasets
-from hicmae_jax.data import prepare
+from hicmae_jax.data import video_io
+from hicmae_jax.data.split_file import parse_split_file
 
 _CITATION = """@article{sun2024hicmae,
   title={HiCMAE: Hierarchical Contrastive Masked Autoencoder for Self-Supervised
@@ -121,15 +123,15 @@ class _HiCMAEBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split_file: str, manual_dir: str):
     preset = self.PRESET
-    entries, malformed = prepare.parse_split_file(
+    entries, malformed = parse_split_file(
         split_file, root=manual_dir, label_type=preset.label_type,
         num_classes=preset.num_classes, num_targets=preset.num_targets)
     for bad in malformed:
       print(f"warning: {split_file}:{bad.line_no}: {bad.reason}", file=sys.stderr)
     for entry in entries:
       try:
-        clip = prepare.load_clip(entry)
-      except prepare.ClipError as e:
+        clip = clip_loader.load_clip(entry)
+      except video_io.ClipError as e:
         print(f"warning: {split_file}:{entry.line_no}: skipped: {e}", file=sys.stderr)
         continue
       example = {

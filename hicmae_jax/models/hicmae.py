@@ -7,7 +7,7 @@ import ml_collections
 from flax import nnx
 
 from hicmae_jax import masking, pixels
-from hicmae_jax.models.common import block_options, dtype_from_name, geometry
+from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 from hicmae_jax.models.decoders import HierarchicalDecoder
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder, gather_tokens, positions

@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hicmae_jax.data import prepare, schema, video_io
+from hicmae_jax.data import clip_loader, schema, video_io
+from hicmae_jax.data.split_file import VIDEO_EXTENSIONS, SplitEntry
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.representations import features
 
@@ -45,10 +46,10 @@ def expand(videos: Sequence[str], frames_dir: str = "", wav: str = "") -> list[S
   for item in videos:
     if os.path.isdir(item):
       found = sorted(os.path.join(item, n) for n in os.listdir(item)
-                     if os.path.splitext(n)[1].lower() in prepare.VIDEO_EXTENSIONS)
+                     if os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS)
       if not found:
         raise FileNotFoundError(f"--video={item} is a folder without video files "
-                                f"({', '.join(prepare.VIDEO_EXTENSIONS)}); for a folder of "
+                                f"({', '.join(VIDEO_EXTENSIONS)}); for a folder of "
                                 f"frames use --frames_dir with --wav")
       paths += found
     elif os.path.isfile(item):
@@ -140,14 +141,13 @@ def load(source: Source, face: FaceOptions | None, default_fps: float) -> Loaded
       pixels, fps = video_io.decode_video(source.path)
     else:
       pixels, fps = video_io.clip_frames(source.path), 0.0
-    entry = prepare.SplitEntry(line_no=0, video=source.path, audio=source.wav,
-                               clip_id=source.name)
-    pcm = prepare.read_audio(entry, source.is_video)
+    entry = SplitEntry(line_no=0, video=source.path, audio=source.wav, clip_id=source.name)
+    pcm = clip_loader.read_audio(entry, source.is_video)
   except video_io.ClipError as e:
     raise ValueError(f"{source.path}: {e}") from None
   fps = fps if fps > 0 else default_fps
   audio_s, video_s = len(pcm) / schema.AUDIO_SAMPLE_RATE, len(pixels) / fps
-  if abs(audio_s - video_s) > prepare.MAX_AV_MISMATCH_SECONDS:
+  if abs(audio_s - video_s) > clip_loader.MAX_AV_MISMATCH_SECONDS:
     log.warning("%s: audio %.2f s and video %.2f s differ; windows take the audio by relative "
                 "position, as the evaluation does", source.path, audio_s, video_s)
   aligned = faces.get_aligner(face)(pixels)

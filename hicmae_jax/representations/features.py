@@ -50,7 +50,8 @@ from flax import nnx
 
 from hicmae_jax import checkpointing, experiments, io_utils, paths
 from hicmae_jax.checkpoints import mapping, original, transfer
-from hicmae_jax.data import prepare, sampling, schema, stages
+from hicmae_jax.data import clip_loader, sampling, schema, split_reader, stages, video_io
+from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.options import AudioOptions, VideoOptions
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -282,7 +283,7 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
 
 def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
   """The clips of a prepared split in order (the first `limit` when > 0)."""
-  for i, clip in enumerate(prepare.iterate_clips(split_dir)):
+  for i, clip in enumerate(split_reader.iterate_clips(split_dir)):
     if limit and i >= limit:
       return
     yield clip
@@ -291,7 +292,8 @@ def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
 def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int = -1,
              clip_id: str = "") -> schema.Clip:
   """One clip from raw files: a video file (its own audio track unless `wav` is given) or a
-  frames folder with a wav. Uses prepare's readers, so it is read exactly as `prepare` would."""
+  frames folder with a wav. Uses prepare's reader (clip_loader), so it is read exactly as
+  `prepare` would."""
   if bool(video) == bool(frames_dir):
     raise ValueError("give exactly one of --video (a video file) or --frames_dir (a folder of "
                      "frames, with --wav)")
@@ -308,11 +310,10 @@ def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int
   stem = os.path.basename(os.path.normpath(source))
   if video:
     stem = os.path.splitext(stem)[0]
-  entry = prepare.SplitEntry(line_no=0, video=source, audio=wav, label=label,
-                             clip_id=clip_id or stem)
+  entry = SplitEntry(line_no=0, video=source, audio=wav, label=label, clip_id=clip_id or stem)
   try:
-    return prepare.load_clip(entry)
-  except prepare.ClipError as e:
+    return clip_loader.load_clip(entry)
+  except video_io.ClipError as e:
     raise ValueError(str(e)) from None
 
 

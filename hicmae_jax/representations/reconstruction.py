@@ -60,8 +60,8 @@ def _scatter(x: jax.Array, ids: jax.Array, values: jax.Array) -> jax.Array:
 
 def video_to_pixels(video: jax.Array, pred: jax.Array, masked_ids: jax.Array, *, tubelet: int,
                     patch: int, frame_difference: bool,
-                    mean: Sequence[float] = targets.IMAGENET_MEAN,
-                    std: Sequence[float] = targets.IMAGENET_STD) -> dict[str, jax.Array]:
+                    mean: Sequence[float] = pixels.IMAGENET_MEAN,
+                    std: Sequence[float] = pixels.IMAGENET_STD) -> dict[str, jax.Array]:
   """video [B, T, H, W, C] ImageNet-normalised, pred [B, M, tubelet*patch*patch*C] (the model's
   rec_video, in target space), masked_ids [B, M].
 

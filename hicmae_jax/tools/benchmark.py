@@ -32,10 +32,9 @@ from flax import nnx
 
 from hicmae_jax import evaluate, experiments, host_info, masking, runtime, sharding, train
 from hicmae_jax.data import stage_timing
-from hicmae_jax.models import common as model_common
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.models.common import geometry
+from hicmae_jax.models.options import check_attention_impl, dtype_from_name, geometry
 
 # Dense bf16 peaks (TFLOP/s) of common accelerators, by substring of jax's device_kind.
 KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0, "L4": 121.0,
@@ -361,8 +360,8 @@ def _config_and_sections(a: argparse.Namespace):
     raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
   if "pipeline" in what and not a.split_dir:
     raise ValueError("--what=pipeline needs --split_dir=<prepared split>")
-  model_common.dtype_from_name(config.model.dtype)
-  model_common.check_attention_impl(config.model.attention_impl)
+  dtype_from_name(config.model.dtype)
+  check_attention_impl(config.model.attention_impl)
   return config, what
 
 

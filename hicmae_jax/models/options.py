@@ -1,4 +1,5 @@
-"""Reads a model config into the shared pieces the top models need (dtypes, block options)."""
+"""A model config read into what the top models share: dtypes by name, the attention
+implementation (checked), the token Geometry and the BlockOptions of every block."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,0 +1,95 @@
+"""One split entry -> one schema.Clip: frames (a folder's own bytes, or a video's frames as
+JPEG, or aligned face crops), audio as 16 kHz mono int16, the label. Raises ClipError (the
+skip reason) on bad input; prepare's shard writer, the TFDS builders, the feature export and
+predict all read clips through here.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hicmae_jax import faces
+from hicmae_jax.data import schema
+from hicmae_jax.data import video_io
+from hicmae_jax.data.split_file import SplitEntry
+from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
+
+# Videos whose audio track and frames last longer apart than this are skipped: AAC padding and
+# the last frame's duration account for < 0.1 s, a truncated or wrong track for far more.
+MAX_AV_MISMATCH_SECONDS = 0.25
+
+
+def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
+  """The clip's audio as 16 kHz mono int16 [N], from its wav or else its video's track."""
+  # Imported here, not at the top: scipy and soundfile take seconds to import, and parsing or
+  # planning a split needs neither (prepare's mp_context imports it once before forking).
+  from hicmae_jax.data import audio as audio_lib
+  sr = schema.AUDIO_SAMPLE_RATE
+  try:
+    if entry.audio:
+      if not os.path.isfile(entry.audio):
+        raise ClipError(f"audio file not found: {entry.audio}")
+      wave = audio_lib.load_audio(entry.audio, target_sr=sr)
+    elif video_is_file:
+      wave = audio_lib.load_audio_from_video(entry.video, target_sr=sr)
+    else:
+      raise ClipError(f"no audio: no wav given and {entry.video} is a frames folder")
+  except ClipError:
+    raise
+  except Exception as e:  # audio.AudioError, soundfile/av errors
+    source = entry.audio or entry.video
+    raise ClipError(f"audio of {source} cannot be read: {type(e).__name__}: {e}") from None
+  wave = np.asarray(wave)
+  if wave.ndim != 1 or wave.shape[0] < 1:
+    raise ClipError(f"audio of {entry.audio or entry.video} is empty ({wave.shape} samples)")
+  return audio_lib.to_int16(wave)
+
+
+def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side: int = 0,
+                          verify_frames: str = "decode",
+                          face: faces.FaceOptions | None = None,
+                          max_av_mismatch_seconds: float = 0.0
+                          ) -> tuple[schema.Clip, dict | None]:
+  """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
+
+  face: a faces.FaceOptions to store aligned face crops (JPEG, face_size square) instead of
+  the frames; the second value is then the clip's FaceReport as a dict, else None. A video
+  whose audio and frames last more than max_av_mismatch_seconds apart (> 0) is rejected.
+  """
+  is_file = os.path.isfile(entry.video)
+  if not is_file and not os.path.isdir(entry.video):
+    raise ClipError(f"frames folder or video not found: {entry.video}")
+  fps, pixels, report = 0.0, None, None
+  if face is not None and is_file:
+    pixels, fps = video_io.decode_video(entry.video)
+  elif face is not None:  # decode_frames checks every frame fully; markers avoid a 2nd pass
+    pixels = video_io.decode_frames(read_frames_dir(entry.video, verify="markers")[0],
+                                    entry.video)
+  elif is_file:
+    frames, height, width, fps = read_video(entry.video, jpeg_quality=jpeg_quality,
+                                            max_side=max_side)
+    fmt = "jpeg"
+  else:
+    frames, fmt, height, width = read_frames_dir(entry.video, verify=verify_frames)
+  pcm = read_audio(entry, is_file)
+  video_io.check_av_durations(len(pixels) if pixels is not None else len(frames), fps,
+                              len(pcm), schema.AUDIO_SAMPLE_RATE, max_av_mismatch_seconds,
+                              entry.video)
+  if face is not None:
+    result = faces.get_aligner(face)(pixels)
+    report = result.report.to_dict()
+    if result.crops is None:
+      raise video_io.NoFaceError(f"no face: {result.report.skip_reason}", report)
+    frames = [video_io.encode_jpeg(crop, jpeg_quality) for crop in result.crops]
+    fmt, height, width = "jpeg", face.face_size, face.face_size
+  clip = schema.Clip(
+      clip_id=entry.clip_id, frames=frames, frame_format=fmt, height=height, width=width,
+      audio=pcm, label=entry.label, targets=entry.targets, fps=fps,
+      source_video=entry.video, source_audio=entry.audio)
+  return clip, report
+
+
+def load_clip(entry: SplitEntry, **options) -> schema.Clip:
+  """load_clip_with_report without the report (same keyword options)."""
+  return load_clip_with_report(entry, **options)[0]
