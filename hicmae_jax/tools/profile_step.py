@@ -176,13 +176,13 @@ def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
                  "dots": op["dots"][:3] if op else []})
   rows.sort(key=lambda r: -r["ms"])
   matmul_ms = kinds.get("matmul", 0.0)
-  matmul_flops = sum(ops[r["op"]]["flops"] for r in rows if r["kind"] == "matmul")
+  matmul_flops = sum(ops[r["op"]]["flops"] for r in rows if r["kind"] == "matmul")  # per step
   return {
       "host": host_info.describe(), "batch": batch, "xla_options": options,
       "compile_s": round(compile_s, 1), "step_s_median": round(statistics.median(times), 4),
       "step_s_min": round(min(times), 4), "steps": steps,
       "ms_by_kind": {k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
-      "matmul_gflops_per_s": round(matmul_flops / trace_steps / (matmul_ms / 1e3) / 1e9, 1)
+      "matmul_gflops_per_s": round(matmul_flops / (matmul_ms / 1e3) / 1e9, 1)
                              if matmul_ms else None,
       "top_ops": rows[:top],
   }
