@@ -1,9 +1,12 @@
 """tools/profile_step: matmul FLOPs read from compiled HLO, op times read from a real trace."""
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hicmae_jax.tools import matmul_throughput, profile_step
 
@@ -47,3 +50,16 @@ def test_matmul_throughput_measures_every_shape():
   figures = matmul_throughput.measure("jax", reps=1)
   assert set(figures) == set(matmul_throughput.SHAPES)
   assert all(np.isfinite(v) and v > 0 for v in figures.values())
+
+
+@pytest.mark.slow
+def test_profile_step_command_on_the_test_config(tmp_path, capsys):
+  """The command end to end: the step compiled, timed and traced; matmuls found in the trace."""
+  out = tmp_path / "profile.json"
+  profile_step.main(["--config=configs/test_pretrain.py", "--steps=1", "--warmup=1",
+                     "--trace_steps=1", "--top=5", f"--out={out}"])
+  r = json.loads(out.read_text())
+  assert r["step_s_median"] > 0 and r["host"]["cpu"]
+  assert r["ms_by_kind"].get("matmul", 0) > 0 and r["matmul_gflops_per_s"] > 0
+  assert len(r["top_ops"]) == 5
+  assert "summed op time per step by kind" in capsys.readouterr().out

@@ -132,10 +132,8 @@ def _xla_flops(compiled) -> float | None:
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
-  """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
-
-  compiled, state, data, compile_s = compiled_step(config, batch)
+def time_steps(compiled, state, data, steps: int, warmup: int) -> tuple[list[float], Any]:
+  """(seconds of each of `steps` steps after `warmup` untimed ones, the state after them)."""
   times = []
   for i in range(warmup + steps):
     t = time.perf_counter()
@@ -143,6 +141,14 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
     jax.block_until_ready(metrics["loss"])
     if i >= warmup:
       times.append(time.perf_counter() - t)
+  return times, state
+
+
+def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) -> dict[str, Any]:
+  """Compile + time the full training step (forward, backward, AdamW) at a global batch."""
+
+  compiled, state, data, compile_s = compiled_step(config, batch)
+  times, state = time_steps(compiled, state, data, steps, warmup)
   median = statistics.median(times)
   per_clip = (pretrain_flops_per_clip(config.model) if config.kind == "pretrain"
               else finetune_flops_per_clip(config.model))

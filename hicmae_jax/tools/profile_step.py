@@ -24,7 +24,6 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 
 import absl.logging
 import jax
@@ -148,13 +147,7 @@ def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
   base = sharding.compiler_options(sharding.make_mesh(config.mesh)) or {}
   compiled, state, data, compile_s = benchmark.compiled_step(config, batch,
                                                              {**base, **options})
-  times = []
-  for i in range(warmup + steps):
-    t = time.perf_counter()
-    state, metrics = compiled(state, data)
-    jax.block_until_ready(metrics["loss"])
-    if i >= warmup:
-      times.append(time.perf_counter() - t)
+  times, state = benchmark.time_steps(compiled, state, data, steps, warmup)
   ops = hlo_ops(compiled.as_text())
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir)
