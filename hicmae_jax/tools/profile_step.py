@@ -20,6 +20,7 @@ import argparse
 import collections
 import glob
 import json
+import math
 import re
 import statistics
 import sys
@@ -38,13 +39,6 @@ _SHAPE = re.compile(r"[a-z]+\d*\[([\d,]*)\]")
 def _dims(shape: str) -> list[int]:
   m = _SHAPE.search(shape)
   return [int(d) for d in m.group(1).split(",") if d] if m else []
-
-
-def _prod(xs) -> int:
-  out = 1
-  for x in xs:
-    out *= x
-  return out
 
 
 def hlo_ops(hlo_text: str) -> dict[str, dict]:
@@ -77,8 +71,8 @@ def hlo_ops(hlo_text: str) -> dict[str, dict]:
       if len(operands) < 2 or not contracting or operands[0] not in shapes:
         continue
       lhs = _dims(shapes[operands[0]])
-      k = _prod(lhs[int(i)] for i in contracting.group(1).split(",") if i)
-      e["flops"] = 2.0 * _prod(_dims(e["shape"])) * k
+      k = math.prod(lhs[int(i)] for i in contracting.group(1).split(",") if i)
+      e["flops"] = 2.0 * math.prod(_dims(e["shape"])) * k
       e["dots"] = [f"{shapes[operands[0]].split('{')[0]} x "
                    f"{shapes.get(operands[1], '?').split('{')[0]} -> {e['shape'].split('{')[0]}"]
 
