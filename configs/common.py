@@ -35,6 +35,7 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   d.sampling_rate = 4       # temporal stride (Werewolf-XL: 3)
   d.fixed_crop = (0, 160, 32, 192)  # VoxCeleb2 pre-training crop (rows, cols); None: off
   d.multiscale = (1.0, 0.875, 0.75, 0.66)
+  d.resize_on_device = True  # pre-training: the host sends the crop, the step resizes it
   d.num_repeats = 1         # clips drawn per decoded record (repeated sampling)
   d.masks_in_pipeline = False  # draw masks on the host (numpy) instead of on device
   d.magnitude_aug = True
@@ -50,6 +51,7 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   d.mix_audio = False       # the original mixes only the video (labels fully)
   d.test_num_segments = 2
   d.test_num_crops = 2
+  d.eval_resize_on_device = True  # evaluation: frames go out as stored, the step resizes
   d.worker_count = 0        # grain worker processes per host (0 = in-process threads)
   d.read_threads = 2
   d.max_skip_fraction = 0.01  # stop when more records than this are corrupt

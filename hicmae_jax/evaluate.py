@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from hicmae_jax import checkpointing, clip_predictions, metrics, periodic, runtime, sharding
+from hicmae_jax import (checkpointing, clip_predictions, metrics, periodic, pixels, runtime,
+                        sharding)
 from hicmae_jax.data import pipeline, record_index
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,16 @@ def eval_dataset(config, split_dir: str, mode: str):
 
 
 def make_predict_fn(view, mesh):
-  """jit(params, video, audio) -> logits [B, C] (float32), batch split over the mesh."""
+  """jit(params, video, audio[, video_crop_size]) -> logits [B, C] (float32), batch split over
+  the mesh; with video_crop_size [B, 2] the video is frames the device resizes first
+  (`pixels.resize_crops`)."""
   batch_sh = sharding.batch_sharding(mesh)
 
   @jax.jit
-  def predict(params, video, audio):
+  def predict(params, video, audio, video_crop_size=None):
     model = view.merge(params)
+    if video_crop_size is not None:
+      video = pixels.resize_crops(video, video_crop_size, model.geo.input_size)
     out = model(video, audio, deterministic=True)
     return jax.lax.with_sharding_constraint(out["logits"].astype(jnp.float32), batch_sh)
   return runtime.compile_then_meet(predict, "predict")
@@ -54,8 +59,9 @@ def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,
   it = iter(ds)
   try:
     for local in it:
-      batch = sharding.global_batch({k: local[k] for k in ("video", "audio")}, mesh)
-      logits = predict(params, batch["video"], batch["audio"])
+      inputs = ("video", "audio") + (("video_crop_size",) if "video_crop_size" in local else ())
+      batch = sharding.global_batch({k: local[k] for k in inputs}, mesh)
+      logits = predict(params, *(batch[k] for k in inputs))
       rows["logits"].append(np.asarray(multihost_utils.process_allgather(logits, tiled=True)))
       for key in ("label", "targets", "clip_index", "view_index", "valid"):
         if key in local:

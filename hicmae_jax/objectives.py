@@ -22,13 +22,15 @@ def draw_masks(model: PretrainModel, key: jax.Array, batch: int) -> tuple[jax.Ar
 def pretrain_loss(model: PretrainModel, batch: dict[str, jax.Array], *,
                   loss_cfg: ml_collections.ConfigDict, key: jax.Array | None,
                   deterministic: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """batch: video [B, T, H, W, 3] (normalised float or uint8 frames), audio [B, time, freq], optional mask_video/mask_audio.
+  """batch: video [B, T, H, W, 3] (normalised float or uint8 frames; with video_crop_size
+  [B, 2], uint8 crops the device resizes: `pixels.batch_video`), audio [B, time, freq],
+  optional mask_video/mask_audio.
 
   key drives the masks (when the batch has none) and drop path. Returns (loss, aux) where aux
   holds the scalar losses and the model outputs.
   """
   # uint8 frames are normalised once here: the model and the targets see the same floats.
-  video, audio = pixels.model_input(batch["video"]), batch["audio"]
+  video, audio = pixels.batch_video(batch, model.geo.input_size), batch["audio"]
   b = video.shape[0]
   if key is None:
     key = jax.random.key(0)

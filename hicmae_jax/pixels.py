@@ -9,6 +9,7 @@ host before their crop, erasing and mixing) passes through unchanged.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
@@ -34,3 +35,94 @@ def model_input(video: jax.Array, mean: Sequence[float] = IMAGENET_MEAN,
     return video
   table = jnp.asarray(normalize_table(tuple(mean), tuple(std)))  # [256, C] float32
   return table[video.astype(jnp.int32), jnp.arange(table.shape[1])]
+
+
+# ------------------------------------------------------------------ PIL's bilinear resize --
+# PIL (Pillow's Resample.c) resizes uint8 images with 22-bit fixed-point coefficients, a
+# horizontal pass rounded to uint8, then a vertical pass. The same integer arithmetic in jnp
+# gives the same bytes on the device, so the host can send a crop and skip the resize.
+
+PIL_PRECISION_BITS = 22  # 32 - 8 - 2: Pillow's fixed-point precision for 8-bit images
+
+
+def pil_bilinear_taps(in_size: int, out_size: int, num_taps: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Pillow's BILINEAR coefficients for in_size -> out_size (float64 then fixed point, as
+  `precompute_coeffs` and `normalize_coeffs_8bpc`).
+
+  Returns (index int32 [out_size, num_taps], weight int32 [out_size, num_taps]); unused taps
+  have weight 0 and index 0. num_taps defaults to Pillow's ksize for this scale."""
+  scale = in_size / out_size
+  filterscale = max(scale, 1.0)
+  support = 1.0 * filterscale  # the bilinear (triangle) filter's support is 1
+  ksize = int(math.ceil(support)) * 2 + 1
+  num_taps = ksize if num_taps is None else num_taps
+  if num_taps < ksize:
+    raise ValueError(f"{in_size} -> {out_size} needs {ksize} taps, got {num_taps}")
+  index = np.zeros((out_size, num_taps), np.int32)
+  weight = np.zeros((out_size, num_taps), np.int32)
+  for xx in range(out_size):
+    center = (xx + 0.5) * scale
+    xmin = max(int(center - support + 0.5), 0)  # C's (int) truncates toward zero
+    xmax = min(int(center + support + 0.5), in_size) - xmin
+    x = np.arange(xmax)
+    k = np.maximum(1.0 - np.abs((x + xmin - center + 0.5) / filterscale), 0.0)
+    total = k.sum()
+    if total != 0.0:
+      k = k / total
+    fixed = np.where(k < 0, -0.5 + k * (1 << PIL_PRECISION_BITS),
+                     0.5 + k * (1 << PIL_PRECISION_BITS))
+    index[xx, :xmax] = x + xmin
+    weight[xx, :xmax] = np.trunc(fixed).astype(np.int32)
+  return index, weight
+
+
+def pil_bilinear_table(max_in: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Taps for every input size 1..max_in -> out_size, one shape for all:
+  (index int32 [max_in + 1, out_size, K], weight int32 [max_in + 1, out_size, K]); row 0 is
+  unused (all-zero weights)."""
+  num_taps = int(math.ceil(max(max_in / out_size, 1.0))) * 2 + 1
+  index = np.zeros((max_in + 1, out_size, num_taps), np.int32)
+  weight = np.zeros((max_in + 1, out_size, num_taps), np.int32)
+  for n in range(1, max_in + 1):
+    index[n], weight[n] = pil_bilinear_taps(n, out_size, num_taps)
+  return index, weight
+
+
+def _pil_pass(x: jax.Array, index: jax.Array, weight: jax.Array, axis: int) -> jax.Array:
+  """One fixed-point pass along `axis` of int32 pixels: sum of tap pixels x weights,
+  + half, >> PRECISION_BITS, clipped to [0, 255] (Pillow's clip8)."""
+  taps = jnp.take(x, index, axis=axis)  # the axis becomes [out, K]
+  shape = [1] * taps.ndim
+  shape[axis], shape[axis + 1] = weight.shape
+  acc = jnp.sum(taps * weight.reshape(shape), axis=axis + 1) + (1 << (PIL_PRECISION_BITS - 1))
+  return jnp.clip(acc >> PIL_PRECISION_BITS, 0, 255)
+
+
+def resize_crops(video: jax.Array, crop_size: jax.Array, out_size: int) -> jax.Array:
+  """Resizes each example's top-left crop to out_size square, exactly as PIL's
+  `Image.resize((out, out), BILINEAR)` on every frame of that crop (same bytes).
+
+  video: uint8 [B, T, H, W, C] (the crop in rows :h, cols :w, the rest ignored);
+  crop_size: int32 [B, 2] (h, w), 1 <= h <= H, 1 <= w <= W -> uint8 [B, T, out, out, C]."""
+  index_h, weight_h = pil_bilinear_table(video.shape[2], out_size)
+  index_w, weight_w = pil_bilinear_table(video.shape[3], out_size)
+
+  def one(clip, hw):
+    x = clip.astype(jnp.int32)  # [T, H, W, C]
+    x = _pil_pass(x, jnp.asarray(index_w)[hw[1]], jnp.asarray(weight_w)[hw[1]], axis=2)
+    x = _pil_pass(x, jnp.asarray(index_h)[hw[0]], jnp.asarray(weight_h)[hw[0]], axis=1)
+    return x.astype(jnp.uint8)
+
+  return jax.vmap(one)(video, crop_size)
+
+
+def batch_video(batch: dict, input_size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> jax.Array:
+  """A batch's model input video: its crops resized on the device when the batch carries
+  `video_crop_size` (pre-training: the host sends the multi-scale crop, `resize_crops`), then
+  `model_input`. -> [B, T, input_size, input_size, C]."""
+  video = batch["video"]
+  if "video_crop_size" in batch:
+    video = resize_crops(video, batch["video_crop_size"], input_size)
+  return model_input(video, mean, std)

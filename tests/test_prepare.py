@@ -379,3 +379,48 @@ def test_cli_face_flags(raw, tmp_path, capsys):
   assert "--preview shows face crops" in capsys.readouterr().err
   assert prepare.main(base + ["--face=dlib", "--face_smoothing_window=4"]) == 2
   assert "smoothing_window must be an odd number" in capsys.readouterr().err
+
+
+def test_crop_stores_the_box_and_keeps_its_inside(tmp_path):
+  """--crop: video frames are cropped before their JPEG encode; the box is aligned to the
+  16-px JPEG blocks, so inside it the stored pixels equal the uncropped split's (only the
+  outermost rows/cols differ, by chroma upsampling at the new edge). A frames folder is
+  re-encoded; clips smaller than the box are skipped with the reason."""
+  rng = np.random.default_rng(0)
+  smooth = (np.cumsum(rng.integers(0, 256, (6, 64, 80, 3)), axis=2) // 80).astype(np.uint8)
+  synthetic.write_mp4(str(tmp_path / "v.mp4"), smooth,
+                      _tone(6 / 25, 300.0, 16000).astype(np.float32))
+  _write_frames(str(tmp_path / "big"), smooth[:, :48], "jpg")
+  _write_frames(str(tmp_path / "small"), smooth[:, :20, :20], "jpg")
+  sf.write(str(tmp_path / "a.wav"), _tone(0.3, 440.0, 16000), 16000, subtype="PCM_16")
+  (tmp_path / "s.txt").write_text("v.mp4 - 0\nbig a.wav 0\nsmall a.wav 0\n")
+  run = lambda out, **kw: prepare.prepare_split(
+      str(tmp_path / "s.txt"), str(tmp_path / out), "train", root=str(tmp_path),
+      class_names=("a",), verbose=False, **kw)
+  run("full")
+  info = run("crop", crop=(0, 48, 16, 64))
+  assert info.num_clips == 2 and info.extra["crop"] == [0, 48, 16, 64]
+  assert (info.frame_height, info.frame_width) == (48, 48)
+  skipped = (tmp_path / "crop" / "train" / shard_writer.SKIPPED_FILENAME).read_text()
+  assert "smaller than the crop box rows 0:48 cols 16:64" in skipped
+  full = {c.clip_id: c for c in split_reader.iterate_clips(str(tmp_path / "full" / "train"))}
+  crop = {c.clip_id: c for c in split_reader.iterate_clips(str(tmp_path / "crop" / "train"))}
+  decode = lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+  for i in range(6):
+    got = decode(crop["v"].frames[i])
+    want = decode(full["v"].frames[i])[0:48, 16:64]
+    assert got.shape == (48, 48, 3)
+    np.testing.assert_array_equal(got[1:-1, 1:-1], want[1:-1, 1:-1])
+    assert np.abs(got - want).max() <= 32
+    folder = decode(crop["big"].frames[i])
+    assert folder.shape == (48, 48, 3) and crop["big"].frame_format == "jpeg"
+    assert np.abs(folder - smooth[i, :48, 16:64]).mean() < 4  # one more JPEG generation
+
+
+def test_bad_crop_is_refused_before_any_work(raw, tmp_path, capsys):
+  with pytest.raises(PrepareError, match="0 <= r0 < r1"):
+    _prepare(raw, tmp_path / "out", crop=(10, 5, 0, 8))
+  assert prepare.main(["--split_file", raw[0], "--output_dir", str(tmp_path / "o"),
+                       "--crop=1,2"]) == 2
+  assert "--crop=1,2: expected four integers" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()

@@ -49,13 +49,16 @@ def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
 def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side: int = 0,
                           verify_frames: str = "decode",
                           face: faces.FaceOptions | None = None,
-                          max_av_mismatch_seconds: float = 0.0
+                          max_av_mismatch_seconds: float = 0.0,
+                          crop: tuple[int, int, int, int] | None = None,
                           ) -> tuple[schema.Clip, dict | None]:
   """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
 
   face: a faces.FaceOptions to store aligned face crops (JPEG, face_size square) instead of
   the frames; the second value is then the clip's FaceReport as a dict, else None. A video
   whose audio and frames last more than max_av_mismatch_seconds apart (> 0) is rejected.
+  crop: (r0, r1, c0, c1) stores only those rows and columns of every frame (re-encoded as JPEG
+  at jpeg_quality; frames smaller than the box are rejected).
   """
   is_file = os.path.isfile(entry.video)
   if not is_file and not os.path.isdir(entry.video):
@@ -68,10 +71,13 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
                                     entry.video)
   elif is_file:
     frames, height, width, fps = read_video(entry.video, jpeg_quality=jpeg_quality,
-                                            max_side=max_side)
+                                            max_side=max_side, crop=crop)
     fmt = "jpeg"
   else:
     frames, fmt, height, width = read_frames_dir(entry.video, verify=verify_frames)
+    if crop is not None:
+      frames, height, width = video_io.crop_frames(frames, crop, jpeg_quality, entry.video)
+      fmt = "jpeg"
   pcm = read_audio(entry, is_file)
   video_io.check_av_durations(len(pixels) if pixels is not None else len(frames), fps,
                               len(pcm), schema.AUDIO_SAMPLE_RATE, max_av_mismatch_seconds,

@@ -82,7 +82,8 @@ class AugmentOptions:
 
   Pre-training (VideoMAE): fixed_crop = (r0, r1, c0, c1) rows/cols of the stored frames (None:
   off; skipped for frames smaller than the box), multi-scale crop over `multiscale`, and
-  num_repeats clips drawn per decoded record (repeated sampling). Fine-tuning: RandAugment
+  num_repeats clips drawn per decoded record (repeated sampling); resize_on_device: the
+  multi-scale crop's PIL resize runs on the device instead (same bytes). Fine-tuning: RandAugment
   (timm's spec string, '' = off; geometric ops resample with rand_augment_interpolation),
   random resized crop (rrc_scale, rrc_ratio), horizontal flip, random erasing (erase_prob;
   timm's mode and count)."""
@@ -97,6 +98,7 @@ class AugmentOptions:
   flip_prob: float = 0.5
   erase_mode: str = "pixel"
   erase_count: int = 1
+  resize_on_device: bool = False
 
   def __post_init__(self):
     if self.num_repeats < 1:
@@ -108,7 +110,8 @@ class AugmentOptions:
     d = config.data
     return cls(fixed_crop=tuple(d.fixed_crop) if d.fixed_crop else None,
                multiscale=tuple(d.multiscale), num_repeats=d.num_repeats,
-               rand_augment=d.rand_augment or "", erase_prob=d.erase_prob)
+               rand_augment=d.rand_augment or "", erase_prob=d.erase_prob,
+               resize_on_device=bool(d.get("resize_on_device", False)))
 
   def rand_augment_kwargs(self) -> dict[str, Any] | None:
     """`rand_augment.rand_augment` keyword arguments, or None when RandAugment is off."""
@@ -181,12 +184,15 @@ class MaskOptions:
 class EvalOptions:
   """Evaluation views. mode 'val': one centre view (random_long_val_start: the original's
   random window for long clips); 'test': num_segments x num_crops views (SPEC 2a).
-  magnitude_aug: scale the waveform as in training (the original does at evaluation; SPEC 11)."""
+  magnitude_aug: scale the waveform as in training (the original does at evaluation; SPEC 11).
+  resize_on_device: the frames go out at their stored size and the device does PIL's resize
+  (same bytes; `hicmae_jax.pixels.resize_crops`)."""
   mode: str
   num_segments: int
   num_crops: int
   random_long_val_start: bool
   magnitude_aug: bool
+  resize_on_device: bool = False
 
   def __post_init__(self):
     if self.mode not in ("val", "test"):
@@ -197,7 +203,8 @@ class EvalOptions:
     d = config.data
     return cls(mode=mode, num_segments=d.test_num_segments, num_crops=d.test_num_crops,
                random_long_val_start=d.random_long_val_start,
-               magnitude_aug=d.eval_magnitude_aug)
+               magnitude_aug=d.eval_magnitude_aug,
+               resize_on_device=bool(d.get("eval_resize_on_device", False)))
 
   @property
   def num_views(self) -> int:

@@ -161,20 +161,41 @@ def _train_dataset(split_dir: str, recipe: recipes.Recipe, *, batch_size: int, s
 # The three pipelines.
 # ----------------------------------------------------------------------------------------------
 
+def _fixed_crop_done_at_prepare(info: schema.DatasetInfo, augment: AugmentOptions
+                                ) -> AugmentOptions:
+  """The options without the fixed crop when prepare already stored exactly that crop
+  (prepare --crop): the stored frames are the crop, applying it again would be skipped with a
+  warning (they are smaller than the box) or, worse, crop a crop."""
+  stored = info.extra.get("crop")
+  if augment.fixed_crop is None or stored is None:
+    return augment
+  if tuple(stored) == tuple(augment.fixed_crop):
+    log.info("pre-training fixed crop rows %d:%d cols %d:%d was applied by prepare "
+             "(--crop): the stored %dx%d frames are used as they are", *stored,
+             info.frame_width, info.frame_height)
+    return dataclasses.replace(augment, fixed_crop=None)
+  log.warning("the split was prepared with --crop=%s but the config's fixed_crop is %s: the "
+              "fixed crop applies to the stored (already cropped) frames only if they are "
+              "large enough", ",".join(map(str, stored)), tuple(augment.fixed_crop))
+  return augment
+
+
 def make_pretrain_dataset(split_dir: str, *, batch_size: int, seed: int, video: VideoOptions,
                           audio: AudioOptions, augment: AugmentOptions, masks: MaskOptions,
                           loader: LoaderOptions) -> PipelineDataset:
-  """Pre-training batches: video f32 [B, T, S, S, 3], audio f32 [B, audio_frames, mel]
-  (+ mask_video bool [B, (T/tubelet)(S/patch)^2], mask_audio bool [B, (A/ap)(mel/ap)] with
+  """Pre-training batches: video uint8 [B, T, S, S, 3] (with augment.resize_on_device the
+  unresized crop at the top left, and video_crop_size int32 [B, 2]: `pixels.batch_video`),
+  audio f32 [B, audio_frames, mel] (+ mask_video bool [B, (T/tubelet)(S/patch)^2], mask_audio bool [B, (A/ap)(mel/ap)] with
   masks.draw, checked against the model's counts as each batch leaves the pipeline).
 
   Per clip (the original's VideoMAE-style sampler): num_frames at sampling_rate from a random
   start, the last reachable frame repeated past the end; the fixed crop (applied only when
-  the stored frames are large enough); multi-scale crop resized to input_size; no flip;
-  normalisation. Audio: the clip's frame span (AudioOptions.span); waveform augmentation;
+  the stored frames are large enough; skipped when prepare stored that very crop, --crop);
+  multi-scale crop resized to input_size; no flip; normalisation on the device. Audio: the clip's frame span (AudioOptions.span); waveform augmentation;
   fbank. augment.num_repeats clips are drawn from each decoded record (repeated sampling: they
   follow each other in the stream).
   """
+  augment = _fixed_crop_done_at_prepare(schema.DatasetInfo.load(split_dir), augment)
   recipe = recipes.PretrainRecipe(video, audio, augment, masks)
   return _train_dataset(split_dir, recipe, batch_size=batch_size, seed=seed, loader=loader)
 

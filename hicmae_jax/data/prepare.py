@@ -86,8 +86,16 @@ def labels_for(dataset_name: str, label_type: str | None, class_names: Sequence[
 
 
 def _check_options(output_dir: str, split: str, verify_frames: str, jpeg_quality: int,
-                   face: face_options.FaceOptions | None) -> None:
+                   face: face_options.FaceOptions | None,
+                   crop: Sequence[int] | None = None) -> None:
   """Raises PrepareError for options no clip could be written with, before any work."""
+  if crop is not None:
+    if len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3]):
+      raise PrepareError(f"crop must be rows r0:r1 and cols c0:c1 with 0 <= r0 < r1 and "
+                         f"0 <= c0 < c1 (e.g. 0,160,32,192), got {tuple(crop)}")
+    if face is not None:
+      raise PrepareError("crop and face do not combine: the face step stores its own "
+                         "face_size crops; drop --crop")
   if verify_frames not in video_io.VERIFY_MODES:
     raise PrepareError(f"verify_frames must be one of {video_io.VERIFY_MODES}, "
                        f"got {verify_frames!r}")
@@ -195,6 +203,7 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                   dataset_name: str = "custom", extra: dict | None = None,
                   verify_frames: str = "decode", face: face_options.FaceOptions | None = None,
                   max_av_mismatch_seconds: float = clip_loader.MAX_AV_MISMATCH_SECONDS,
+                  crop: Sequence[int] | None = None,
                   verbose: bool = True) -> schema.DatasetInfo:
   """Prepares one split into `<output_dir>/<split>/` and returns its DatasetInfo.
 
@@ -205,12 +214,15 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   DatasetInfo.extra. verify_frames: "decode" (every frame of a frames folder is decoded
   once) or "markers" (see video_io.read_frames_dir). face: a faces.FaceOptions to store
   aligned face crops (None keeps the frames). max_av_mismatch_seconds: videos whose audio and
-  frames last longer apart are skipped (0: no check). Raises PrepareError when no clip at all
-  can be written.
+  frames last longer apart are skipped (0: no check). crop: (r0, r1, c0, c1) stores only
+  those rows and columns (re-encoded JPEG; e.g. VoxCeleb2's pre-training fixed crop
+  0,160,32,192, which the pipeline then skips: half the decoding per step). Raises
+  PrepareError when no clip at all can be written.
   """
   t0 = time.time()
   labels = labels_for(dataset_name, label_type, class_names)
-  _check_options(output_dir, split, verify_frames, jpeg_quality, face)
+  crop = tuple(int(v) for v in crop) if crop else None
+  _check_options(output_dir, split, verify_frames, jpeg_quality, face, crop)
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
   split_dir = os.path.join(output_dir, split)
   entries, malformed, labels = _read_entries(split_file, root, labels, split_dir, log)
@@ -218,6 +230,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   load_options = dict(jpeg_quality=jpeg_quality, max_side=max_side,
                       verify_frames=verify_frames, face=face,
                       max_av_mismatch_seconds=max_av_mismatch_seconds)
+  if crop is not None:  # only then: older splits' shard fingerprints stay valid
+    load_options["crop"] = crop
   tasks = shard_writer.plan_shards(entries, split_dir, clips_per_shard, load_options)
   results, num_written = _write_shards(tasks, split_dir, split, num_workers, verbose, log)
 
@@ -230,7 +244,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                        f"in {skipped_file}, e.g. {skipped[0].reason}")
   settings = {"clips_per_shard": clips_per_shard, "jpeg_quality": jpeg_quality,
               "max_side": max_side, "source_split_file": os.path.abspath(split_file),
-              "max_av_mismatch_seconds": max_av_mismatch_seconds}
+              "max_av_mismatch_seconds": max_av_mismatch_seconds,
+              **({"crop": list(crop)} if crop else {})}
   info_extra, (height, width) = _info_extra(results, skipped, labels, settings, face, log, split)
   info_extra.update(extra or {})
   info = schema.DatasetInfo(
@@ -277,6 +292,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="shrink video frames so the longer side is at most this (0: keep); "
                       "frames folders always keep their source bytes; with --face the crops "
                       "are --face_size")
+  p.add_argument("--crop", default="",
+                 help="r0,r1,c0,c1: store only these rows and columns of every frame "
+                      "(re-encoded JPEG). Pre-training on VoxCeleb2: 0,160,32,192, the "
+                      "config's fixed_crop, done once here instead of every step")
   p.add_argument("--verify_frames", default="decode", choices=video_io.VERIFY_MODES,
                  help="decode: decode every source frame once to catch corrupt files; "
                       "markers: decode the first, check the rest for complete start/end "
@@ -313,6 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("error: --preview shows face crops: add --face=dlib", file=sys.stderr)
     return 2
   try:
+    crop = tuple(int(v) for v in args.crop.split(",")) if args.crop.strip() else None
+    if crop is not None and len(crop) != 4:
+      raise ValueError
+  except ValueError:
+    print(f"error: --crop={args.crop}: expected four integers r0,r1,c0,c1 "
+          f"(e.g. 0,160,32,192)", file=sys.stderr)
+    return 2
+  try:
     prepare_split(
         args.split_file, args.output_dir, split, root=args.root, label_type=args.label_type,
         class_names=class_names, num_shards=args.num_shards,
@@ -320,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jpeg_quality=args.jpeg_quality, max_side=args.max_side,
         dataset_name=args.dataset.lower().replace("-", "_"),
         verify_frames=args.verify_frames, face=face,
-        max_av_mismatch_seconds=args.max_av_mismatch_seconds)
+        max_av_mismatch_seconds=args.max_av_mismatch_seconds, crop=crop)
   except PrepareError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

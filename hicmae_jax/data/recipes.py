@@ -115,7 +115,7 @@ class PretrainRecipe(Recipe):
     return named + ((("mask", self._mask),) if self.masks.draw else ())
 
   def _augment(self, decoded, view, rng):
-    return {"video": stages.pretrain_video(decoded.images, view, rng, self.video, self.augment)}
+    return stages.pretrain_video(decoded.images, view, rng, self.video, self.augment)
 
   def _fbank(self, decoded, view, rng):
     return {"audio": stages.audio_input(decoded.clip, decoded.wave, view, rng, self.audio,
@@ -205,19 +205,25 @@ class FinetuneRecipe(Recipe):
 @dataclasses.dataclass(frozen=True)
 class EvalRecipe(Recipe):
   """Per record: its evaluation views (val: 1; test: num_segments x num_crops) -> video
-  (resize; uint8, normalised on the device), audio (fbank; magnitude scaling only with EvalOptions.magnitude_aug,
+  (resize; uint8, normalised on the device; with EvalOptions.resize_on_device the stored frames
+  on a canvas + video_crop_size, resized on the device), audio (fbank; magnitude scaling only with EvalOptions.magnitude_aug,
   never a roll), labels, clip_index, view_index = segment * num_crops + crop, valid."""
   video: VideoOptions
   audio: AudioOptions
   views: EvalOptions
   num_targets: int
+  canvas: tuple[int, int] | None = None  # views.resize_on_device: the frames' (H, W) canvas
 
   @classmethod
   def for_split(cls, info: schema.DatasetInfo, video: VideoOptions, audio: AudioOptions,
                 views: EvalOptions, labels: LabelOptions) -> EvalRecipe:
     eval_audio = dataclasses.replace(audio, magnitude=views.magnitude_aug, roll=False)
     num_targets = info.num_targets if resolve_task(info, labels) == "regression" else 0
-    return cls(video, eval_audio, views, num_targets)
+    canvas = None
+    if views.resize_on_device:  # the split's common frame size (rarer sizes: see eval_video_for_device)
+      s = video.input_size
+      canvas = (max(info.frame_height, s), max(info.frame_width, s))
+    return cls(video, eval_audio, views, num_targets, canvas)
 
   @property
   def examples_per_record(self) -> int:
@@ -231,6 +237,9 @@ class EvalRecipe(Recipe):
 
   def _augment(self, decoded, view, rng):
     del rng
+    if self.canvas is not None:
+      return stages.eval_video_for_device(decoded.images, view, self.video, self.canvas,
+                                          decoded.resized)
     return {"video": stages.eval_video(decoded.images, view, self.video, decoded.resized)}
 
   def _fbank(self, decoded, view, rng):
@@ -260,11 +269,14 @@ class EvalRecipe(Recipe):
 
   def padding(self):
     s = self.video.input_size
+    canvas = self.canvas or (s, s)
     example = {
-        "video": np.zeros((self.video.num_frames, s, s, 3), np.uint8),
+        "video": np.zeros((self.video.num_frames, *canvas, 3), np.uint8),
         "audio": np.zeros((self.audio.audio_frames, self.audio.num_mel_bins), np.float32),
         "label": np.int32(0), "clip_index": np.int32(-1), "view_index": np.int32(-1),
         "valid": np.bool_(False)}
     if self.num_targets > 0:
       example["targets"] = np.zeros((self.num_targets,), np.float32)
+    if self.canvas is not None:
+      example["video_crop_size"] = np.array([s, s], np.int32)
     return [example for _ in range(self.views.num_views)]

@@ -94,16 +94,22 @@ def _note_fixed_crop(shape: tuple[int, ...], crop: tuple[int, int, int, int]) ->
 
 
 def pretrain_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Generator,
-                   video: VideoOptions, augment: AugmentOptions) -> np.ndarray:
-  """Pre-training frames: fixed crop, multi-scale crop resized to input_size (one draw for the
-  clip), no flip -> uint8 [T, S, S, 3]. Normalisation runs on the device
-  (`hicmae_jax.pixels.model_input`), with the host's table: the same floats as before."""
+                   video: VideoOptions, augment: AugmentOptions) -> dict[str, np.ndarray]:
+  """Pre-training frames: fixed crop, multi-scale crop to input_size (one draw for the clip),
+  no flip -> {"video": uint8 [T, S, S, 3]}. With augment.resize_on_device the crop is sent
+  unresized at the top left of the canvas, with "video_crop_size" int32 [2] (h, w), and the
+  device resizes it to the same bytes (`hicmae_jax.pixels.batch_video`). Normalisation runs on
+  the device either way (`hicmae_jax.pixels.model_input`), with the host's table."""
   pixels = frames.stack_frames(images, view.frame_ids)
   if augment.fixed_crop is not None and not _FIXED_CROP_NOTED:
     _note_fixed_crop(pixels.shape, augment.fixed_crop)
   pixels = video_augment.fixed_crop(pixels, augment.fixed_crop)
-  return video_augment.multi_scale_crop(pixels, rng, output_size=video.input_size,
-                                        scales=augment.multiscale)
+  if augment.resize_on_device:
+    canvas, crop_size = video_augment.multi_scale_crop_for_device(
+        pixels, rng, output_size=video.input_size, scales=augment.multiscale)
+    return {"video": canvas, "video_crop_size": crop_size}
+  return {"video": video_augment.multi_scale_crop(pixels, rng, output_size=video.input_size,
+                                                  scales=augment.multiscale)}
 
 
 def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Generator,
@@ -147,6 +153,26 @@ def eval_video(images: Mapping[int, np.ndarray], view: View, video: VideoOptions
     if i not in resized:
       resized[i] = frames.pil_resize(images[i], size, size)
   return frames.stack_frames(resized, view.frame_ids)
+
+
+def eval_video_for_device(images: Mapping[int, np.ndarray], view: View, video: VideoOptions,
+                          canvas: tuple[int, int], resized: dict[int, np.ndarray] | None = None,
+                          ) -> dict[str, np.ndarray]:
+  """`eval_video` with the resize left to the device: the stored frames at the top left of a
+  canvas (H, W) and "video_crop_size" int32 [2] (their h, w); `hicmae_jax.pixels.resize_crops`
+  makes PIL's bytes there. Frames larger than the canvas are resized here (`eval_video`; their
+  size is then input_size, which the canvas holds).
+
+  -> {"video": uint8 [T, H, W, 3], "video_crop_size": int32 [2]}."""
+  first = images[int(view.frame_ids[0])]
+  h, w = first.shape[:2]
+  if h > canvas[0] or w > canvas[1]:
+    pixels = eval_video(images, view, video, resized)
+  else:
+    pixels = frames.stack_frames(images, view.frame_ids)
+  out = np.zeros((pixels.shape[0], *canvas, pixels.shape[3]), np.uint8)
+  out[:, :pixels.shape[1], :pixels.shape[2]] = pixels
+  return {"video": out, "video_crop_size": np.array(pixels.shape[1:3], np.int32)}
 
 
 # ------------------------------------------------------------------------------------- fbank --

@@ -28,16 +28,13 @@ def fixed_crop(frames: np.ndarray, crop: tuple[int, int, int, int] | None) -> np
   return frames[:, r0:r1, c0:c1]
 
 
-def multi_scale_crop(frames: np.ndarray, rng: np.random.Generator, *, output_size: int,
-                     scales: Sequence[float] = (1, .875, .75, .66), max_distort: int = 1,
-                     more_fix_crop: bool = True, interpolation: str = "bilinear",
-                     ) -> np.ndarray:
-  """VideoMAE's GroupMultiScaleCrop (fix_crop=True): one crop size pair (w, h) drawn from
+def multi_scale_box(image_h: int, image_w: int, rng: np.random.Generator, *,
+                    output_size: int, scales: Sequence[float] = (1, .875, .75, .66),
+                    max_distort: int = 1, more_fix_crop: bool = True,
+                    ) -> tuple[int, int, int, int]:
+  """VideoMAE's GroupMultiScaleCrop (fix_crop=True) draw: one crop size pair (w, h) from
   int(min(H, W) * scale) (snapped to output_size when within 3 px, |i - j| <= max_distort),
-  one of the 13 fixed offsets, the same for all frames; then PIL resize to output_size.
-
-  frames: uint8 [T, H, W, 3] -> uint8 [T, output_size, output_size, 3]."""
-  image_h, image_w = frames.shape[1], frames.shape[2]
+  one of the 13 fixed offsets -> (top, left, h, w), the same for all frames."""
   base = min(image_w, image_h)
   sizes = [int(base * s) for s in scales]
   crop_h = [output_size if abs(x - output_size) < 3 else x for x in sizes]
@@ -53,14 +50,53 @@ def multi_scale_crop(frames: np.ndarray, rng: np.random.Generator, *, output_siz
                 (2 * w_step, 0), (w_step, h_step), (3 * w_step, h_step), (w_step, 3 * h_step),
                 (3 * w_step, 3 * h_step)]
   ow, oh = offsets[int(rng.integers(len(offsets)))]
-  crop = frames[:, oh:oh + ch, ow:ow + cw]
-  if (ch, cw) == (output_size, output_size):  # PIL's resize to the same size is a copy
+  return oh, ow, ch, cw
+
+
+def pil_resize_clip(crop: np.ndarray, output_size: int, interpolation: str = "bilinear"
+                    ) -> np.ndarray:
+  """PIL resize of every frame to output_size square. uint8 [T, h, w, 3] -> uint8
+  [T, output_size, output_size, 3]; a crop already at that size is returned as it is (PIL's
+  resize to the same size is a copy)."""
+  if crop.shape[1:3] == (output_size, output_size):
     return np.ascontiguousarray(crop)
-  out = np.empty((frames.shape[0], output_size, output_size, frames.shape[3]), np.uint8)
+  out = np.empty((crop.shape[0], output_size, output_size, crop.shape[3]), np.uint8)
   for k, frame in enumerate(crop):
     out[k] = Image.fromarray(np.ascontiguousarray(frame)).resize(
         (output_size, output_size), RESAMPLE[interpolation])
   return out
+
+
+def multi_scale_crop(frames: np.ndarray, rng: np.random.Generator, *, output_size: int,
+                     scales: Sequence[float] = (1, .875, .75, .66), max_distort: int = 1,
+                     more_fix_crop: bool = True, interpolation: str = "bilinear",
+                     ) -> np.ndarray:
+  """`multi_scale_box`, then PIL resize to output_size, on the host.
+
+  frames: uint8 [T, H, W, 3] -> uint8 [T, output_size, output_size, 3]."""
+  top, left, ch, cw = multi_scale_box(frames.shape[1], frames.shape[2], rng,
+                                      output_size=output_size, scales=scales,
+                                      max_distort=max_distort, more_fix_crop=more_fix_crop)
+  return pil_resize_clip(frames[:, top:top + ch, left:left + cw], output_size, interpolation)
+
+
+def multi_scale_crop_for_device(frames: np.ndarray, rng: np.random.Generator, *,
+                                output_size: int, scales: Sequence[float] = (1, .875, .75, .66),
+                                ) -> tuple[np.ndarray, np.ndarray]:
+  """`multi_scale_crop` with the resize left to the device: the crop goes out at the top left
+  of an output_size square canvas with its size, and `hicmae_jax.pixels.resize_crops` makes
+  the same bytes as PIL there. A crop larger than the canvas is resized here with PIL (then
+  its size is the canvas's: the device's resize is the identity).
+
+  frames: uint8 [T, H, W, 3] -> (canvas uint8 [T, S, S, 3], crop_size int32 [2] (h, w))."""
+  top, left, ch, cw = multi_scale_box(frames.shape[1], frames.shape[2], rng,
+                                      output_size=output_size, scales=scales)
+  crop = frames[:, top:top + ch, left:left + cw]
+  if ch > output_size or cw > output_size:
+    return pil_resize_clip(crop, output_size), np.array([output_size] * 2, np.int32)
+  canvas = np.zeros((frames.shape[0], output_size, output_size, frames.shape[3]), np.uint8)
+  canvas[:, :ch, :cw] = crop
+  return canvas, np.array([ch, cw], np.int32)
 
 
 def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

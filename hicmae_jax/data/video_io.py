@@ -134,15 +134,28 @@ def encode_jpeg(image, quality: int = 95) -> bytes:
   return buf.getvalue()
 
 
-def read_video(path: str, *, jpeg_quality: int = 95, max_side: int = 0
-               ) -> tuple[list[bytes], int, int, float]:
+def crop_image(img, crop: Sequence[int] | None, source: str):
+  """The PIL image's rows crop[0]:crop[1], cols crop[2]:crop[3] (None: as is); ClipError when
+  the image is smaller than the box."""
+  if crop is None:
+    return img
+  r0, r1, c0, c1 = crop
+  if img.height < r1 or img.width < c1:
+    raise ClipError(f"{source}: frames are {img.width}x{img.height}, smaller than the crop "
+                    f"box rows {r0}:{r1} cols {c0}:{c1}")
+  return img.crop((c0, r0, c1, r1))
+
+
+def read_video(path: str, *, jpeg_quality: int = 95, max_side: int = 0,
+               crop: Sequence[int] | None = None) -> tuple[list[bytes], int, int, float]:
   """Video file -> (JPEG bytes per frame, height, width, fps), optionally shrunk so that the
-  longer side is at most max_side (0 keeps the size)."""
+  longer side is at most max_side (0 keeps the size), then cropped to rows crop[0]:crop[1],
+  cols crop[2]:crop[3] (`crop_image`)."""
   frames = []
   height = width = 0
   fps = 0.0
   for img, fps in _video_images(path):
-    img = _shrink(img, max_side)
+    img = crop_image(_shrink(img, max_side), crop, path)
     frames.append(encode_jpeg(img, jpeg_quality))
     width, height = img.size
   return frames, height, width, fps
@@ -154,6 +167,18 @@ def decode_video(path: str, max_side: int = 0) -> tuple[np.ndarray, float]:
   for img, fps in _video_images(path):
     images.append(np.asarray(_shrink(img, max_side)))
   return np.stack(images), fps
+
+
+def crop_frames(frames: Sequence[bytes], crop: Sequence[int], jpeg_quality: int,
+                source: str) -> tuple[list[bytes], int, int]:
+  """A frames folder's bytes cropped (`crop_image`) and re-encoded as JPEG at jpeg_quality ->
+  (JPEG bytes per frame, height, width)."""
+  from PIL import Image
+  out = []
+  for data in frames:
+    with Image.open(io.BytesIO(data)) as img:
+      out.append(encode_jpeg(crop_image(img.convert("RGB"), crop, source), jpeg_quality))
+  return out, crop[1] - crop[0], crop[3] - crop[2]
 
 
 def decode_frames(frames: Sequence[bytes], source: str = "") -> np.ndarray:

@@ -46,6 +46,7 @@ class FinetuneModel(nnx.Module):
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     geo = geometry(cfg)
+    self.geo = geo
     dtype = dtype_from_name(cfg.dtype)
     pdtype = dtype_from_name(cfg.param_dtype)
     self.dtype = dtype

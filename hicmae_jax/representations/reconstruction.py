@@ -270,6 +270,7 @@ class TrainingHook(periodic.Job):
     self.num_clips = max(1, int(config.recon_num_clips))
     self.writer = ctx.writer
     self._key = jax.random.key(config.seed)
+    self._input_size = int(config.model.input_size)
     self._replicated = sharding.replicated(ctx.mesh)
     # Across processes the output must be replicated to be read on process 0; on one process
     # the plain jit compiles to the same program as the command's (one persistent-cache entry).
@@ -280,7 +281,11 @@ class TrainingHook(periodic.Job):
 
   def run(self, step: int, state: dict, batch: dict[str, Any]) -> None:
     if self._inputs is None:
-      clips = {k: np.asarray(batch[k][:self.num_clips]) for k in ("video", "audio")}
+      keys = ("video", "audio") + (("video_crop_size",) if "video_crop_size" in batch else ())
+      clips = {k: np.asarray(batch[k][:self.num_clips]) for k in keys}
+      if "video_crop_size" in clips:  # crops the train step resizes on the device: same here
+        clips["video"] = np.asarray(jax.jit(pixels.resize_crops, static_argnums=2)(
+            clips["video"], clips.pop("video_crop_size"), self._input_size))
       if jax.process_count() > 1:
         clips = multihost_utils.broadcast_one_to_all(clips)
       self._inputs = jax.device_put(clips, self._replicated)
