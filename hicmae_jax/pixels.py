@@ -89,14 +89,18 @@ def pil_bilinear_table(max_in: int, out_size: int) -> tuple[np.ndarray, np.ndarr
   return index, weight
 
 
-def _pil_pass(x: jax.Array, index: jax.Array, weight: jax.Array, axis: int) -> jax.Array:
-  """One fixed-point pass along `axis` of int32 pixels: sum of tap pixels x weights,
-  + half, >> PRECISION_BITS, clipped to [0, 255] (Pillow's clip8)."""
-  taps = jnp.take(x, index, axis=axis)  # the axis becomes [out, K]
-  shape = [1] * taps.ndim
-  shape[axis], shape[axis + 1] = weight.shape
-  acc = jnp.sum(taps * weight.reshape(shape), axis=axis + 1) + (1 << (PIL_PRECISION_BITS - 1))
-  return jnp.clip(acc >> PIL_PRECISION_BITS, 0, 255)
+def _pil_pass(x: jax.Array, index: jax.Array, weight: jax.Array) -> jax.Array:
+  """One fixed-point pass along axis 0 of uint8 pixels [N, ...]: per output row the sum of its
+  tap rows x weights, + half, >> PRECISION_BITS, clipped to [0, 255] (Pillow's clip8).
+
+  index, weight: [S, K] -> uint8 [S, ...]. The taps are gathered as whole rows of the leading
+  axis, one tap at a time (a fused row gather, multiply and add): 4-5x faster on XLA:CPU than
+  gathering all K taps along an inner axis."""
+  acc = jnp.full((index.shape[0],) + x.shape[1:], 1 << (PIL_PRECISION_BITS - 1), jnp.int32)
+  for k in range(index.shape[1]):
+    w = weight[:, k].reshape((-1,) + (1,) * (x.ndim - 1))
+    acc = acc + x[index[:, k]].astype(jnp.int32) * w
+  return jnp.clip(acc >> PIL_PRECISION_BITS, 0, 255).astype(jnp.uint8)
 
 
 def resize_crops(video: jax.Array, crop_size: jax.Array, out_size: int) -> jax.Array:
@@ -105,14 +109,15 @@ def resize_crops(video: jax.Array, crop_size: jax.Array, out_size: int) -> jax.A
 
   video: uint8 [B, T, H, W, C] (the crop in rows :h, cols :w, the rest ignored);
   crop_size: int32 [B, 2] (h, w), 1 <= h <= H, 1 <= w <= W -> uint8 [B, T, out, out, C]."""
-  index_h, weight_h = pil_bilinear_table(video.shape[2], out_size)
-  index_w, weight_w = pil_bilinear_table(video.shape[3], out_size)
+  index_h, weight_h = (jnp.asarray(a) for a in pil_bilinear_table(video.shape[2], out_size))
+  index_w, weight_w = (jnp.asarray(a) for a in pil_bilinear_table(video.shape[3], out_size))
 
   def one(clip, hw):
-    x = clip.astype(jnp.int32)  # [T, H, W, C]
-    x = _pil_pass(x, jnp.asarray(index_w)[hw[1]], jnp.asarray(weight_w)[hw[1]], axis=2)
-    x = _pil_pass(x, jnp.asarray(index_h)[hw[0]], jnp.asarray(weight_h)[hw[0]], axis=1)
-    return x.astype(jnp.uint8)
+    x = jnp.transpose(clip, (2, 0, 1, 3))  # [W, T, H, C]: columns lead
+    x = _pil_pass(x, index_w[hw[1]], weight_w[hw[1]])  # PIL: horizontal first -> [S, T, H, C]
+    x = jnp.transpose(x, (2, 0, 1, 3))  # [H, S, T, C]: rows lead
+    x = _pil_pass(x, index_h[hw[0]], weight_h[hw[0]])  # [S, S, T, C]
+    return jnp.transpose(x, (2, 0, 1, 3))  # [T, S, S, C]
 
   return jax.vmap(one)(video, crop_size)
 
