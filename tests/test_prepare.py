@@ -424,3 +424,27 @@ def test_bad_crop_is_refused_before_any_work(raw, tmp_path, capsys):
                        "--crop=1,2"]) == 2
   assert "--crop=1,2: expected four integers" in capsys.readouterr().err
   assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_frame_size_stores_the_pipelines_resize(tmp_path):
+  """--frame_size: every frame resized to that square with PIL bilinear (the fine-tuning
+  pipeline's resize, done once), after --crop, then one JPEG generation: close to the resized
+  source, and the pipeline's own resize is then a no-op."""
+  y, x = np.mgrid[0:40, 0:48]
+  smooth = np.stack([np.stack([2 * y + x + 30 * c + 5 * t for c in range(3)], -1)
+                     for t in range(4)]).astype(np.uint8)  # ramps: a face-like smooth picture
+  _write_frames(str(tmp_path / "f"), smooth, "png")
+  sf.write(str(tmp_path / "a.wav"), _tone(0.2, 440.0, 16000), 16000, subtype="PCM_16")
+  (tmp_path / "s.txt").write_text("f a.wav 0\n")
+  info = prepare.prepare_split(str(tmp_path / "s.txt"), str(tmp_path / "out"), "train",
+                               root=str(tmp_path), class_names=("a",), verbose=False,
+                               frame_size=32, crop=(0, 32, 0, 48))
+  assert (info.frame_height, info.frame_width) == (32, 32) and info.extra["frame_size"] == 32
+  clip = next(split_reader.iterate_clips(str(tmp_path / "out" / "train")))
+  for i, data in enumerate(clip.frames):
+    got = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    want = np.asarray(Image.fromarray(smooth[i, :32]).resize((32, 32), Image.BILINEAR))
+    assert np.abs(got - want).mean() < 2  # one JPEG generation at quality 95
+  with pytest.raises(PrepareError, match="frame_size must be >= 0"):
+    prepare.prepare_split(str(tmp_path / "s.txt"), str(tmp_path / "o2"), "train",
+                          root=str(tmp_path), verbose=False, frame_size=-1)

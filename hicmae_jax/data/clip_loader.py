@@ -51,6 +51,7 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
                           face: faces.FaceOptions | None = None,
                           max_av_mismatch_seconds: float = 0.0,
                           crop: tuple[int, int, int, int] | None = None,
+                          frame_size: int = 0,
                           ) -> tuple[schema.Clip, dict | None]:
   """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
 
@@ -58,7 +59,8 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
   the frames; the second value is then the clip's FaceReport as a dict, else None. A video
   whose audio and frames last more than max_av_mismatch_seconds apart (> 0) is rejected.
   crop: (r0, r1, c0, c1) stores only those rows and columns of every frame (re-encoded as JPEG
-  at jpeg_quality; frames smaller than the box are rejected).
+  at jpeg_quality; frames smaller than the box are rejected). frame_size > 0: every frame
+  resized to that square (PIL bilinear, as the pipelines), after the crop, re-encoded.
   """
   is_file = os.path.isfile(entry.video)
   if not is_file and not os.path.isdir(entry.video):
@@ -71,12 +73,14 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
                                     entry.video)
   elif is_file:
     frames, height, width, fps = read_video(entry.video, jpeg_quality=jpeg_quality,
-                                            max_side=max_side, crop=crop)
+                                            max_side=max_side, crop=crop,
+                                            frame_size=frame_size)
     fmt = "jpeg"
   else:
     frames, fmt, height, width = read_frames_dir(entry.video, verify=verify_frames)
-    if crop is not None:
-      frames, height, width = video_io.crop_frames(frames, crop, jpeg_quality, entry.video)
+    if crop is not None or frame_size:
+      frames, height, width = video_io.refit_frames(frames, crop, frame_size, jpeg_quality,
+                                                    entry.video)
       fmt = "jpeg"
   pcm = read_audio(entry, is_file)
   video_io.check_av_durations(len(pixels) if pixels is not None else len(frames), fps,

@@ -87,8 +87,13 @@ def labels_for(dataset_name: str, label_type: str | None, class_names: Sequence[
 
 def _check_options(output_dir: str, split: str, verify_frames: str, jpeg_quality: int,
                    face: face_options.FaceOptions | None,
-                   crop: Sequence[int] | None = None) -> None:
+                   crop: Sequence[int] | None = None, frame_size: int = 0) -> None:
   """Raises PrepareError for options no clip could be written with, before any work."""
+  if frame_size < 0:
+    raise PrepareError(f"frame_size must be >= 0 (0: keep the size), got {frame_size}")
+  if frame_size and face is not None:
+    raise PrepareError("frame_size and face do not combine: the face crops are face_size "
+                       "square; set --face_size instead")
   if crop is not None:
     if len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3]):
       raise PrepareError(f"crop must be rows r0:r1 and cols c0:c1 with 0 <= r0 < r1 and "
@@ -203,7 +208,7 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                   dataset_name: str = "custom", extra: dict | None = None,
                   verify_frames: str = "decode", face: face_options.FaceOptions | None = None,
                   max_av_mismatch_seconds: float = clip_loader.MAX_AV_MISMATCH_SECONDS,
-                  crop: Sequence[int] | None = None,
+                  crop: Sequence[int] | None = None, frame_size: int = 0,
                   verbose: bool = True) -> schema.DatasetInfo:
   """Prepares one split into `<output_dir>/<split>/` and returns its DatasetInfo.
 
@@ -216,13 +221,15 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   aligned face crops (None keeps the frames). max_av_mismatch_seconds: videos whose audio and
   frames last longer apart are skipped (0: no check). crop: (r0, r1, c0, c1) stores only
   those rows and columns (re-encoded JPEG; e.g. VoxCeleb2's pre-training fixed crop
-  0,160,32,192, which the pipeline then skips: half the decoding per step). Raises
+  0,160,32,192, which the pipeline then skips: half the decoding per step). frame_size > 0:
+  every frame resized to that square with PIL bilinear (the fine-tuning pipeline's resize,
+  done once; re-encoded JPEG, so one more JPEG generation). Raises
   PrepareError when no clip at all can be written.
   """
   t0 = time.time()
   labels = labels_for(dataset_name, label_type, class_names)
   crop = tuple(int(v) for v in crop) if crop else None
-  _check_options(output_dir, split, verify_frames, jpeg_quality, face, crop)
+  _check_options(output_dir, split, verify_frames, jpeg_quality, face, crop, frame_size)
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
   split_dir = os.path.join(output_dir, split)
   entries, malformed, labels = _read_entries(split_file, root, labels, split_dir, log)
@@ -232,6 +239,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                       max_av_mismatch_seconds=max_av_mismatch_seconds)
   if crop is not None:  # only then: older splits' shard fingerprints stay valid
     load_options["crop"] = crop
+  if frame_size:
+    load_options["frame_size"] = int(frame_size)
   tasks = shard_writer.plan_shards(entries, split_dir, clips_per_shard, load_options)
   results, num_written = _write_shards(tasks, split_dir, split, num_workers, verbose, log)
 
@@ -245,7 +254,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   settings = {"clips_per_shard": clips_per_shard, "jpeg_quality": jpeg_quality,
               "max_side": max_side, "source_split_file": os.path.abspath(split_file),
               "max_av_mismatch_seconds": max_av_mismatch_seconds,
-              **({"crop": list(crop)} if crop else {})}
+              **({"crop": list(crop)} if crop else {}),
+              **({"frame_size": int(frame_size)} if frame_size else {})}
   info_extra, (height, width) = _info_extra(results, skipped, labels, settings, face, log, split)
   info_extra.update(extra or {})
   info = schema.DatasetInfo(
@@ -296,6 +306,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="r0,r1,c0,c1: store only these rows and columns of every frame "
                       "(re-encoded JPEG). Pre-training on VoxCeleb2: 0,160,32,192, the "
                       "config's fixed_crop, done once here instead of every step")
+  p.add_argument("--frame_size", type=int, default=0,
+                 help="resize every frame to this square (PIL bilinear, re-encoded JPEG at "
+                      "--jpeg_quality), the pipelines' resize done once: for fine-tuning "
+                      "train splits, 160. Keep 0 for splits you evaluate against the "
+                      "original's numbers: their source bytes decode to its very pixels")
   p.add_argument("--verify_frames", default="decode", choices=video_io.VERIFY_MODES,
                  help="decode: decode every source frame once to catch corrupt files; "
                       "markers: decode the first, check the rest for complete start/end "
@@ -347,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         jpeg_quality=args.jpeg_quality, max_side=args.max_side,
         dataset_name=args.dataset.lower().replace("-", "_"),
         verify_frames=args.verify_frames, face=face,
-        max_av_mismatch_seconds=args.max_av_mismatch_seconds, crop=crop)
+        max_av_mismatch_seconds=args.max_av_mismatch_seconds, crop=crop,
+        frame_size=args.frame_size)
   except PrepareError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

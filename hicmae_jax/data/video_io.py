@@ -146,16 +146,27 @@ def crop_image(img, crop: Sequence[int] | None, source: str):
   return img.crop((c0, r0, c1, r1))
 
 
+def fit_image(img, crop: Sequence[int] | None, frame_size: int, source: str):
+  """`crop_image`, then (frame_size > 0) PIL bilinear resize to frame_size square, aspect not
+  kept: the fine-tuning and evaluation pipelines' own resize, done once."""
+  from PIL import Image
+  img = crop_image(img, crop, source)
+  if frame_size and img.size != (frame_size, frame_size):
+    img = img.resize((frame_size, frame_size), Image.Resampling.BILINEAR)
+  return img
+
+
 def read_video(path: str, *, jpeg_quality: int = 95, max_side: int = 0,
-               crop: Sequence[int] | None = None) -> tuple[list[bytes], int, int, float]:
+               crop: Sequence[int] | None = None, frame_size: int = 0,
+               ) -> tuple[list[bytes], int, int, float]:
   """Video file -> (JPEG bytes per frame, height, width, fps), optionally shrunk so that the
   longer side is at most max_side (0 keeps the size), then cropped to rows crop[0]:crop[1],
-  cols crop[2]:crop[3] (`crop_image`)."""
+  cols crop[2]:crop[3] and resized to frame_size square (`fit_image`)."""
   frames = []
   height = width = 0
   fps = 0.0
   for img, fps in _video_images(path):
-    img = crop_image(_shrink(img, max_side), crop, path)
+    img = fit_image(_shrink(img, max_side), crop, frame_size, path)
     frames.append(encode_jpeg(img, jpeg_quality))
     width, height = img.size
   return frames, height, width, fps
@@ -169,16 +180,18 @@ def decode_video(path: str, max_side: int = 0) -> tuple[np.ndarray, float]:
   return np.stack(images), fps
 
 
-def crop_frames(frames: Sequence[bytes], crop: Sequence[int], jpeg_quality: int,
-                source: str) -> tuple[list[bytes], int, int]:
-  """A frames folder's bytes cropped (`crop_image`) and re-encoded as JPEG at jpeg_quality ->
-  (JPEG bytes per frame, height, width)."""
+def refit_frames(frames: Sequence[bytes], crop: Sequence[int] | None, frame_size: int,
+                 jpeg_quality: int, source: str) -> tuple[list[bytes], int, int]:
+  """A frames folder's bytes cropped and resized (`fit_image`), re-encoded as JPEG at
+  jpeg_quality -> (JPEG bytes per frame, height, width)."""
   from PIL import Image
-  out = []
+  out, size = [], (0, 0)
   for data in frames:
     with Image.open(io.BytesIO(data)) as img:
-      out.append(encode_jpeg(crop_image(img.convert("RGB"), crop, source), jpeg_quality))
-  return out, crop[1] - crop[0], crop[3] - crop[2]
+      fitted = fit_image(img.convert("RGB"), crop, frame_size, source)
+      out.append(encode_jpeg(fitted, jpeg_quality))
+      size = fitted.size
+  return out, size[1], size[0]
 
 
 def decode_frames(frames: Sequence[bytes], source: str = "") -> np.ndarray:
