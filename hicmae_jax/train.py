@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import (checkpointing, io_utils, objectives, optim, paths, periodic, preemption,
-                        runtime, sharding, writers)
+from hicmae_jax import (checkpointing, device_augment, io_utils, objectives, optim, paths,
+                        periodic, preemption, runtime, sharding, writers)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
@@ -92,7 +92,9 @@ def _finetune_loss(config, view):
   def loss_fn(params, batch, key, deterministic):
     model = view.merge(params)
     rngs = None if deterministic else nnx.Rngs(dropout=key)
-    out = model(batch["video"], batch["audio"], rngs=rngs, deterministic=deterministic)
+    # uint8 frames with the host's draws: cropped, flipped, erased, mixed here (same maths)
+    video = device_augment.train_video(batch, m.input_size)
+    out = model(video, batch["audio"], rngs=rngs, deterministic=deterministic)
     logits = out["logits"].astype(jnp.float32)
     if m.task == "classification":
       target = objectives.classification_targets(batch, m.num_classes,

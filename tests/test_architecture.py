@@ -19,7 +19,8 @@ MAX_FUNCTION_LINES = 80
 # one is listed, so a new module has to be placed (test_every_module_has_a_layer).
 LAYERS = (
     ("foundations", {"hicmae_jax", "paths", "io_utils", "experiments", "host_info",
-                     "preemption", "mask_counts", "patches", "pixels"}),
+                     "preemption", "mask_counts", "patches", "pixels",
+                     "device_augment"}),
     ("models and maths; faces", {"models", "masking", "targets", "losses", "faces"}),
     ("data", {"data"}),
     ("checkpoints", {"checkpointing", "checkpoints"}),

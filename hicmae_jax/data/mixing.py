@@ -74,7 +74,8 @@ def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
                  num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
                  switch_prob: float = 0.5, prob: float = 1.0, label_smoothing: float = 0.1,
                  mix_audio: bool = False, correct_lam: bool = True,
-                 in_place: bool = False) -> dict[str, np.ndarray]:
+                 in_place: bool = False, video_on_device: bool = False,
+                 ) -> dict[str, np.ndarray]:
   """Whole-batch Mixup/CutMix pairing each sample with the flipped batch (timm mode 'batch').
 
   Mixes `video` [B, T, H, W, 3] (CutMix: the same H x W box in every frame) and, with
@@ -83,14 +84,22 @@ def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
   but the labels fully (SPEC 11). Adds `targets` float32 [B, C] = lam * smooth(y) +
   (1 - lam) * smooth(flip(y)); the input is not modified unless in_place (for a caller that
   owns the batch: the pipeline's freshly stacked one), which gives the same values without
-  the whole-batch copies."""
+  the whole-batch copies. video_on_device: the video (uint8 frames before their crop) is
+  mixed in the train step (`hicmae_jax.device_augment.mix`); instead the batch gets
+  mix_weights float32 [B, 2] (lam, 1 - lam) and mix_box int32 [B, 4] (CutMix's rows yl:yh,
+  cols xl:xh; zeros for Mixup or no mixing), from the same draws."""
   out = dict(batch)
   video = np.asarray(batch["video"])
   params = sample_mix_params(rng, video.shape[2], video.shape[3], mixup_alpha=mixup_alpha,
                              cutmix_alpha=cutmix_alpha, switch_prob=switch_prob, prob=prob,
                              correct_lam=correct_lam)
   lam = params.lam
-  if lam != 1.0:
+  if video_on_device:
+    b = video.shape[0]
+    use_box = params.use_cutmix and lam != 1.0
+    out["mix_weights"] = np.tile(np.array([lam, 1.0 - lam], np.float32), (b, 1))
+    out["mix_box"] = np.tile(np.array(params.box if use_box else (0, 0, 0, 0), np.int32), (b, 1))
+  if lam != 1.0 and not video_on_device:
     if params.use_cutmix:
       yl, yh, xl, xh = params.box
       mixed = video if in_place else video.copy()
@@ -100,6 +109,7 @@ def mixup_cutmix(batch: Mapping[str, np.ndarray], rng: np.random.Generator, *,
     else:
       mixed = video * np.float32(lam) + video[::-1] * np.float32(1.0 - lam)
     out["video"] = mixed.astype(np.float32, copy=False)
+  if lam != 1.0:
     if mix_audio:
       audio = np.asarray(batch["audio"])
       out["audio"] = (audio * np.float32(lam) + audio[::-1] * np.float32(1.0 - lam)).astype(

@@ -83,7 +83,9 @@ class AugmentOptions:
   Pre-training (VideoMAE): fixed_crop = (r0, r1, c0, c1) rows/cols of the stored frames (None:
   off; skipped for frames smaller than the box), multi-scale crop over `multiscale`, and
   num_repeats clips drawn per decoded record (repeated sampling); resize_on_device: the
-  multi-scale crop's PIL resize runs on the device instead (same bytes). Fine-tuning: RandAugment
+  multi-scale crop's PIL resize runs on the device instead (same bytes). float_on_device:
+  fine-tuning's normalisation, crop, flip, erasing and mixing run in the train step
+  (`hicmae_jax.device_augment`; the host draws, sends uint8 frames). Fine-tuning: RandAugment
   (timm's spec string, '' = off; geometric ops resample with rand_augment_interpolation),
   random resized crop (rrc_scale, rrc_ratio), horizontal flip, random erasing (erase_prob;
   timm's mode and count)."""
@@ -99,10 +101,14 @@ class AugmentOptions:
   erase_mode: str = "pixel"
   erase_count: int = 1
   resize_on_device: bool = False
+  float_on_device: bool = False
 
   def __post_init__(self):
     if self.num_repeats < 1:
       raise ValueError(f"AugmentOptions.num_repeats={self.num_repeats} must be >= 1")
+    if self.float_on_device and self.erase_count != 1:
+      raise ValueError(f"erase_count={self.erase_count}: erasing in the train step draws one "
+                       f"region; set config.data.finetune_float_on_device=False for more")
     self.rand_augment_kwargs()  # a bad spec fails here, not in a worker
 
   @classmethod
@@ -111,7 +117,8 @@ class AugmentOptions:
     return cls(fixed_crop=tuple(d.fixed_crop) if d.fixed_crop else None,
                multiscale=tuple(d.multiscale), num_repeats=d.num_repeats,
                rand_augment=d.rand_augment or "", erase_prob=d.erase_prob,
-               resize_on_device=bool(d.get("resize_on_device", False)))
+               resize_on_device=bool(d.get("resize_on_device", False)),
+               float_on_device=bool(d.get("finetune_float_on_device", False)))
 
   def rand_augment_kwargs(self) -> dict[str, Any] | None:
     """`rand_augment.rand_augment` keyword arguments, or None when RandAugment is off."""

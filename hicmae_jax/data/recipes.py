@@ -148,7 +148,8 @@ class Mixing:
                                mixup_alpha=o.mixup_alpha, cutmix_alpha=o.cutmix_alpha,
                                switch_prob=o.mixup_switch_prob, prob=o.mixup_prob,
                                label_smoothing=o.label_smoothing, mix_audio=o.mix_audio,
-                               in_place=True)  # the batch was just stacked for this
+                               in_place=True,  # the batch was just stacked for this
+                               video_on_device="aug_crop" in batch)
 
 
 def resolve_task(info: schema.DatasetInfo, labels: LabelOptions) -> str:
@@ -193,7 +194,8 @@ class FinetuneRecipe(Recipe):
     return (("augment", self._augment), ("fbank", self._fbank))
 
   def _augment(self, decoded, view, rng):
-    return {"video": stages.train_video(decoded.images, view, rng, self.video, self.augment)}
+    out = stages.train_video(decoded.images, view, rng, self.video, self.augment)
+    return out if isinstance(out, dict) else {"video": out}
 
   def _fbank(self, decoded, view, rng):
     return {"audio": stages.audio_input(decoded.clip, decoded.wave, view, rng, self.audio)}

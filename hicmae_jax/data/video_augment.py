@@ -182,6 +182,21 @@ def horizontal_flip(video: np.ndarray, rng: np.random.Generator, *, prob: float 
   return video
 
 
+def _erase_region(rng: np.random.Generator, img_h: int, img_w: int, count: int,
+                  min_area: float, max_area: float, log_aspect: tuple[float, float],
+                  attempts: int) -> tuple[int, int, int, int] | None:
+  """One erasing region's draws (timm): up to `attempts` tries of area and aspect ->
+  (top, left, h, w), or None when none fits."""
+  for _ in range(attempts):
+    target_area = rng.uniform(min_area, max_area) * img_h * img_w / count
+    aspect = math.exp(rng.uniform(*log_aspect))
+    h = int(round(math.sqrt(target_area * aspect)))
+    w = int(round(math.sqrt(target_area / aspect)))
+    if w < img_w and h < img_h:
+      return (int(rng.integers(0, img_h - h + 1)), int(rng.integers(0, img_w - w + 1)), h, w)
+  return None
+
+
 def random_erasing(video: np.ndarray, rng: np.random.Generator, *, probability: float = 0.25,
                    min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
                    max_aspect: float | None = None, mode: str = "pixel", min_count: int = 1,
@@ -202,20 +217,32 @@ def random_erasing(video: np.ndarray, rng: np.random.Generator, *, probability: 
   count = min_count if min_count == max_count else int(rng.integers(min_count, max_count + 1))
   out = video.copy() if copy else video
   for _ in range(count):
-    for _ in range(attempts):
-      target_area = rng.uniform(min_area, max_area) * img_h * img_w / count
-      aspect = math.exp(rng.uniform(*log_aspect))
-      h = int(round(math.sqrt(target_area * aspect)))
-      w = int(round(math.sqrt(target_area / aspect)))
-      if w < img_w and h < img_h:
-        top = int(rng.integers(0, img_h - h + 1))
-        left = int(rng.integers(0, img_w - w + 1))
-        if mode == "pixel":
-          fill = rng.standard_normal((t, h, w, chan), dtype=np.float32)
-        elif mode == "rand":
-          fill = rng.standard_normal((t, 1, 1, chan), dtype=np.float32)
-        else:
-          fill = np.zeros((t, 1, 1, chan), np.float32)
-        out[:, top:top + h, left:left + w] = fill
-        break
+    region = _erase_region(rng, img_h, img_w, count, min_area, max_area, log_aspect, attempts)
+    if region is None:
+      continue
+    top, left, h, w = region
+    if mode == "pixel":
+      fill = rng.standard_normal((t, h, w, chan), dtype=np.float32)
+    elif mode == "rand":
+      fill = rng.standard_normal((t, 1, 1, chan), dtype=np.float32)
+    else:
+      fill = np.zeros((t, 1, 1, chan), np.float32)
+    out[:, top:top + h, left:left + w] = fill
   return out
+
+
+def erase_draw_for_device(rng: np.random.Generator, img_h: int, img_w: int, *,
+                          probability: float = 0.25, min_area: float = 0.02,
+                          max_area: float = 1 / 3, min_aspect: float = 0.3,
+                          attempts: int = 100) -> tuple[np.ndarray, np.ndarray]:
+  """`random_erasing`'s draws (one region) for `hicmae_jax.device_augment.erase`: the same
+  region draws, then a seed for the device's noise in place of the numpy noise ->
+  (box int32 [4] (top, left, h, w; h = 0: no erasing), seed int32 [])."""
+  none = np.zeros(4, np.int32), np.int32(0)
+  if rng.random() > probability:
+    return none
+  log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+  region = _erase_region(rng, img_h, img_w, 1, min_area, max_area, log_aspect, attempts)
+  if region is None:
+    return none
+  return np.array(region, np.int32), np.int32(rng.integers(0, 2**31 - 1))
