@@ -185,3 +185,36 @@ def test_trainer_does_not_import_representations():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        check=True, env=dict(os.environ, JAX_PLATFORMS="cpu")).stdout
   assert out.strip() == "[]"
+
+
+def test_finetune_with_float_augment_in_the_train_step(tmp_path, synthetic_dir):
+  """finetune_float_augment='device' (what 'auto' picks on GPU/TPU): the pipeline sends uint8
+  frames and the host's draws, the train step augments. The first batch's loss equals the
+  host-augmented one's (the inputs agree to 1-2 ulp), and a short run trains and evaluates."""
+  from hicmae_jax.data import pipeline
+  from hicmae_jax.models import params as params_lib
+
+  def config(where):
+    c = test_pretrain.get_config("finetune")
+    c.data.synthetic_dir = synthetic_dir
+    c.data.erase_prob = 0.0  # erasing's noise is drawn differently (jax.random vs numpy)
+    c.data.finetune_float_augment = where
+    c.num_train_steps = 2
+    return c
+
+  train.run(config("host"), str(tmp_path / "host"))  # makes the synthetic splits if absent
+  losses = []
+  for where in ("host", "device"):
+    c = config(where)
+    ds = pipeline.train_dataset_from_config(c, os.path.join(synthetic_dir, "train"),
+                                            batch_size=4, seed=0)
+    batch = next(iter(ds))
+    assert batch["video"].dtype == (np.uint8 if where == "device" else np.float32)
+    model = train.build_model(c, c.seed)
+    view = params_lib.ParamsView(model)
+    loss_fn = train._finetune_loss(c, view)
+    losses.append(float(jax.jit(loss_fn, static_argnums=3)(
+        view.flat(model), batch, jax.random.key(0), True)[0]))
+  assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+  results = train.run(config("device"), str(tmp_path / "device"))
+  assert results["test"]["num_clips"] == 8 and np.isfinite(results["test"]["war"])

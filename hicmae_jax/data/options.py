@@ -76,6 +76,22 @@ class AudioOptions:
     return int(self.audio_frames / 100.0 * schema.AUDIO_SAMPLE_RATE)
 
 
+FLOAT_AUGMENT_PLACES = ("auto", "host", "device")
+
+
+def float_augment_on_device(where: str) -> bool:
+  """config.data.finetune_float_augment -> whether fine-tuning's float augmentation runs in
+  the train step: 'device', 'host', or 'auto' (the device unless JAX's backend is the CPU,
+  where the train step's version costs more than the host's)."""
+  if where not in FLOAT_AUGMENT_PLACES:
+    raise ValueError(f"config.data.finetune_float_augment={where!r}: one of "
+                     f"{FLOAT_AUGMENT_PLACES}")
+  if where == "auto":
+    import jax  # here: the options are read after the backend is chosen
+    return jax.default_backend() != "cpu"
+  return where == "device"
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentOptions:
   """Training augmentation of the frames.
@@ -108,7 +124,7 @@ class AugmentOptions:
       raise ValueError(f"AugmentOptions.num_repeats={self.num_repeats} must be >= 1")
     if self.float_on_device and self.erase_count != 1:
       raise ValueError(f"erase_count={self.erase_count}: erasing in the train step draws one "
-                       f"region; set config.data.finetune_float_on_device=False for more")
+                       f"region; set config.data.finetune_float_augment='host' for more")
     self.rand_augment_kwargs()  # a bad spec fails here, not in a worker
 
   @classmethod
@@ -118,7 +134,7 @@ class AugmentOptions:
                multiscale=tuple(d.multiscale), num_repeats=d.num_repeats,
                rand_augment=d.rand_augment or "", erase_prob=d.erase_prob,
                resize_on_device=bool(d.get("resize_on_device", False)),
-               float_on_device=bool(d.get("finetune_float_on_device", False)))
+               float_on_device=float_augment_on_device(d.get("finetune_float_augment", "host")))
 
   def rand_augment_kwargs(self) -> dict[str, Any] | None:
     """`rand_augment.rand_augment` keyword arguments, or None when RandAugment is off."""

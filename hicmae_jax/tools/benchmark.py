@@ -344,6 +344,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--compilation_cache_dir", default="",
                  help="JAX's persistent compilation cache (local or gs://; the config's "
                       "compilation_cache_dir): a second run's compile_s is the cache load")
+  p.add_argument("--float_augment", default="", choices=("", "auto", "host", "device"),
+                 help="override data.finetune_float_augment: 'device' times the fine-tuning "
+                      "pipeline an accelerator host runs (the float steps in the train step)")
   p.add_argument("--out", default="benchmark.json")
   return p
 
@@ -361,6 +364,8 @@ def _config_and_sections(a: argparse.Namespace):
     config.loss.contrastive_group_size = 0
     if a.compilation_cache_dir:
       config.compilation_cache_dir = a.compilation_cache_dir
+    if a.float_augment:
+      config.data.finetune_float_augment = a.float_augment
   what = {"step", "eval", "pipeline"} if a.what == "all" else set(a.what.split(","))
   if what - {"step", "eval", "pipeline"}:
     raise ValueError(f"--what={a.what!r}; allowed: a comma list of step, eval, pipeline, or all")
