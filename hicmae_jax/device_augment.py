@@ -21,8 +21,6 @@ import numpy as np
 
 from hicmae_jax import pixels
 
-FIELDS = ("aug_crop", "aug_flip", "aug_erase", "aug_seed")
-MIX_FIELDS = ("mix_weights", "mix_box")
 ERASE_MODES = ("pixel", "rand", "const")
 
 
@@ -129,7 +127,7 @@ def mix(video: jax.Array, weights: jax.Array, boxes: jax.Array, block: int) -> j
 def train_video(batch: dict, input_size: int, *, erase_mode: str = "pixel",
                 mix_block: int | None = None) -> jax.Array:
   """A fine-tuning batch's model input video: uint8 RandAugmented frames [B, T, S, S, 3] with
-  the host's draws (FIELDS, MIX_FIELDS) -> normalised, cropped, flipped, erased and mixed
+  the host's draws (aug_* and mix_*, see the module docstring) -> normalised, cropped, flipped, erased and mixed
   float32 [B, T, input_size, input_size, 3]. A batch without the fields passes through
   `pixels.model_input` (host-augmented float video). mix_block: rows per mixing block (default:
   the batch over the process count)."""

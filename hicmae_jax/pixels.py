@@ -9,6 +9,7 @@ host before their crop, erasing and mixing) passes through unchanged.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -77,15 +78,18 @@ def pil_bilinear_taps(in_size: int, out_size: int, num_taps: int | None = None
   return index, weight
 
 
+@functools.lru_cache(maxsize=16)
 def pil_bilinear_table(max_in: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
   """Taps for every input size 1..max_in -> out_size, one shape for all:
   (index int32 [max_in + 1, out_size, K], weight int32 [max_in + 1, out_size, K]); row 0 is
-  unused (all-zero weights)."""
+  unused (all-zero weights). Cached (read-only arrays): ~0.5 s to build at 224 -> 160, and
+  every trace of a step that resizes asks for it."""
   num_taps = int(math.ceil(max(max_in / out_size, 1.0))) * 2 + 1
   index = np.zeros((max_in + 1, out_size, num_taps), np.int32)
   weight = np.zeros((max_in + 1, out_size, num_taps), np.int32)
   for n in range(1, max_in + 1):
     index[n], weight[n] = pil_bilinear_taps(n, out_size, num_taps)
+  index.flags.writeable = weight.flags.writeable = False
   return index, weight
 
 

@@ -185,14 +185,15 @@ def make_pretrain_dataset(split_dir: str, *, batch_size: int, seed: int, video: 
                           loader: LoaderOptions) -> PipelineDataset:
   """Pre-training batches: video uint8 [B, T, S, S, 3] (with augment.resize_on_device the
   unresized crop at the top left, and video_crop_size int32 [B, 2]: `pixels.batch_video`),
-  audio f32 [B, audio_frames, mel] (+ mask_video bool [B, (T/tubelet)(S/patch)^2], mask_audio bool [B, (A/ap)(mel/ap)] with
-  masks.draw, checked against the model's counts as each batch leaves the pipeline).
+  audio f32 [B, audio_frames, mel] (+ mask_video bool [B, (T/tubelet)(S/patch)^2],
+  mask_audio bool [B, (A/ap)(mel/ap)] with masks.draw, checked against the model's counts as
+  each batch leaves the pipeline).
 
   Per clip (the original's VideoMAE-style sampler): num_frames at sampling_rate from a random
   start, the last reachable frame repeated past the end; the fixed crop (applied only when
   the stored frames are large enough; skipped when prepare stored that very crop, --crop);
-  multi-scale crop resized to input_size; no flip; normalisation on the device. Audio: the clip's frame span (AudioOptions.span); waveform augmentation;
-  fbank. augment.num_repeats clips are drawn from each decoded record (repeated sampling: they
+  multi-scale crop resized to input_size; no flip; normalisation on the device. Audio: the
+  clip's frame span (AudioOptions.span); waveform augmentation; fbank. augment.num_repeats clips are drawn from each decoded record (repeated sampling: they
   follow each other in the stream).
   """
   augment = _fixed_crop_done_at_prepare(schema.DatasetInfo.load(split_dir), augment)

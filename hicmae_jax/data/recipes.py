@@ -194,8 +194,7 @@ class FinetuneRecipe(Recipe):
     return (("augment", self._augment), ("fbank", self._fbank))
 
   def _augment(self, decoded, view, rng):
-    out = stages.train_video(decoded.images, view, rng, self.video, self.augment)
-    return out if isinstance(out, dict) else {"video": out}
+    return stages.train_video(decoded.images, view, rng, self.video, self.augment)
 
   def _fbank(self, decoded, view, rng):
     return {"audio": stages.audio_input(decoded.clip, decoded.wave, view, rng, self.audio)}
@@ -207,9 +206,10 @@ class FinetuneRecipe(Recipe):
 @dataclasses.dataclass(frozen=True)
 class EvalRecipe(Recipe):
   """Per record: its evaluation views (val: 1; test: num_segments x num_crops) -> video
-  (resize; uint8, normalised on the device; with EvalOptions.resize_on_device the stored frames
-  on a canvas + video_crop_size, resized on the device), audio (fbank; magnitude scaling only with EvalOptions.magnitude_aug,
-  never a roll), labels, clip_index, view_index = segment * num_crops + crop, valid."""
+  (resize; uint8, normalised on the device; with EvalOptions.resize_on_device the stored
+  frames on a canvas + video_crop_size, resized on the device), audio (fbank; magnitude
+  scaling only with EvalOptions.magnitude_aug, never a roll), labels, clip_index,
+  view_index = segment * num_crops + crop, valid."""
   video: VideoOptions
   audio: AudioOptions
   views: EvalOptions
@@ -222,7 +222,7 @@ class EvalRecipe(Recipe):
     eval_audio = dataclasses.replace(audio, magnitude=views.magnitude_aug, roll=False)
     num_targets = info.num_targets if resolve_task(info, labels) == "regression" else 0
     canvas = None
-    if views.resize_on_device:  # the split's common frame size (rarer sizes: see eval_video_for_device)
+    if views.resize_on_device:  # the split's common size; others: eval_video_for_device
       s = video.input_size
       canvas = (max(info.frame_height, s), max(info.frame_width, s))
     return cls(video, eval_audio, views, num_targets, canvas)

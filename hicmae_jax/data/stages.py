@@ -112,7 +112,7 @@ def pretrain_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.
                                                   scales=augment.multiscale)}
 
 
-def _train_draws_for_device(clip: np.ndarray, rng: np.random.Generator, video: VideoOptions,
+def _train_draws_for_device(clip: np.ndarray, rng: np.random.Generator,
                             augment: AugmentOptions) -> dict[str, np.ndarray]:
   """The crop, flip and erasing draws of `train_video`, in its order, for the train step
   (`hicmae_jax.device_augment`), with the uint8 clip [T, S, S, 3]."""
@@ -122,17 +122,17 @@ def _train_draws_for_device(clip: np.ndarray, rng: np.random.Generator, video: V
   flip = bool(rng.uniform() < augment.flip_prob)
   box, seed = np.zeros(4, np.int32), np.int32(0)
   if augment.erase_prob > 0:
-    box, seed = video_augment.erase_draw_for_device(rng, video.input_size, video.input_size,
+    box, seed = video_augment.erase_draw_for_device(rng, size, size,
                                                     probability=augment.erase_prob)
   return {"video": clip, "aug_crop": np.array([top, left, h, w], np.int32),
           "aug_flip": np.bool_(flip), "aug_erase": box, "aug_seed": seed}
 
 
 def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Generator,
-                video: VideoOptions, augment: AugmentOptions) -> np.ndarray | dict:
+                video: VideoOptions, augment: AugmentOptions) -> dict[str, np.ndarray]:
   """Fine-tuning frames, as the original's training: PIL bilinear resize to input_size square
   (aspect not kept), RandAugment (one op list for the clip), normalisation, one random resized
-  crop for the clip, horizontal flip, random erasing -> float32 [T, S, S, 3]. With
+  crop for the clip, horizontal flip, random erasing -> {"video": float32 [T, S, S, 3]}. With
   augment.float_on_device the steps after RandAugment are left to the train step: -> the
   fields of `_train_draws_for_device` (uint8 video and the draws)."""
   size = video.input_size
@@ -148,7 +148,7 @@ def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Gen
   where = {i: k for k, i in enumerate(unique)}
   clip = augmented[[where[int(i)] for i in view.frame_ids]]
   if augment.float_on_device:
-    return _train_draws_for_device(clip, rng, video, augment)
+    return _train_draws_for_device(clip, rng, augment)
   pixels = frames.normalize(clip, mean=video.mean, std=video.std)
   pixels = video_augment.random_resized_crop(pixels, rng, output_size=size,
                                              scale=augment.rrc_scale, ratio=augment.rrc_ratio)
@@ -159,7 +159,7 @@ def train_video(images: Mapping[int, np.ndarray], view: View, rng: np.random.Gen
                                           min_count=augment.erase_count,
                                           max_count=augment.erase_count,
                                           copy=False)  # `pixels` is this function's own
-  return pixels
+  return {"video": pixels}
 
 
 def eval_video(images: Mapping[int, np.ndarray], view: View, video: VideoOptions,
