@@ -22,13 +22,11 @@ import optax
 from flax import nnx
 
 from hicmae_jax import (checkpointing, device_augment, io_utils, objectives, optim, paths,
-                        periodic, preemption, runtime, sharding, writers)
+                        periodic, preemption, runtime, sharding, train_state, writers)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
 from hicmae_jax.models import params as params_lib
-from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.models.hicmae import PretrainModel
 
 # After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
 from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip
@@ -109,53 +107,34 @@ def _finetune_loss(config, view):
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """What differs between the kinds of run (config.kind); looked up once, in TASKS.
+  """What differs between the kinds of run (config.kind); looked up once, in TASKS. The model
+  class and the frozen-parameter rule of each kind are in train_state (MODELS, FREEZE).
 
-  freeze: the optimizer's frozen-parameter rule, or None for config.optim.freeze.
   repeated_sampling: an epoch is num_clips * data.num_repeats clips (pre-training's repeated
     sampling), else num_clips.
   jobs: the periodic jobs (periodic.REGISTRY names) the kind can have; each one's config keys
     turn it on or off.
   """
-  model: type
   loss: Callable
-  freeze: str | None
   repeated_sampling: bool
   jobs: tuple[str, ...]
 
 
 TASKS = {
-    "pretrain": Task(PretrainModel, _pretrain_loss, None, True, ("reconstruction",)),
-    "finetune": Task(FinetuneModel, _finetune_loss, None, False, ("evaluation",)),
-    "linear_probe": Task(FinetuneModel, _finetune_loss, "encoders", False, ("evaluation",)),
+    "pretrain": Task(_pretrain_loss, True, ("reconstruction",)),
+    "finetune": Task(_finetune_loss, False, ("evaluation",)),
+    "linear_probe": Task(_finetune_loss, False, ("evaluation",)),
 }
 
-
-def build_model(config, seed: int) -> nnx.Module:
-  return TASKS[config.kind].model(config.model, rngs=nnx.Rngs(params=seed))
-
-
-def frozen_predicate(config):
-  return TASKS[config.kind].freeze or config.optim.freeze
+# One home each, in train_state; named here too for the callers that know them as train.*.
+build_model = train_state.build_model
+frozen_predicate = train_state.frozen_predicate
+make_tx = train_state.make_tx
 
 
 def make_loss_fn(config, view):
   """(params, batch, key, deterministic) -> (loss, scalar metrics)."""
   return TASKS[config.kind].loss(config, view)
-
-
-def make_tx(config, params, total_steps: int, steps_per_epoch: int):
-  o = ml_collections.ConfigDict(config.optim.to_dict())
-  # The original's scaling rule, on the effective batch (accumulated micro-batches included).
-  effective = config.global_batch_size * config.optim.accum_steps
-  o.lr = config.optim.base_lr * effective / 256
-  o.min_lr = config.optim.min_base_lr * effective / 256
-  o.freeze = frozen_predicate(config)
-  num_encoder_layers = max(config.model.video_depth, config.model.audio_depth)
-  return optim.make_optimizer(o, params, total_steps=total_steps,
-                              steps_per_epoch=steps_per_epoch,
-                              num_encoder_layers=num_encoder_layers,
-                              num_fusion_layers=config.model.fusion_depth), o.lr
 
 
 # -------------------------------------------------------------------------------------- step --
@@ -199,28 +178,10 @@ def make_train_step(config, view, tx, state_shardings, mesh):
 # ------------------------------------------------------------------------------------- state --
 
 def init_state(config, mesh, total_updates: int, steps_per_epoch: int):
-  """Builds the model under the mesh and returns (view, tx, state, state shardings, peak lr).
-
-  state = {params (flat dict), opt_state, step, nonfinite, first_nonfinite_step}, placed with
-  the fsdp rule of `sharding.py`.
-  """
-  with jax.set_mesh(mesh):
-    model = build_model(config, config.seed)
-  view = params_lib.ParamsView(model)
-  params = view.flat(model)
-  del model
-  param_sh = sharding.tree_shardings(params, mesh)
-  params = jax.device_put(params, param_sh)
-  tx, lr = make_tx(config, params, total_updates,
-                   max(1, steps_per_epoch // config.optim.accum_steps))
-  opt_state = jax.jit(tx.init)(params)
-  opt_sh = sharding.tree_shardings(opt_state, mesh)
-  scalars = {"step": jnp.zeros((), jnp.int32), "nonfinite": jnp.zeros((), jnp.int32),
-             "first_nonfinite_step": jnp.full((), -1, jnp.int32)}
-  state = {"params": params, "opt_state": opt_state, **scalars}
-  state_sh = {"params": param_sh, "opt_state": opt_sh,
-              **{k: sharding.replicated(mesh) for k in scalars}}
-  return view, tx, jax.device_put(state, state_sh), state_sh, lr
+  """Returns (view, tx, state, state shardings, peak lr): the state of `train_state.describe`
+  created sharded (no host holds the whole model first)."""
+  spec = train_state.describe(config, mesh, total_updates, steps_per_epoch)
+  return spec.view, spec.tx, spec.create(), spec.shardings, spec.lr
 
 
 def _write_parameter_table(workdir: str, params: dict) -> None:
@@ -249,9 +210,7 @@ def _check_same_model(config, start: checkpointing.Start) -> None:
                      f"config; use a new --workdir or --config.allow_config_change=True")
 
 
-
-
-def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_sh: dict, view,
+def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_sh: dict,
                   data_iter) -> dict:
   """The state a run starts from, by the resume order that checkpointing.resolve_start
   decided: this workdir's checkpoint (full state and data position, restored with the run's
@@ -270,19 +229,18 @@ def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_s
     log.info("resumed from %s step %d (%s)", start.directory, used, start.mode)
     return {"params": restored["params"], **restored["train"]}
   if start.mode == "init_from":
-    return dict(state, params=_initial_weights(config, start, view,
-                                               build_model(config, config.seed),
+    return dict(state, params=_initial_weights(config, start, state["params"],
                                                state_sh["params"]))
   log.info("starting from scratch (seed %d)", config.seed)
   return state
 
 
-def _initial_weights(config, start, view, model, param_shardings):
-  """Weights-only start from `init_from`: ours (any kind) mapped by name."""
+def _initial_weights(config, start, ours, param_shardings):
+  """Weights-only start from `init_from`: ours (any kind) mapped by name. ours: the freshly
+  initialised flat params (sharded), which keep their values where the checkpoint has none."""
   mngr = checkpointing.manager(start.directory, read_only=True)
   _, meta = checkpointing.read_meta(start.directory, start.step)
   src_kind = meta.get("kind", "")
-  ours = view.flat(model)
   if src_kind == config.kind or (src_kind != "pretrain" and config.kind == "linear_probe"):
     target = ours
   else:
@@ -518,7 +476,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                max_to_keep=config.keep_checkpoints,
                                async_save=config.async_checkpointing)
   data_iter = iter(ds)
-  state = initial_state(config, start, mngr, state, state_sh, view, data_iter)
+  state = initial_state(config, start, mngr, state, state_sh, data_iter)
   train_step = runtime.compile_then_meet(make_train_step(config, view, tx, state_sh, mesh),
                                          "train_step")
   meta = {"kind": config.kind, "model": config.model.to_dict(),
