@@ -93,6 +93,7 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1            # -1: all remaining devices
   c.mesh.fsdp = 1             # > 1 shards parameters and optimizer state
+  c.mesh.dcn_data = 1         # TPU slices (multi-slice): data parallel across them over DCN
 
   # ---- checkpoints, logs, evaluation -------------------------------------------------------
   c.checkpoint_every_steps = 1000

@@ -28,10 +28,10 @@ def eval_dataset(config, split_dir: str, mode: str):
       config, split_dir, mode=mode, batch_size=config.eval_batch_size // jax.process_count())
 
 
-def make_predict_fn(view, mesh):
+def predict_program(view, mesh):
   """jit(params, video, audio[, video_crop_size]) -> logits [B, C] (float32), batch split over
   the mesh; with video_crop_size [B, 2] the video is frames the device resizes first
-  (`pixels.resize_crops`)."""
+  (`pixels.resize_crops`). Not yet compiled (tools/aot_compile lowers it for a topology)."""
   batch_sh = sharding.batch_sharding(mesh)
 
   @jax.jit
@@ -41,7 +41,12 @@ def make_predict_fn(view, mesh):
       video = pixels.resize_crops(video, video_crop_size, model.geo.input_size)
     out = model(video, audio, deterministic=True)
     return jax.lax.with_sharding_constraint(out["logits"].astype(jnp.float32), batch_sh)
-  return runtime.compile_then_meet(predict, "predict")
+  return predict
+
+
+def make_predict_fn(view, mesh):
+  """`predict_program`, compiled by every process before any runs it (multi-host start)."""
+  return runtime.compile_then_meet(predict_program(view, mesh), "predict")
 
 
 def run_eval(config, params, view, mesh, split_dir: str, mode: str, *,

@@ -18,21 +18,38 @@ BATCH_AXES = ("data", "fsdp")
 MIN_FSDP_SIZE = 2 ** 14
 
 
-def make_mesh(mesh_cfg) -> jax.sharding.Mesh:
-  """mesh_cfg.data / mesh_cfg.fsdp (one may be -1: all remaining devices)."""
-  n = jax.device_count()
+def make_mesh(mesh_cfg, devices=None) -> jax.sharding.Mesh:
+  """mesh_cfg.data / mesh_cfg.fsdp (one may be -1: all remaining devices) within a slice, and
+  mesh_cfg.dcn_data slices (data parallelism across slices over the data-centre network;
+  default 1). devices: jax.devices() unless given (e.g. a TPU topology's compile-only devices).
+
+  The mesh axes are always (data, fsdp); across slices the data axis is dcn_data x data, laid
+  out by `mesh_utils.create_hybrid_device_mesh` so that only the gradient all-reduce crosses
+  slices."""
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices)
+  slices = int(mesh_cfg.get("dcn_data", 1))
+  if slices < 1 or n % slices:
+    raise ValueError(f"mesh.dcn_data={slices} does not divide the {n} devices: give the "
+                     f"number of slices (--num_slices for tools.aot_compile)")
+  per_slice = n // slices
   data, fsdp = int(mesh_cfg.data), int(mesh_cfg.fsdp)
   if data == -1 and fsdp == -1:
     raise ValueError("mesh.data and mesh.fsdp cannot both be -1")
   if data == -1:
-    data = n // fsdp
+    data = per_slice // fsdp
   if fsdp == -1:
-    fsdp = n // data
-  if data < 1 or fsdp < 1 or data * fsdp != n:
-    raise ValueError(f"mesh.data={mesh_cfg.data} x mesh.fsdp={mesh_cfg.fsdp} does not use the "
-                     f"{n} devices: their product must equal the device count")
-  return jax.make_mesh((data, fsdp), BATCH_AXES,
-                       axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    fsdp = per_slice // data
+  if data < 1 or fsdp < 1 or data * fsdp != per_slice:
+    where = f"the {n} devices" if slices == 1 else f"the {per_slice} devices of each slice"
+    raise ValueError(f"mesh.data={mesh_cfg.data} x mesh.fsdp={mesh_cfg.fsdp} does not tile "
+                     f"{where}: their product must be {per_slice} (set one of them to -1)")
+  auto = (jax.sharding.AxisType.Auto,) * 2
+  if slices == 1:
+    return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=auto, devices=devices)
+  from jax.experimental import mesh_utils  # only multi-slice meshes need it
+  grid = mesh_utils.create_hybrid_device_mesh((data, fsdp), (slices, 1), devices)
+  return jax.sharding.Mesh(grid, BATCH_AXES, axis_types=auto)
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -1,0 +1,200 @@
+"""What a compiled XLA program costs per chip: memory (against the chip's HBM), FLOPs, the
+collectives in its HLO (kind, count, bytes, where each comes from) and a roofline.
+
+Pure functions of `jax.stages.Compiled` and its HLO text; used by `tools/aot_compile` on
+compile-only TPU devices and usable on any backend.
+"""
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any
+
+from hicmae_jax import accelerators
+
+COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute",
+               "ragged-all-to-all")
+BYTES_PER_ELEMENT = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2,
+                     "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8,
+                     "c128": 16, "f8e4m3fn": 1, "f8e5m2": 1}
+# `%name = <result type> <opcode>(` ; async collectives are counted at their -start.
+_INSTRUCTION = re.compile(
+    r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*(?P<type>.+?)\s+"
+    r"(?P<op>" + "|".join(re.escape(c) for c in COLLECTIVES) + r")(?P<start>-start)?\(")
+_ARRAY = re.compile(r"\b(?P<dtype>[a-z]+\d*(?:e\dm\d(?:fn)?)?)\[(?P<dims>[\d,]*)\]")
+_OP_NAME = re.compile(r'op_name="(?P<op_name>[^"]*)"')
+_SOURCE = re.compile(r'source_file="(?P<file>[^"]*)"\s+source_line=(?P<line>\d+)')
+_GROUPS_LIST = re.compile(r"replica_groups=\{(?P<groups>\{[\d,]*\}(?:,\{[\d,]*\})*)\}")
+_GROUPS_IOTA = re.compile(r"replica_groups=\[(?P<n>\d+),(?P<size>\d+)\]<=")
+
+
+def memory(compiled) -> dict[str, int] | None:
+  """Bytes per device of a compiled program: arguments, outputs, aliased (donated) bytes,
+  temporaries, generated code, and their peak = arguments + outputs - aliased + temporaries
+  + code (what must fit in one chip's HBM). None where the backend gives no analysis."""
+  try:
+    ma = compiled.memory_analysis()
+  except Exception:  # noqa: BLE001  not every backend implements it
+    return None
+  if ma is None:
+    return None
+  out = {"argument_bytes": int(ma.argument_size_in_bytes),
+         "output_bytes": int(ma.output_size_in_bytes),
+         "alias_bytes": int(ma.alias_size_in_bytes),
+         "temp_bytes": int(ma.temp_size_in_bytes),
+         "code_bytes": int(ma.generated_code_size_in_bytes)}
+  out["peak_bytes"] = (out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"]
+                       + out["temp_bytes"] + out["code_bytes"])
+  return out
+
+
+def cost(compiled) -> dict[str, float]:
+  """XLA's cost analysis per device: flops, bytes accessed (HBM traffic), and the TPU
+  compiler's own optimal_seconds where it gives one."""
+  try:
+    c = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001
+    return {}
+  if isinstance(c, (list, tuple)):
+    c = c[0] if c else {}
+  c = c or {}
+  return {k: float(c[k]) for k in ("flops", "bytes accessed", "optimal_seconds") if k in c}
+
+
+def _array_bytes(type_text: str) -> list[int]:
+  """Bytes of every array in an HLO result type ('bf16[8,512]{1,0}' or a tuple of them)."""
+  sizes = []
+  for m in _ARRAY.finditer(type_text):
+    dtype = m.group("dtype")
+    if dtype not in BYTES_PER_ELEMENT:
+      continue
+    n = 1
+    for d in filter(None, m.group("dims").split(",")):
+      n *= int(d)
+    sizes.append(n * BYTES_PER_ELEMENT[dtype])
+  return sizes
+
+
+def _top_level(type_text: str) -> list[str]:
+  """The elements of a tuple type '(a, (b, c), u32[])' at depth one; [type_text] if none."""
+  text = type_text.strip()
+  if not text.startswith("("):
+    return [text]
+  parts, depth, start = [], 0, 1
+  for i, ch in enumerate(text):
+    if ch in "({[":
+      depth += 1
+    elif ch in ")}]":
+      depth -= 1
+      if depth == 0:
+        parts.append(text[start:i])
+        break
+    elif ch == "," and depth == 1:
+      parts.append(text[start:i])
+      start = i + 1
+  return [p.strip() for p in parts if p.strip()]
+
+
+def _async_result(type_text: str, kind: str) -> str:
+  """The result part of an async start's type: all-gather / collective-permute / all-to-all
+  starts give (operands, results[, context]); all-reduce starts give the results alone."""
+  parts = _top_level(type_text)
+  if kind == "all-reduce" or len(parts) < 2:
+    return type_text
+  return parts[1]
+
+
+def _group_size(line: str) -> int | None:
+  m = _GROUPS_IOTA.search(line)
+  if m:
+    return int(m.group("size"))
+  m = _GROUPS_LIST.search(line)
+  if m:
+    return len(m.group("groups").split("},{")[0].strip("{}").split(","))
+  return None
+
+
+def _source_op(line: str) -> str:
+  """The JAX operation a collective was made for: its op_name without the jit/transform
+  wrappers (e.g. 'jvp(PretrainModel)/dot_general'), plus file:line when recorded."""
+  m = _OP_NAME.search(line)
+  name = m.group("op_name") if m else "(no metadata)"
+  parts = [p for p in name.split("/") if not p.startswith(("jit(", "pjit(")) and p != "main"]
+  name = "/".join(parts) or name
+  s = _SOURCE.search(line)
+  if s:
+    name += f" @ {s.group('file').rsplit('/', 1)[-1]}:{s.group('line')}"
+  return name
+
+
+def parse_collectives(hlo_text: str) -> list[dict[str, Any]]:
+  """Every collective instruction of an HLO module (async ones once, at -start): kind,
+  name, result bytes, group size, estimated bytes each device sends (ring algorithms:
+  all-gather and all-to-all (g-1)/g of the result, reduce-scatter (g-1) x the result,
+  all-reduce 2(g-1)/g, collective-permute the whole), and the source op."""
+  found = []
+  for line in hlo_text.splitlines():
+    if "-done(" in line or "-update(" in line:
+      continue
+    m = _INSTRUCTION.match(line)
+    if not m:
+      continue
+    kind = m.group("op")
+    result = sum(_array_bytes(_async_result(m.group("type"), kind) if m.group("start")
+                              else m.group("type")))
+    g = _group_size(line) or 1
+    factor = {"all-gather": (g - 1) / g, "all-to-all": (g - 1) / g, "ragged-all-to-all":
+              (g - 1) / g, "reduce-scatter": float(g - 1), "all-reduce": 2 * (g - 1) / g,
+              "collective-permute": 1.0}[kind]
+    found.append({"kind": kind, "name": m.group("name"), "result_bytes": int(result),
+                  "group_size": g, "sent_bytes": int(result * factor),
+                  "source": _source_op(line)})
+  return found
+
+
+def summarise_collectives(found: list[dict[str, Any]], top: int = 12) -> dict[str, Any]:
+  """Per kind: count, result bytes, bytes sent per device; and the sources that account for
+  the most of each kind (count and bytes)."""
+  by_kind: dict[str, dict[str, Any]] = {}
+  for kind in COLLECTIVES:
+    items = [c for c in found if c["kind"] == kind]
+    if not items:
+      continue
+    sources = collections.defaultdict(lambda: [0, 0])
+    for c in items:
+      sources[c["source"]][0] += 1
+      sources[c["source"]][1] += c["result_bytes"]
+    ranked = sorted(sources.items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
+    by_kind[kind] = {
+        "count": len(items),
+        "result_bytes": sum(c["result_bytes"] for c in items),
+        "sent_bytes_per_device": sum(c["sent_bytes"] for c in items),
+        "sources": [{"source": s, "count": n, "result_bytes": b} for s, (n, b) in ranked[:top]],
+        "other_sources": max(0, len(ranked) - top)}
+  return by_kind
+
+
+def roofline(chip: accelerators.Chip, flops_per_chip: float, bytes_per_chip: float,
+             model_flops_per_chip: float | None, clips_per_chip: float) -> dict[str, Any]:
+  """The ideal step time on one chip: the larger of compute (XLA's FLOPs / peak bf16) and
+  memory (bytes accessed / HBM bandwidth), communication and overheads left out. Hence the
+  MFU ceiling (the model's analytic FLOPs in that time against the peak) and clips/s."""
+  t_compute = flops_per_chip / chip.peak_bf16_flops
+  t_memory = bytes_per_chip / chip.hbm_bandwidth
+  ideal = max(t_compute, t_memory)
+  out = {"chip": chip.name, "peak_bf16_tflops": chip.peak_bf16_flops / 1e12,
+         "hbm_gbps": chip.hbm_bandwidth / 1e9, "compute_seconds": t_compute,
+         "memory_seconds": t_memory, "ideal_step_seconds": ideal,
+         "bound": "compute" if t_compute >= t_memory else "memory",
+         "clips_per_second_per_chip": clips_per_chip / ideal if ideal else None,
+         "source": chip.source}
+  if model_flops_per_chip is not None and ideal:
+    out["mfu_ceiling"] = model_flops_per_chip / (ideal * chip.peak_bf16_flops)
+  return out
+
+
+def fits(peak_bytes: int, chip: accelerators.Chip) -> dict[str, Any]:
+  """Whether a program's peak bytes fit the chip's HBM, and by how much it is over or under."""
+  return {"hbm_bytes": chip.hbm_bytes, "fits": peak_bytes <= chip.hbm_bytes,
+          "headroom_bytes": chip.hbm_bytes - peak_bytes,
+          "used_fraction": peak_bytes / chip.hbm_bytes}

@@ -1,0 +1,351 @@
+"""Compile the real train (and eval) step for a TPU slice from a CPU host, before renting it:
+memory per chip against its HBM, FLOPs, the collectives of the compiled HLO, a roofline.
+
+  python -m hicmae_jax.tools.aot_compile --config=configs/pretrain_base.py --topology=v5e-16 \
+      [--num_slices=2] [--find_max_batch] [--output=aot_v5e-16.json] [--config.model.dtype=...]
+
+Needs libtpu (the TPU compiler) but no TPU: install it beside, not into, the CPU environment
+(BUILD.md, "Compile for a TPU before renting one"):
+  pip install --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt
+The mesh is the trainer's (`sharding.make_mesh` over the topology's compile-only devices,
+config.mesh.dcn_data = --num_slices), the state is the trainer's (`train_state.describe`:
+abstract, sharded, nothing allocated), the step is the trainer's (`train.make_train_step`), and
+the batch has the layout the config's input pipeline sends on an accelerator (one batch of the
+real pipeline over a small synthetic split with frames of --frame_size, enlarged to the global
+batch).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+from absl import flags
+from ml_collections import config_flags
+
+from hicmae_jax import accelerators, cli, experiments
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice: v4-32, v5e-256, v5p-128, v6e-64 "
+                                "(MaxText names) or a topology such as v5e:4x4, v4:2x2x2.")
+_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice): "
+                                   "data parallel across them (config.mesh.dcn_data).")
+_STEPS = flags.DEFINE_list("steps", ["train", "eval"], "What to compile: train (the config's "
+                           "kind), eval (fine-tuning kinds: the evaluation forward).")
+_OUTPUT = flags.DEFINE_string("output", "", "JSON report path ('' = none).")
+_FIND_MAX_BATCH = flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch "
+                                    "(a multiple of the chip count) whose train step fits.")
+_FRAME_SIZE = flags.DEFINE_integer("frame_size", 224, "Side of the stored frames the pipeline "
+                                   "reads (prepare's frames: 224, or --frame_size=160).")
+_LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was installed with pip "
+                              "--target (default: $HICMAE_LIBTPU_DIR, then "
+                              "~/.cache/hicmae_jax/libtpu).")
+flags.mark_flags_as_required(["config", "topology"])
+
+DEFAULT_LIBTPU_DIR = os.path.join("~", ".cache", "hicmae_jax", "libtpu")
+INSTALL_HINT = ("pip install --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt "
+                "(BUILD.md: 'Compile for a TPU before renting one')")
+
+
+# ----------------------------------------------------------------------------- the compiler --
+
+def find_libtpu(folder: str = "") -> str:
+  """Path of libtpu.so: $TPU_LIBRARY_PATH, an importable libtpu, `folder`, $HICMAE_LIBTPU_DIR,
+  ~/.cache/hicmae_jax/libtpu. One-line error naming the install command otherwise."""
+  if os.environ.get("TPU_LIBRARY_PATH") and os.path.isfile(os.environ["TPU_LIBRARY_PATH"]):
+    return os.environ["TPU_LIBRARY_PATH"]
+  candidates = [folder, os.environ.get("HICMAE_LIBTPU_DIR", ""), DEFAULT_LIBTPU_DIR]
+  for base in filter(None, candidates):
+    path = os.path.join(os.path.expanduser(base), "libtpu", "libtpu.so")
+    if os.path.isfile(path):
+      return path
+  try:
+    import libtpu  # noqa: F401  installed into the environment itself (jax[tpu])
+    return libtpu.get_library_path()
+  except ImportError:
+    pass
+  looked = ", ".join(os.path.expanduser(c) for c in filter(None, candidates))
+  raise cli.BadInput(f"libtpu (the TPU compiler) is not installed (looked in {looked}): "
+                     f"{INSTALL_HINT}")
+
+
+def topology_devices(tpu_slice: accelerators.Slice, num_slices: int, libtpu_path: str):
+  """The compile-only devices of `num_slices` slices (no TPU needed, only libtpu)."""
+  # libtpu reads these at load; on a CPU host they only silence its metadata-server probes.
+  os.environ["TPU_LIBRARY_PATH"] = libtpu_path
+  os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", tpu_slice.accelerator_type)
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+  from jax.experimental import topologies
+  topo = topologies.get_topology_desc(
+      platform="tpu", topology_name=tpu_slice.topology,
+      chip_config_name=tpu_slice.chip.chip_config,
+      chips_per_host_bounds=tpu_slice.chips_per_host_bounds, num_slices=num_slices)
+  return list(topo.devices)
+
+
+# ------------------------------------------------------------------------------- the inputs --
+
+def example_batches(config, frame_size: int) -> dict[str, dict[str, Any]]:
+  """{'train': batch, 'eval': batch} of 2 clips as the config's pipelines make them (numpy),
+  from a small synthetic split written to a temporary folder."""
+  from hicmae_jax.data import pipeline, synthetic
+  m = config.model
+  frames = max(48, m.num_frames * config.data.sampling_rate)
+  classes = max(2, int(m.num_classes or 0))
+  out = {}
+  with tempfile.TemporaryDirectory(prefix="hicmae_aot_") as root:
+    synthetic.generate(root, num_train=2, num_val=0, num_test=2, num_classes=classes,
+                       frame_size=frame_size, num_frames=frames, seed=0, num_workers=1,
+                       verbose=False)
+    split = "pretrain" if config.kind == "pretrain" else "train"
+    ds = pipeline.train_dataset_from_config(config, os.path.join(root, split), batch_size=2,
+                                            seed=0, shard=(0, 1))
+    it = iter(ds)
+    out["train"] = dict(next(it))
+    getattr(it, "close", lambda: None)()
+    if config.kind != "pretrain":
+      ds = pipeline.eval_dataset_from_config(config, os.path.join(root, "test"), mode="test",
+                                             batch_size=2, shard=(0, 1))
+      it = iter(ds)
+      local = next(it)
+      getattr(it, "close", lambda: None)()
+      keys = ("video", "audio") + (("video_crop_size",) if "video_crop_size" in local else ())
+      out["eval"] = {k: local[k] for k in keys}
+  return out
+
+
+def abstract_batch(example: dict[str, Any], batch: int, mesh) -> dict[str, Any]:
+  """The example's arrays as ShapeDtypeStructs of `batch` rows, split over the mesh."""
+  import jax
+  import numpy as np
+
+  from hicmae_jax import sharding
+  sh = sharding.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct((batch,) + np.shape(v)[1:], np.asarray(v).dtype, sharding=sh)
+          for k, v in example.items()}
+
+
+# ---------------------------------------------------------------------------- the compiles --
+
+def _per_clip_flops(config) -> float:
+  from hicmae_jax.tools import benchmark
+  return (benchmark.pretrain_flops_per_clip(config.model) if config.kind == "pretrain"
+          else benchmark.finetune_flops_per_clip(config.model))
+
+
+def compile_train(config, mesh, example: dict[str, Any], batch: int):
+  """(compiled train step, StateSpec, seconds) at a global batch."""
+  from hicmae_jax import train, train_state
+  with config.unlocked():
+    config.global_batch_size = batch
+  spec = train_state.describe(config, mesh, 1000, 100)
+  step = train.make_train_step(config, spec.view, spec.tx, spec.shardings, mesh)
+  t0 = time.perf_counter()
+  compiled = step.lower(spec.abstract, abstract_batch(example, batch, mesh)).compile()
+  return compiled, spec, time.perf_counter() - t0
+
+
+def compile_eval(spec, mesh, example: dict[str, Any], batch: int):
+  from hicmae_jax import evaluate
+  program = evaluate.predict_program(spec.view, mesh)
+  args = abstract_batch(example, batch, mesh)
+  t0 = time.perf_counter()
+  compiled = program.lower(spec.abstract["params"], *args.values()).compile()
+  return compiled, time.perf_counter() - t0
+
+
+def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_clip: float,
+              seconds: float) -> dict[str, Any]:
+  """Memory, FLOPs, collectives and roofline of one compiled program, per chip."""
+  from hicmae_jax import compiled_report as cr
+  mem = cr.memory(compiled) or {}
+  cost = cr.cost(compiled)
+  per_chip_batch = batch / num_chips
+  model_flops = model_flops_per_clip * per_chip_batch
+  out = {"global_batch": batch, "per_chip_batch": per_chip_batch,
+         "compile_seconds": round(seconds, 1), "memory": mem,
+         "fit": cr.fits(mem["peak_bytes"], chip) if mem else None,
+         "flops_per_chip": {"xla": cost.get("flops"), "analytic": model_flops},
+         "bytes_accessed_per_chip": cost.get("bytes accessed"),
+         "tpu_optimal_seconds": cost.get("optimal_seconds"),
+         "collectives": cr.summarise_collectives(cr.parse_collectives(compiled.as_text()))}
+  if cost.get("flops"):
+    out["roofline"] = cr.roofline(chip, cost["flops"], cost.get("bytes accessed", 0.0),
+                                  model_flops, per_chip_batch)
+  return out
+
+
+def find_max_batch(config, mesh, example, chip, num_chips: int, start: int) -> int | None:
+  """The largest global batch (a multiple of the chip count) whose train step fits the chip's
+  HBM: doubling from `start`, then bisection between the last fit and the first miss."""
+  from hicmae_jax import compiled_report as cr
+
+  def fits(batch: int) -> bool:
+    compiled, _, _ = compile_train(config.copy_and_resolve_references(), mesh, example, batch)
+    mem = cr.memory(compiled)
+    ok = mem is not None and mem["peak_bytes"] <= chip.hbm_bytes
+    print(f"  batch {batch}: peak {mem['peak_bytes'] / 2**30:.2f} GiB per chip "
+          f"({'fits' if ok else 'over'})", flush=True)
+    return ok
+
+  lo, hi, batch = None, None, max(num_chips, start - start % num_chips)
+  while batch <= 1 << 16:
+    if fits(batch):
+      lo, batch = batch, batch * 2
+    else:
+      hi = batch
+      break
+  if lo is None or hi is None:
+    return lo
+  while hi - lo > num_chips:
+    mid = (lo + hi) // 2 // num_chips * num_chips
+    if mid in (lo, hi):
+      break
+    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+  return lo
+
+
+# ------------------------------------------------------------------------------------ main --
+
+def check_batch(batch: int, num_chips: int, flag: str = "--config.global_batch_size") -> None:
+  if batch < num_chips or batch % num_chips:
+    good = max(num_chips, (batch + num_chips - 1) // num_chips * num_chips)
+    raise cli.BadInput(f"{flag}={batch} does not split over the {num_chips} chips: use a "
+                       f"multiple of {num_chips} (e.g. {flag}={good})")
+
+
+def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str],
+        frame_size: int, max_batch: bool, libtpu_path: str) -> dict[str, Any]:
+  from hicmae_jax import sharding
+  devices = topology_devices(tpu_slice, num_slices, libtpu_path)
+  num_chips = len(devices)
+  with config.unlocked():
+    config.mesh.dcn_data = num_slices
+    if config.data.get("finetune_float_augment") == "auto":
+      config.data.finetune_float_augment = "device"  # what 'auto' picks on a TPU
+  try:
+    mesh = sharding.make_mesh(config.mesh, devices)
+  except ValueError as e:
+    raise cli.BadInput(f"{e} (--topology={tpu_slice.name}, --num_slices={num_slices})") from e
+  check_batch(config.global_batch_size, num_chips)
+  chip = tpu_slice.chip
+  report: dict[str, Any] = {
+      "topology": tpu_slice.name, "libtpu_topology": tpu_slice.topology,
+      "num_slices": num_slices, "num_chips": num_chips, "chip": chip.name,
+      "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "kind": config.kind,
+      "model": {"size": config.model.size, "dtype": config.model.dtype,
+                "remat": bool(config.model.remat)}}
+  print(f"{tpu_slice.name} ({tpu_slice.topology} x {num_slices} slice(s)): {num_chips} chips "
+        f"of {devices[0].device_kind}, mesh {dict(mesh.shape)}", flush=True)
+  examples = example_batches(config, frame_size)
+  batch = int(config.global_batch_size)
+  compiled, spec, seconds = compile_train(config.copy_and_resolve_references(), mesh,
+                                          examples["train"], batch)
+  report["parameters"] = spec.param_count()
+  report["param_bytes_per_chip"] = sum(
+      _shard_bytes(x) for x in jax_leaves(spec.abstract["params"]))
+  report["param_bytes_total"] = sum(int(x.size) * x.dtype.itemsize
+                                    for x in jax_leaves(spec.abstract["params"]))
+  if "train" in steps:
+    report["train"] = report_of(compiled, chip, batch=batch, num_chips=num_chips,
+                                model_flops_per_clip=3 * _per_clip_flops(config),
+                                seconds=seconds)
+  if "eval" in steps and "eval" in examples:
+    eval_batch = int(config.eval_batch_size)
+    check_batch(eval_batch, num_chips, "--config.eval_batch_size")
+    compiled_eval, seconds = compile_eval(spec, mesh, examples["eval"], eval_batch)
+    report["eval"] = report_of(compiled_eval, chip, batch=eval_batch, num_chips=num_chips,
+                               model_flops_per_clip=_per_clip_flops(config), seconds=seconds)
+  if max_batch:
+    print("searching the largest global batch that fits ...", flush=True)
+    report["max_global_batch"] = find_max_batch(config, mesh, examples["train"], chip,
+                                                num_chips, batch)
+  return report
+
+
+def jax_leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)
+
+
+def _shard_bytes(x) -> int:
+  """Bytes of one device's shard of an abstract array (its sharding's shard shape)."""
+  shape = x.sharding.shard_shape(x.shape)
+  n = 1
+  for s in shape:
+    n *= s
+  return n * x.dtype.itemsize
+
+
+def _gib(n) -> str:
+  return "-" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+  lines = [f"parameters: {report['parameters']:,} ({_gib(report['param_bytes_total'])}; "
+           f"{_gib(report['param_bytes_per_chip'])} per chip)"]
+  for what in ("train", "eval"):
+    r = report.get(what)
+    if not r:
+      continue
+    mem, fit = r["memory"], r["fit"] or {}
+    lines.append(f"{what} step, global batch {r['global_batch']} "
+                 f"({r['per_chip_batch']:g} per chip), compiled in {r['compile_seconds']} s:")
+    if mem:
+      verdict = ("fits" if fit.get("fits") else
+                 f"DOES NOT FIT: over by {_gib(-fit.get('headroom_bytes', 0))}")
+      lines.append(f"  memory per chip: arguments {_gib(mem['argument_bytes'])}, outputs "
+                   f"{_gib(mem['output_bytes'])} (aliased {_gib(mem['alias_bytes'])}), "
+                   f"temporaries {_gib(mem['temp_bytes'])}, code {_gib(mem['code_bytes'])}; "
+                   f"peak {_gib(mem['peak_bytes'])} of {_gib(fit.get('hbm_bytes'))} HBM: "
+                   f"{verdict}")
+    fl = r["flops_per_chip"]
+    lines.append(f"  TFLOP per chip per step: XLA {(fl['xla'] or 0) / 1e12:.3f}, analytic "
+                 f"{fl['analytic'] / 1e12:.3f}")
+    roof = r.get("roofline")
+    if roof:
+      mfu = roof.get("mfu_ceiling")
+      lines.append(f"  roofline ({roof['bound']}-bound): ideal step "
+                   f"{roof['ideal_step_seconds'] * 1e3:.1f} ms, "
+                   f"{roof['clips_per_second_per_chip']:.1f} clips/s per chip"
+                   + (f", MFU ceiling {mfu:.0%}" if mfu is not None else ""))
+    for kind, c in r["collectives"].items():
+      lines.append(f"  {kind}: {c['count']} ({_gib(c['sent_bytes_per_device'])} sent per chip)")
+  if "max_global_batch" in report:
+    lines.append(f"largest global batch that fits: {report['max_global_batch']}")
+  return lines
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag")
+  try:
+    tpu_slice = accelerators.parse_slice(_TOPOLOGY.value)
+  except ValueError as e:
+    raise cli.BadInput(str(e)) from e
+  if _NUM_SLICES.value < 1:
+    raise cli.BadInput(f"--num_slices={_NUM_SLICES.value}: give 1 or more slices")
+  unknown = sorted(set(_STEPS.value) - {"train", "eval"})
+  if unknown:
+    raise cli.BadInput(f"--steps: unknown {unknown}; allowed: train, eval")
+  config = _CONFIG.value
+  if experiments.nested_experiments(config):
+    raise cli.BadInput("the config nests several runs: name one, e.g. "
+                       "--config=configs/demo.py:pretrain")
+  libtpu_path = find_libtpu(_LIBTPU.value)
+  report = run(config, tpu_slice, _NUM_SLICES.value, list(_STEPS.value), _FRAME_SIZE.value,
+               _FIND_MAX_BATCH.value, libtpu_path)
+  print("\n".join(summary_lines(report)), flush=True)
+  if _OUTPUT.value:
+    from hicmae_jax import io_utils
+    io_utils.write_json(_OUTPUT.value, report)
+    print(f"report: {_OUTPUT.value}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  cli.run(main)
