@@ -5,6 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# The name scope of the contrastive negatives' exchange between devices (see contrastive_logits).
+NEGATIVES_SCOPE = "contrastive_negatives"
+
 
 def masked_mse(pred: jax.Array, target: jax.Array) -> jax.Array:
   """Mean squared error over masked tokens and values: pred/target [B, M, P] -> scalar.
@@ -43,7 +46,10 @@ def contrastive_logits(video_levels: jax.Array, audio_levels: jax.Array, tempera
   g = resolve_group_size(group_size, batch)
   v = l2_normalise(video_levels.astype(ct)).reshape(levels, batch // g, g, dim)
   a = l2_normalise(audio_levels.astype(ct)).reshape(levels, batch // g, g, dim)
-  return jnp.einsum("lngd,lnhd->lngh", v, a) / temperature
+  # Named: on a sharded batch a group spans devices, and its clips' features are gathered
+  # here (the one all-gather a data-parallel step needs; tools/aot_compile checks by name).
+  with jax.named_scope(NEGATIVES_SCOPE):
+    return jnp.einsum("lngd,lnhd->lngh", v, a) / temperature
 
 
 def symmetric_cross_entropy(logits: jax.Array) -> jax.Array:

@@ -25,7 +25,7 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
-from hicmae_jax import accelerators, cli, experiments
+from hicmae_jax import accelerators, cli, experiments, losses
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -45,6 +45,10 @@ _LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was install
                               "~/.cache/hicmae_jax/libtpu).")
 flags.mark_flags_as_required(["config", "topology"])
 
+# The all-gathers a data-parallel step needs, by name scope: the contrastive loss's negatives
+# (a group of contrastive_group_size clips spans devices). Everything else a pure data-parallel
+# step exchanges is the gradients' all-reduce.
+ALLOWED_GATHERS = (losses.NEGATIVES_SCOPE,)
 DEFAULT_LIBTPU_DIR = os.path.join("~", ".cache", "hicmae_jax", "libtpu")
 INSTALL_HINT = ("pip install --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt "
                 "(BUILD.md: 'Compile for a TPU before renting one')")
@@ -79,6 +83,8 @@ def topology_devices(tpu_slice: accelerators.Slice, num_slices: int, libtpu_path
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
   os.environ.setdefault("TPU_ACCELERATOR_TYPE", tpu_slice.accelerator_type)
   os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+  # Compile-only: no chip to guard, so several compiles (tests, a batch search) may share it.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
   topo = topologies.get_topology_desc(
       platform="tpu", topology_name=tpu_slice.topology,
