@@ -149,8 +149,10 @@ def make_train_step(config, view, tx, state_shardings, mesh):
 
   def step_fn(state, batch):
     key = jax.random.fold_in(base_key, state["step"])
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], batch, key, False)
+    # The mesh in context lets the loss say where its few gathered values go (losses.py).
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state["params"], batch, key, False)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # A non-finite update is never applied ('stop' also stops the run after the step). A cond,

@@ -100,7 +100,10 @@ def test_data_parallel_step_compiles_for_v5e_and_gathers_only_the_negatives(tmp_
   named = [s for s in gathers["sources"]
            if not any(n in s["source"] for n in aot_compile.ALLOWED_GATHERS)]
   assert not named, f"all-gathers beyond the contrastive negatives: {named}"
-  assert gathers["count"] >= 1  # the global negatives (contrastive_group_size=0) are gathered
+  # the pooled features of each modality, once (GSPMD alone split the tiny logits over the
+  # devices and exchanged them piecewise: 113 all-gathers for Base on v5e-16)
+  assert 1 <= gathers["count"] <= 2, gathers
+  assert "collective-permute" not in t["collectives"], t["collectives"]
   assert t["collectives"]["all-reduce"]["count"] >= 1  # the gradients
 
 

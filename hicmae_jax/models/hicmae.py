@@ -13,6 +13,8 @@ from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder, gather_tokens, positions
 from hicmae_jax.models.layers import xavier_uniform
 
+CONTRASTIVE_FEATURES_SCOPE = "contrastive_features"
+
 
 def _mask_token_init(key, shape, dtype):
   # The original: trunc_normal_(std=0.02, a=-0.02, b=0.02), i.e. cut at one std.
@@ -110,11 +112,16 @@ class PretrainModel(nnx.Module):
     rec_a = self._decode(self.decoder_audio, self.encoder_to_decoder_audio,
                          self.mask_token_audio, fused_a, hier_a, vis_a, masked_a,
                          self.geo.num_audio_tokens, rngs, deterministic)
+    # Named: the contrastive loss gathers these pooled features across devices, and XLA may
+    # place that all-gather at the pooling (tools/aot_compile allows gathers by this name).
+    with jax.named_scope(CONTRASTIVE_FEATURES_SCOPE):
+      video_levels = jnp.stack([h.mean(axis=1) for h in hier_v])
+      audio_levels = jnp.stack([h.mean(axis=1) for h in hier_a])
     return {
         "rec_video": rec_v,
         "rec_audio": rec_a,
-        "video_levels": jnp.stack([h.mean(axis=1) for h in hier_v]),
-        "audio_levels": jnp.stack([h.mean(axis=1) for h in hier_a]),
+        "video_levels": video_levels,
+        "audio_levels": audio_levels,
         "masked_ids_video": masked_v,
         "masked_ids_audio": masked_a,
     }

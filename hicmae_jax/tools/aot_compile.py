@@ -26,6 +26,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from hicmae_jax import accelerators, cli, experiments, losses
+from hicmae_jax.models import hicmae
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -46,9 +47,9 @@ _LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was install
 flags.mark_flags_as_required(["config", "topology"])
 
 # The all-gathers a data-parallel step needs, by name scope: the contrastive loss's negatives
-# (a group of contrastive_group_size clips spans devices). Everything else a pure data-parallel
-# step exchanges is the gradients' all-reduce.
-ALLOWED_GATHERS = (losses.NEGATIVES_SCOPE,)
+# (a group of contrastive_group_size clips spans devices), exchanged as the pooled features.
+# Everything else a pure data-parallel step exchanges is the gradients' all-reduce.
+ALLOWED_GATHERS = (losses.NEGATIVES_SCOPE, hicmae.CONTRASTIVE_FEATURES_SCOPE)
 DEFAULT_LIBTPU_DIR = os.path.join("~", ".cache", "hicmae_jax", "libtpu")
 INSTALL_HINT = ("pip install --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt "
                 "(BUILD.md: 'Compile for a TPU before renting one')")
