@@ -153,3 +153,16 @@ def test_missing_libtpu_names_the_install_command(tmp_path, monkeypatch):
   monkeypatch.setattr(aot_compile, "DEFAULT_LIBTPU_DIR", str(tmp_path / "none"))
   with pytest.raises(Exception, match="requirements-tpu-aot.txt"):
     aot_compile.find_libtpu()
+
+
+@pytest.mark.slow
+def test_find_max_batch_gives_the_largest_batch_that_fits(tmp_path):
+  _require_libtpu()
+  r = _report(tmp_path, "max", "--topology=v5e:2x2", "--config.global_batch_size=4",
+              "--steps=train", "--find_max_batch", "--hbm_gib=0.08")
+  best, limit = r["max_global_batch"], int(0.08 * 2**30)
+  searched = {int(b): p for b, p in r["max_batch_search"].items()}
+  assert best and best % 4 == 0 and searched[best] <= limit
+  above = [b for b in searched if b > best]
+  assert above and all(searched[b] > limit for b in above)
+  assert best + 4 in searched  # the next multiple of the chip count was tried and did not fit

@@ -16,6 +16,7 @@ batch).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -39,6 +40,8 @@ _STEPS = flags.DEFINE_list("steps", ["train", "eval"], "What to compile: train (
 _OUTPUT = flags.DEFINE_string("output", "", "JSON report path ('' = none).")
 _FIND_MAX_BATCH = flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch "
                                     "(a multiple of the chip count) whose train step fits.")
+_HBM_GIB = flags.DEFINE_float("hbm_gib", 0.0, "Memory per chip to plan for, in GiB (default: "
+                               "the chip's HBM; less leaves headroom).")
 _FRAME_SIZE = flags.DEFINE_integer("frame_size", 224, "Side of the stored frames the pipeline "
                                    "reads (prepare's frames: 224, or --frame_size=160).")
 _LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was installed with pip "
@@ -180,40 +183,52 @@ def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_cli
          "bytes_accessed_per_chip": cost.get("bytes accessed"),
          "tpu_optimal_seconds": cost.get("optimal_seconds"),
          "collectives": cr.summarise_collectives(cr.parse_collectives(compiled.as_text()))}
-  if cost.get("flops"):
-    out["roofline"] = cr.roofline(chip, cost["flops"], cost.get("bytes accessed", 0.0),
-                                  model_flops, per_chip_batch)
+  if cost.get("flops") and mem:
+    out["hbm_bytes_estimate"] = cr.hbm_traffic_estimate(mem)
+    out["roofline"] = cr.roofline(chip, cost["flops"], out["hbm_bytes_estimate"], model_flops,
+                                  per_chip_batch)
   return out
+
+
+SEARCHED: dict[int, int] = {}  # the last search's {global batch: peak bytes per chip}
 
 
 def find_max_batch(config, mesh, example, chip, num_chips: int, start: int) -> int | None:
   """The largest global batch (a multiple of the chip count) whose train step fits the chip's
-  HBM: doubling from `start`, then bisection between the last fit and the first miss."""
+  HBM: growing from `start` until a batch does not fit, then bisection between the last fit
+  and the first miss (batches per compile: {batch: peak bytes} in SEARCHED)."""
   from hicmae_jax import compiled_report as cr
+  peaks: dict[int, int] = SEARCHED
+  peaks.clear()
+
+  def peak(batch: int) -> int:
+    if batch not in peaks:
+      compiled, _, _ = compile_train(config.copy_and_resolve_references(), mesh, example, batch)
+      peaks[batch] = (cr.memory(compiled) or {}).get("peak_bytes", 1 << 62)
+      print(f"  batch {batch}: peak {peaks[batch] / 2**30:.2f} GiB per chip "
+            f"({'fits' if peaks[batch] <= chip.hbm_bytes else 'over'})", flush=True)
+    return peaks[batch]
 
   def fits(batch: int) -> bool:
-    compiled, _, _ = compile_train(config.copy_and_resolve_references(), mesh, example, batch)
-    mem = cr.memory(compiled)
-    ok = mem is not None and mem["peak_bytes"] <= chip.hbm_bytes
-    print(f"  batch {batch}: peak {mem['peak_bytes'] / 2**30:.2f} GiB per chip "
-          f"({'fits' if ok else 'over'})", flush=True)
-    return ok
+    return peak(batch) <= chip.hbm_bytes
 
-  lo, hi, batch = None, None, max(num_chips, start - start % num_chips)
-  while batch <= 1 << 16:
-    if fits(batch):
-      lo, batch = batch, batch * 2
+  lo, hi = 0, max(num_chips, start - start % num_chips)
+  while fits(hi) and hi < (1 << 20):
+    # Peak memory is close to linear in the batch: after two fits, try where the line crosses
+    # the HBM (the first multiple of the chip count past it), else double.
+    prev, lo = lo, hi
+    slope = (peaks[lo] - peaks[prev]) / (lo - prev) if prev else 0.0
+    if slope > 0:
+      crossing = lo + (chip.hbm_bytes - peaks[lo]) / slope
+      hi = max(lo + num_chips, (int(crossing) // num_chips + 1) * num_chips)
     else:
-      hi = batch
-      break
-  if lo is None or hi is None:
-    return lo
+      hi = 2 * lo
   while hi - lo > num_chips:
     mid = (lo + hi) // 2 // num_chips * num_chips
-    if mid in (lo, hi):
+    if mid <= lo:
       break
     lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-  return lo
+  return lo or None
 
 
 # ------------------------------------------------------------------------------------ main --
@@ -226,7 +241,8 @@ def check_batch(batch: int, num_chips: int, flag: str = "--config.global_batch_s
 
 
 def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str],
-        frame_size: int, max_batch: bool, libtpu_path: str) -> dict[str, Any]:
+        frame_size: int, max_batch: bool, libtpu_path: str, hbm_gib: float = 0.0
+        ) -> dict[str, Any]:
   from hicmae_jax import sharding
   devices = topology_devices(tpu_slice, num_slices, libtpu_path)
   num_chips = len(devices)
@@ -240,6 +256,8 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
     raise cli.BadInput(f"{e} (--topology={tpu_slice.name}, --num_slices={num_slices})") from e
   check_batch(config.global_batch_size, num_chips)
   chip = tpu_slice.chip
+  if hbm_gib > 0:
+    chip = dataclasses.replace(chip, hbm_bytes=int(hbm_gib * 2**30))
   report: dict[str, Any] = {
       "topology": tpu_slice.name, "libtpu_topology": tpu_slice.topology,
       "num_slices": num_slices, "num_chips": num_chips, "chip": chip.name,
@@ -271,6 +289,7 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
     print("searching the largest global batch that fits ...", flush=True)
     report["max_global_batch"] = find_max_batch(config, mesh, examples["train"], chip,
                                                 num_chips, batch)
+    report["max_batch_search"] = {str(b): p for b, p in sorted(SEARCHED.items())}
   return report
 
 
@@ -345,7 +364,7 @@ def main(argv):
                        "--config=configs/demo.py:pretrain")
   libtpu_path = find_libtpu(_LIBTPU.value)
   report = run(config, tpu_slice, _NUM_SLICES.value, list(_STEPS.value), _FRAME_SIZE.value,
-               _FIND_MAX_BATCH.value, libtpu_path)
+               _FIND_MAX_BATCH.value, libtpu_path, _HBM_GIB.value)
   print("\n".join(summary_lines(report)), flush=True)
   if _OUTPUT.value:
     from hicmae_jax import io_utils
