@@ -263,7 +263,7 @@ def _check_face_none(entries: Sequence[SplitEntry], split_file: str, log: Log) -
     record["warning"] = face_auto.none_warning(face_auto.Decision(face_auto.ALIGN, (
         f"{len(scenes)} of the first {len(record['checked'])} clips are not face crops "
         f"({first}: {scenes[first]['reason']})")), split_file)
-    log(record["warning"])
+    log(f"warning: {record['warning']}")
   return record
 
 

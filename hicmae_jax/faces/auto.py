@@ -126,10 +126,11 @@ def inspect(frames: Sequence[np.ndarray], detect: Detect,
 
 
 def none_warning(decision: Decision, source: str) -> str | None:
-  """The one warning line for --face=none on frames that are not face crops (else None)."""
+  """The one warning line (without a "warning:" prefix) for --face=none on frames that are not
+  face crops, else None."""
   if decision.choice == AS_IS:
     return None
-  return (f"warning: --face=none on {source}: {decision.reason}; the model was trained on "
+  return (f"--face=none on {source}: {decision.reason}; the model was trained on "
           f"aligned face crops and will read the whole frame as one: pass --face=dlib (or "
           f"leave --face=auto) to align the face")
 
