@@ -5,6 +5,7 @@ predict all read clips through here.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -14,6 +15,8 @@ from hicmae_jax.data import schema
 from hicmae_jax.data import video_io
 from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
+
+log = logging.getLogger(__name__)
 
 # Videos whose audio track and frames last longer apart than this are skipped: AAC padding and
 # the last frame's duration account for < 0.1 s, a truncated or wrong track for far more.
@@ -133,3 +136,22 @@ def _auto_choice(path: str, is_file: bool, face: faces.FaceOptions, fixed_geomet
 def load_clip(entry: SplitEntry, **options) -> schema.Clip:
   """load_clip_with_report without the report (same keyword options)."""
   return load_clip_with_report(entry, **options)[0]
+
+
+def check_face_none(clip: schema.Clip, source: str):
+  """--face=none: the clip's sampled frames looked at as --face=auto would (faces/auto.py);
+  logs one warning when they are not face crops. -> the auto.Decision, or None when no face
+  detector is installed."""
+  from hicmae_jax.faces import auto, options
+  try:
+    detect = faces.get_aligner(faces.FaceOptions(detector=options.AUTO_DETECTOR)).detect
+  except (ImportError, OSError) as e:
+    log.warning("--face=none: frames not checked for faces (%s)", e)
+    return None
+  indices = auto.sample_indices(clip.num_frames)
+  frames = video_io.decode_frames([clip.frames[i] for i in indices], source)
+  decision = auto.inspect(frames, detect, indices)
+  warning = auto.none_warning(decision, source)
+  if warning:
+    log.warning("%s", warning)
+  return decision

@@ -309,12 +309,9 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   load_options = dict(jpeg_quality=jpeg_quality, max_side=max_side,
                       verify_frames=verify_frames, face=face,
                       max_av_mismatch_seconds=max_av_mismatch_seconds)
-  if crop is not None:  # only then: older splits' shard fingerprints stay valid
-    load_options["crop"] = crop
-  if frame_size:
-    load_options["frame_size"] = int(frame_size)
-  if face_mode == face_options.AUTO:  # only then: older splits' fingerprints stay valid
-    load_options["face_auto"] = True
+  # Each only when set: older splits' shard fingerprints stay valid.
+  load_options.update({k: v for k, v in (("crop", crop), ("frame_size", int(frame_size)),
+                                         ("face_auto", face_mode == face_options.AUTO)) if v})
   tasks = shard_writer.plan_shards(entries, split_dir, clips_per_shard, load_options)
   results, num_written = _write_shards(tasks, split_dir, split, num_workers, verbose, log)
 

@@ -149,7 +149,7 @@ def load(source: Source, face: FaceOptions | None, default_fps: float, face_mode
   if face is None:
     loaded = _load_as_is(source, default_fps)
     if face_mode == "none":
-      decision = _check_none(loaded)
+      decision = clip_loader.check_face_none(loaded.clip, source.path)
   else:
     loaded = _load_aligned(source, face, default_fps, pixels, fps)
   mode = face_mode or ("dlib" if face is not None else "none")
@@ -180,25 +180,6 @@ def _load_as_is(source: Source, default_fps: float) -> Loaded:
                            wav=source.wav, clip_id=source.name)
   fps = clip.fps if clip.fps > 0 else default_fps
   return Loaded(source, clip, fps, (clip.height, clip.width))
-
-
-def _check_none(loaded: Loaded):
-  """--face=none: the sampled frames looked at as auto would; one warning when they are not
-  face crops. -> the decision (or None when no detector is installed)."""
-  from hicmae_jax import faces
-  from hicmae_jax.faces import auto, options
-  try:
-    detect = faces.get_aligner(faces.FaceOptions(detector=options.AUTO_DETECTOR)).detect
-  except (ImportError, OSError) as e:
-    log.warning("--face=none: frames not checked for faces (%s)", e)
-    return None
-  indices = auto.sample_indices(loaded.num_frames)
-  frames = video_io.decode_frames([loaded.clip.frames[i] for i in indices], loaded.source.path)
-  decision = auto.inspect(frames, detect, indices)
-  warning = auto.none_warning(decision, loaded.source.path)
-  if warning:
-    log.warning("%s", warning)
-  return decision
 
 
 def _load_aligned(source: Source, face: FaceOptions, default_fps: float,
