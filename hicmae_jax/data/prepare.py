@@ -416,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if args.preview and face is None:
-    print("error: --preview shows face crops: add --face=dlib", file=sys.stderr)
+    print("error: --preview shows face crops: add --face=dlib (or leave --face=auto)",
+          file=sys.stderr)
     return 2
   try:
     crop = tuple(int(v) for v in args.crop.split(",")) if args.crop.strip() else None
