@@ -225,7 +225,7 @@ def _face_plan(face: face_options.FaceOptions | None, face_mode: str,
   if face_mode == face_options.AUTO and not any(os.path.isfile(e.video) for e in entries):
     # Frames folders only: read as without --face (no detector needed, same fingerprints).
     return None, "", dict(face_auto.summarise({}, face_options.AUTO),
-                          reason=face_auto.frames_folder().reason)
+                          clips_as_is=len(entries), reason=face_auto.frames_folder().reason)
   if face_mode == face_options.AUTO:
     _load_face_step(face)
   if face_mode in ("", face_options.AUTO):

@@ -7,9 +7,10 @@ MIN_FACE_SPAN of the frame's width and of its height, and its centre lies within
 MAX_CENTRE_OFFSET of the frame's width (height) of the frame's centre. The frames are used as
 they are when more than half of the sampled frames look like crops; otherwise the face step
 runs. Measured with dlib's HOG detector on three public-domain portrait photographs (one is
-tests/data/face_portrait_640x360.jpg; 2026-12-07): its box spans 0.78-0.93 of a crop aligned at face_scale 0.7 (OpenFace's framing), 0.45-0.65 of one
-at 0.35 (a face half the crop), and 0.16-0.37 of the photographs as taken, whose faces sit
-0.24-0.33 of the height above the centre.
+tests/data/face_portrait_640x360.jpg; 2026-12-07): its box spans 0.78-0.93 of a crop aligned
+at face_scale 0.7 (OpenFace's framing), 0.45-0.65 of one at 0.35 (a face half the crop), and
+0.16-0.37 of the photographs as taken, whose faces sit 0.24-0.33 of the height above the
+centre.
 
 Everything here is pure but `inspect`, which calls the detector it is given.
 """
