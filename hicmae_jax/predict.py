@@ -10,8 +10,11 @@ result.
 
 --checkpoint: a fine-tuning run's workdir, a converted checkpoint folder, or an original .pth
 read directly (one recording no model config needs --config). A video is read with its own
-audio track (or --wav); --face=dlib runs the prepare face step with the same flags as prepare
-(--face_size, --face_scale, ...), without it the frames are used as they are. Windows of
+audio track (or --wav). --face=auto (default) looks at 5 frames of a video: when the main face
+fills them like an aligned crop they are used as they are, otherwise the prepare face step
+aligns the face (faces/auto.py; frames folders are used as they are); --face=dlib always
+aligns (the same flags as prepare: --face_size, --face_scale, ...); --face=none never does,
+and warns when the frames are not face crops. The JSON says which and why. Windows of
 --window_seconds (default num_frames x sampling_rate / 25 fps: 2.56 s) start every
 --stride_seconds, the last one ending at the video's end; each is scored with the
 evaluation's input path, in batches. Per video: the mean of the window probabilities, its
@@ -74,7 +77,8 @@ def main(argv):
       checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value,
       videos=list(_VIDEO.value) + list(argv[1:]), frames_dir=_FRAMES_DIR.value,
       wav=_WAV.value, step=_STEP.value, config=_CONFIG.value, class_names=_CLASS_NAMES.value,
-      dataset=_DATASET.value, face=face, window_seconds=_WINDOW.value,
+      dataset=_DATASET.value, face=face, face_mode=flags.FLAGS.face,
+      window_seconds=_WINDOW.value,
       stride_seconds=_STRIDE.value, fps=_FPS.value, batch_size=_BATCH.value,
       timeline=_TIMELINE.value, annotate=_ANNOTATE.value)
   print(json.dumps(summary, indent=2))

@@ -17,6 +17,8 @@ from typing import Callable
 
 import jax
 
+from hicmae_jax import benign_logs
+
 log = logging.getLogger("hicmae_jax")
 
 
@@ -114,16 +116,7 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
 
 # Orbax warnings that every read-only restore or converted checkpoint prints and that ask
 # nothing of the user (message prefixes); other Orbax warnings stay.
-BENIGN_WARNINGS = (
-    "Given directory is read only",
-    "CheckpointManagerOptions.read_only=True, setting save_interval_steps=0",
-    "Metadata file does not exist",
-)
-
-
-class _DropBenign(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(BENIGN_WARNINGS)
+BENIGN_WARNINGS = benign_logs.ORBAX_READ_ONLY
 
 
 def quiet_known_noise() -> None:
@@ -132,9 +125,7 @@ def quiet_known_noise() -> None:
   one; a platform that is present starts silently as before) and BENIGN_WARNINGS. Call before
   the backend starts; idempotent."""
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-  absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
-  if not any(isinstance(f, _DropBenign) for f in absl_logger.filters):
-    absl_logger.addFilter(_DropBenign())
+  benign_logs.drop_orbax_read_only_notes()
 
 
 class UploadedLogHandler(logging.FileHandler):

@@ -20,7 +20,7 @@ MAX_FUNCTION_LINES = 80
 LAYERS = (
     ("foundations", {"hicmae_jax", "paths", "io_utils", "experiments", "host_info",
                      "preemption", "mask_counts", "patches", "pixels",
-                     "device_augment"}),
+                     "device_augment", "benign_logs"}),
     ("models and maths; faces", {"models", "masking", "targets", "losses", "faces"}),
     ("data", {"data"}),
     ("checkpoints", {"checkpointing", "checkpoints"}),

@@ -165,3 +165,35 @@ def test_bad_input_is_one_line(checkpoint, tmp_path):
                                        r"has 5"):
     runner.predict_files(checkpoint=checkpoint, output_dir=str(tmp_path / "o"),
                          videos=[str(tmp_path / "v.mp4")], class_names=["a", "b"])
+
+
+def test_default_auto_records_the_choice_and_restores_quietly(checkpoint, tmp_path, caplog,
+                                                              monkeypatch):
+  """A scene video (a real photograph, the face ~100 px of 640x360) under --face=auto, as the
+  binary passes it: aligned, and the JSON and summary say so and why. Opening the checkpoint
+  read-only logs none of Orbax's expected notes, even without the binary's start-up; other
+  Orbax warnings still show."""
+  pytest.importorskip("dlib")
+  import logging
+  from hicmae_jax import benign_logs
+  from tests import test_face_auto
+  video = test_face_auto._write(tmp_path / "stage.mp4", test_face_auto._scene_frames())
+  absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
+  monkeypatch.setattr(absl_logger, "filters", [])  # as in a fresh process, before any restore
+  with caplog.at_level(logging.INFO):
+    summary = runner.predict_files(checkpoint=checkpoint, output_dir=str(tmp_path / "out"),
+                                   videos=[video], face=FaceOptions(face_size=64),
+                                   face_mode="auto", batch_size=2)
+    absl_logger.warning("Checkpoint step 4 is incomplete")
+  messages = [r.getMessage() for r in caplog.records]
+  noise = [m for m in messages if m.startswith(benign_logs.ORBAX_READ_ONLY)]
+  assert not noise and "Checkpoint step 4 is incomplete" in messages
+  result = json.load(open(tmp_path / "out" / "stage.json"))
+  choice = result["face_choice"]
+  assert choice["mode"] == "auto" and choice["choice"] == "align"
+  assert choice["reason"].startswith("the main face is small or off-centre in 5 of 5")
+  assert result["face"]["detected_frames"] == test_face_auto.NUM_FRAMES
+  row = json.load(open(tmp_path / "out" / "summary.json"))["inputs"][0]
+  assert row["face_choice"] == {k: choice[k] for k in ("mode", "choice", "reason")}
+  assert summary["results"][0]["name"] == "stage"
+  assert any("--face=auto: align (the main face is small" in m for m in messages)

@@ -5,6 +5,7 @@ predict all read clips through here.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -14,6 +15,8 @@ from hicmae_jax.data import schema
 from hicmae_jax.data import video_io
 from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
+
+log = logging.getLogger(__name__)
 
 # Videos whose audio track and frames last longer apart than this are skipped: AAC padding and
 # the last frame's duration account for < 0.1 s, a truncated or wrong track for far more.
@@ -51,7 +54,7 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
                           face: faces.FaceOptions | None = None,
                           max_av_mismatch_seconds: float = 0.0,
                           crop: tuple[int, int, int, int] | None = None,
-                          frame_size: int = 0,
+                          frame_size: int = 0, face_auto: bool = False,
                           ) -> tuple[schema.Clip, dict | None]:
   """Reads one split entry into a Clip; raises ClipError (the skip reason) on bad input.
 
@@ -61,13 +64,21 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
   crop: (r0, r1, c0, c1) stores only those rows and columns of every frame (re-encoded as JPEG
   at jpeg_quality; frames smaller than the box are rejected). frame_size > 0: every frame
   resized to that square (PIL bilinear, as the pipelines), after the crop, re-encoded.
+  face_auto (with face): a video goes through the face step only when faces/auto.py finds
+  that its frames are not face crops already; frames folders are read as they are. The
+  report then holds the decision under "auto" (alone when the frames were kept).
   """
   is_file = os.path.isfile(entry.video)
   if not is_file and not os.path.isdir(entry.video):
     raise ClipError(f"frames folder or video not found: {entry.video}")
   fps, pixels, report = 0.0, None, None
+  decision = None
+  if face is not None and face_auto:
+    face, pixels, fps, decision = _auto_choice(entry.video, is_file, face,
+                                               bool(crop or frame_size))
   if face is not None and is_file:
-    pixels, fps = video_io.decode_video(entry.video)
+    if pixels is None:  # else decoded by the auto choice
+      pixels, fps = video_io.decode_video(entry.video)
   elif face is not None:  # decode_frames checks every frame fully; markers avoid a 2nd pass
     pixels = video_io.decode_frames(read_frames_dir(entry.video, verify="markers")[0],
                                     entry.video)
@@ -89,6 +100,8 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
   if face is not None:
     result = faces.get_aligner(face)(pixels)
     report = result.report.to_dict()
+    if decision is not None:
+      report["auto"] = decision
     if result.crops is None:
       raise video_io.NoFaceError(f"no face: {result.report.skip_reason}", report)
     frames = [video_io.encode_jpeg(crop, jpeg_quality) for crop in result.crops]
@@ -97,9 +110,48 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
       clip_id=entry.clip_id, frames=frames, frame_format=fmt, height=height, width=width,
       audio=pcm, label=entry.label, targets=entry.targets, fps=fps,
       source_video=entry.video, source_audio=entry.audio)
+  if decision is not None and report is None:
+    report = {"auto": decision}
   return clip, report
+
+
+def _auto_choice(path: str, is_file: bool, face: faces.FaceOptions, fixed_geometry: bool
+                 ) -> tuple[faces.FaceOptions | None, np.ndarray | None, float, dict]:
+  """--face=auto for one clip -> (the face options to apply, None to keep the frames; the
+  decoded frames when they go to the face step; their fps; the decision as a dict)."""
+  from hicmae_jax.faces import auto
+  if not is_file:
+    return None, None, 0.0, auto.frames_folder().to_dict()
+  pixels, fps = video_io.decode_video(path)
+  decision = auto.inspect(pixels, faces.get_aligner(face).detect)
+  if decision.choice == auto.AS_IS:
+    return None, None, 0.0, decision.to_dict()  # read again as without --face: same bytes
+  if fixed_geometry:
+    raise video_io.NotFaceCropError(
+        f"not face crops ({decision.reason}): --crop / --frame_size apply to face crops only; "
+        f"prepare such videos with --face=dlib and without them", {"auto": decision.to_dict()})
+  return face, pixels, fps, decision.to_dict()
 
 
 def load_clip(entry: SplitEntry, **options) -> schema.Clip:
   """load_clip_with_report without the report (same keyword options)."""
   return load_clip_with_report(entry, **options)[0]
+
+
+def check_face_none(clip: schema.Clip, source: str):
+  """--face=none: the clip's sampled frames looked at as --face=auto would (faces/auto.py);
+  logs one warning when they are not face crops. -> the auto.Decision, or None when no face
+  detector is installed."""
+  from hicmae_jax.faces import auto, options
+  try:
+    detect = faces.get_aligner(faces.FaceOptions(detector=options.AUTO_DETECTOR)).detect
+  except (ImportError, OSError) as e:
+    log.warning("--face=none: frames not checked for faces (%s)", e)
+    return None
+  indices = auto.sample_indices(clip.num_frames)
+  frames = video_io.decode_frames([clip.frames[i] for i in indices], source)
+  decision = auto.inspect(frames, detect, indices)
+  warning = auto.none_warning(decision, source)
+  if warning:
+    log.warning("%s", warning)
+  return decision

@@ -51,11 +51,13 @@ from hicmae_jax.data import video_io
 from hicmae_jax.data import worker_pool
 from hicmae_jax.data.split_file import (
     LABEL_TYPES, PrepareError, Skipped, SplitEntry, parse_split_file)
+from hicmae_jax.faces import auto as face_auto
 from hicmae_jax.faces import options as face_options
 from hicmae_jax.faces import preview
 from hicmae_jax.faces import report as face_report
 
 Log = Callable[..., None]
+NONE_CHECK_CLIPS = 3  # --face=none: clips whose sampled frames are looked at (one warning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +89,22 @@ def labels_for(dataset_name: str, label_type: str | None, class_names: Sequence[
 
 def _check_options(output_dir: str, split: str, verify_frames: str, jpeg_quality: int,
                    face: face_options.FaceOptions | None,
-                   crop: Sequence[int] | None = None, frame_size: int = 0) -> None:
+                   crop: Sequence[int] | None = None, frame_size: int = 0,
+                   face_mode: str = "") -> None:
   """Raises PrepareError for options no clip could be written with, before any work."""
+  if face_mode == face_options.AUTO and face is None:
+    raise PrepareError("face_mode auto needs the face options of its align step")
+  aligns_all = face is not None and face_mode != face_options.AUTO
   if frame_size < 0:
     raise PrepareError(f"frame_size must be >= 0 (0: keep the size), got {frame_size}")
-  if frame_size and face is not None:
+  if frame_size and aligns_all:
     raise PrepareError("frame_size and face do not combine: the face crops are face_size "
                        "square; set --face_size instead")
   if crop is not None:
     if len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3]):
       raise PrepareError(f"crop must be rows r0:r1 and cols c0:c1 with 0 <= r0 < r1 and "
                          f"0 <= c0 < c1 (e.g. 0,160,32,192), got {tuple(crop)}")
-    if face is not None:
+    if aligns_all:
       raise PrepareError("crop and face do not combine: the face step stores its own "
                          "face_size crops; drop --crop")
   if verify_frames not in video_io.VERIFY_MODES:
@@ -112,11 +118,8 @@ def _check_options(output_dir: str, split: str, verify_frames: str, jpeg_quality
         f"files). Prepare into a local folder, copy it (`gcloud storage cp -r <folder>/{split} "
         f"{output_dir.rstrip('/')}/`), then check the copy with `python -m "
         f"hicmae_jax.data.verify --split_dir={output_dir.rstrip('/')}/{split}`")
-  if face is not None:
-    try:  # fails fast on a missing package or model; forked workers inherit the loaded ones
-      faces.get_aligner(face)
-    except (ImportError, OSError, ValueError) as e:
-      raise PrepareError(f"face step {face.detector!r}: {e}") from None
+  if aligns_all:  # auto's step is loaded once the clips show videos (_face_plan)
+    _load_face_step(face)
 
 
 def _read_entries(split_file: str, root: str, labels: Labels, split_dir: str, log: Log
@@ -180,9 +183,11 @@ def _write_shards(tasks: list[shard_writer.ShardTask], split_dir: str, split: st
 
 def _info_extra(results: Sequence[shard_writer.ShardResult], skipped: Sequence[Skipped],
                 labels: Labels, settings: dict, face: face_options.FaceOptions | None,
-                log: Log, split: str) -> tuple[dict, tuple[int, int]]:
+                log: Log, split: str, face_choice: dict | None = None
+                ) -> tuple[dict, tuple[int, int]]:
   """-> (DatasetInfo.extra: how the split was made, frame sizes, skips by kind, the face
-  summary; the most common frame size (height, width))."""
+  summary, the --face choice (face_choice; with --face=auto each clip's from its report);
+  the most common frame size (height, width))."""
   sizes: collections.Counter = collections.Counter()
   for r in results:
     sizes.update(r.frame_sizes)
@@ -194,11 +199,72 @@ def _info_extra(results: Sequence[shard_writer.ShardResult], skipped: Sequence[S
     extra["frame_sizes"] = dict(sorted(sizes.items()))
   kinds = collections.Counter(s.kind for s in skipped)
   extra["skipped_by_kind"] = dict(sorted(kinds.items()))
-  if face is not None:
-    extra["face"] = face_report.summarise(
-        {k: v for r in results for k, v in r.face_reports.items()}, face.to_dict())
+  reports = {k: v for r in results for k, v in r.face_reports.items()}
+  decisions = {k: v["auto"] for k, v in reports.items() if "auto" in v}
+  aligned = {k: {f: x for f, x in v.items() if f != "auto"} for k, v in reports.items()
+             if "num_frames" in v}
+  if face is not None and (aligned or not decisions):
+    extra["face"] = face_report.summarise(aligned, face.to_dict())
     log(f"[prepare {split}] {face_report.summary_text(extra['face'])}")
+  if decisions:
+    face_choice = face_auto.summarise(decisions, face_options.AUTO)
+    log(f"[prepare {split}] --face=auto: {face_choice['clips_as_is']} clip(s) used as they "
+        f"are, {face_choice['clips_aligned']} aligned ({face_auto.RULE})")
+  if face_choice is not None:
+    extra["face_choice"] = face_choice
   return extra, (height, width)
+
+
+def _face_plan(face: face_options.FaceOptions | None, face_mode: str,
+               entries: Sequence[SplitEntry], split_file: str, log: Log
+               ) -> tuple[face_options.FaceOptions | None, str, dict | None]:
+  """-> (face options, face mode, the face_choice record; None when it comes from the clips'
+  reports, as with --face=auto on videos)."""
+  if face_mode == "none":
+    return face, face_mode, _check_face_none(entries, split_file, log)
+  if face_mode == face_options.AUTO and not any(os.path.isfile(e.video) for e in entries):
+    # Frames folders only: read as without --face (no detector needed, same fingerprints).
+    return None, "", dict(face_auto.summarise({}, face_options.AUTO),
+                          clips_as_is=len(entries), reason=face_auto.frames_folder().reason)
+  if face_mode == face_options.AUTO:
+    _load_face_step(face)
+  if face_mode in ("", face_options.AUTO):
+    return face, face_mode, None
+  return face, face_mode, {"mode": face_mode, "reason": f"--face={face_mode}: every clip "
+                                                        f"aligned"}
+
+
+def _load_face_step(face: face_options.FaceOptions) -> None:
+  """Fails fast on a missing package or model; forked workers inherit the loaded ones."""
+  try:
+    faces.get_aligner(face)
+  except (ImportError, OSError, ValueError) as e:
+    raise PrepareError(f"face step {face.detector!r}: {e}") from None
+
+
+def _check_face_none(entries: Sequence[SplitEntry], split_file: str, log: Log) -> dict:
+  """--face=none: the sampled frames of the first NONE_CHECK_CLIPS clips are looked at as
+  --face=auto would; one warning line when they are not face crops. -> the record."""
+  record = {"mode": "none", "rule": face_auto.RULE, "checked": {}, "warning": None}
+  try:
+    detect = faces.get_aligner(faces.FaceOptions(detector=face_options.AUTO_DETECTOR)).detect
+  except (ImportError, OSError) as e:
+    record["warning"] = f"not checked: {e}"
+    return record
+  for entry in entries[:NONE_CHECK_CLIPS]:
+    try:
+      frames = video_io.clip_frames(entry.video)
+    except (video_io.ClipError, OSError, ValueError):
+      continue  # the shard writer reports an unreadable clip
+    record["checked"][entry.clip_id] = face_auto.inspect(frames, detect).to_dict()
+  scenes = {k: d for k, d in record["checked"].items() if d["choice"] == face_auto.ALIGN}
+  if scenes:
+    first = next(iter(scenes))
+    record["warning"] = face_auto.none_warning(face_auto.Decision(face_auto.ALIGN, (
+        f"{len(scenes)} of the first {len(record['checked'])} clips are not face crops "
+        f"({first}: {scenes[first]['reason']})")), split_file)
+    log(f"warning: {record['warning']}")
+  return record
 
 
 def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "",
@@ -209,7 +275,7 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
                   verify_frames: str = "decode", face: face_options.FaceOptions | None = None,
                   max_av_mismatch_seconds: float = clip_loader.MAX_AV_MISMATCH_SECONDS,
                   crop: Sequence[int] | None = None, frame_size: int = 0,
-                  verbose: bool = True) -> schema.DatasetInfo:
+                  face_mode: str = "", verbose: bool = True) -> schema.DatasetInfo:
   """Prepares one split into `<output_dir>/<split>/` and returns its DatasetInfo.
 
   label_type: "class" | "regression" | "none"; None takes the preset's (dataset_name names a
@@ -223,24 +289,29 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   those rows and columns (re-encoded JPEG; e.g. VoxCeleb2's pre-training fixed crop
   0,160,32,192, which the pipeline then skips: half the decoding per step). frame_size > 0:
   every frame resized to that square with PIL bilinear (the fine-tuning pipeline's resize,
-  done once; re-encoded JPEG, so one more JPEG generation). Raises
+  done once; re-encoded JPEG, so one more JPEG generation). face_mode: the --face value.
+  "auto" (face: the options of its align step) aligns only the videos whose sampled frames
+  are not face crops (faces/auto.py; with crop / frame_size such videos are skipped instead),
+  "none" (face None) warns once when the first clips are not face crops, "dlib" or ""
+  (library default) does as `face` says; the choice goes to extra["face_choice"]. Raises
   PrepareError when no clip at all can be written.
   """
   t0 = time.time()
   labels = labels_for(dataset_name, label_type, class_names)
   crop = tuple(int(v) for v in crop) if crop else None
-  _check_options(output_dir, split, verify_frames, jpeg_quality, face, crop, frame_size)
+  _check_options(output_dir, split, verify_frames, jpeg_quality, face, crop, frame_size,
+                 face_mode)
   log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
   split_dir = os.path.join(output_dir, split)
   entries, malformed, labels = _read_entries(split_file, root, labels, split_dir, log)
   clips_per_shard = _clips_per_shard(len(entries), num_shards, clips_per_shard, log)
+  face, face_mode, face_choice = _face_plan(face, face_mode, entries, split_file, log)
   load_options = dict(jpeg_quality=jpeg_quality, max_side=max_side,
                       verify_frames=verify_frames, face=face,
                       max_av_mismatch_seconds=max_av_mismatch_seconds)
-  if crop is not None:  # only then: older splits' shard fingerprints stay valid
-    load_options["crop"] = crop
-  if frame_size:
-    load_options["frame_size"] = int(frame_size)
+  # Each only when set: older splits' shard fingerprints stay valid.
+  load_options.update({k: v for k, v in (("crop", crop), ("frame_size", int(frame_size)),
+                                         ("face_auto", face_mode == face_options.AUTO)) if v})
   tasks = shard_writer.plan_shards(entries, split_dir, clips_per_shard, load_options)
   results, num_written = _write_shards(tasks, split_dir, split, num_workers, verbose, log)
 
@@ -256,7 +327,8 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
               "max_av_mismatch_seconds": max_av_mismatch_seconds,
               **({"crop": list(crop)} if crop else {}),
               **({"frame_size": int(frame_size)} if frame_size else {})}
-  info_extra, (height, width) = _info_extra(results, skipped, labels, settings, face, log, split)
+  info_extra, (height, width) = _info_extra(results, skipped, labels, settings, face, log, split,
+                                            face_choice)
   info_extra.update(extra or {})
   info = schema.DatasetInfo(
       name=dataset_name, split=split, num_clips=num_clips,
@@ -344,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if args.preview and face is None:
-    print("error: --preview shows face crops: add --face=dlib", file=sys.stderr)
+    print("error: --preview shows face crops: add --face=dlib (or leave --face=auto)",
+          file=sys.stderr)
     return 2
   try:
     crop = tuple(int(v) for v in args.crop.split(",")) if args.crop.strip() else None
@@ -363,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset_name=args.dataset.lower().replace("-", "_"),
         verify_frames=args.verify_frames, face=face,
         max_av_mismatch_seconds=args.max_av_mismatch_seconds, crop=crop,
-        frame_size=args.frame_size)
+        frame_size=args.frame_size, face_mode=args.face)
   except PrepareError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -221,6 +221,12 @@ class NoFaceError(ClipError):
     self.report = report
 
 
+class NotFaceCropError(NoFaceError):
+  """--face=auto would align this video, but --crop / --frame_size are set: they apply to
+  frames that already are face crops only; `report` holds auto's decision."""
+  kind = "not_face_crop"
+
+
 class AVMismatchError(ClipError):
   """The audio and the video of a clip last noticeably different times."""
   kind = "av_mismatch"

@@ -6,6 +6,13 @@ import argparse
 import dataclasses
 
 DETECTORS = ("none", "dlib")
+# --face: "auto" looks at a few frames and runs the face step only when they are not face crops
+# already (faces/auto.py), with AUTO_DETECTOR and the other face flags.
+AUTO, AUTO_DETECTOR = "auto", "dlib"
+FACE_CHOICES = (AUTO,) + DETECTORS
+FACE_HELP = ("auto (default): a video whose sampled frames are face crops already is used as "
+             "it is, any other is aligned (frames folders: as they are); none: the frames as "
+             "they are (a warning when they are not face crops); dlib: align every clip")
 LANDMARK_COUNTS = (5, 68)
 SMOOTHING_METHODS = ("centred", "ema", "none")
 
@@ -97,8 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Adds --face and the flags above (defaults: FaceOptions') to a tool's parser."""
   g = parser.add_argument_group("faces", "detect, track and align the face in every frame "
                                          "(hicmae_jax/faces)")
-  g.add_argument("--face", default="none", choices=DETECTORS,
-                 help="none: keep the frames as they are; dlib: store aligned face crops")
+  g.add_argument("--face", default=AUTO, choices=FACE_CHOICES, help=FACE_HELP)
   defaults = FaceOptions()
   for flag, (field, text) in _FLAGS.items():
     default = getattr(defaults, field)
@@ -107,10 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_arguments(args: argparse.Namespace) -> FaceOptions | None:
-  """FaceOptions from parsed flags (None for --face=none); ValueError names a bad value."""
+  """FaceOptions from parsed flags (None for --face=none; auto's align step for --face=auto);
+  ValueError names a bad value."""
   if args.face == "none":
     return None
-  return FaceOptions(detector=args.face, **{
+  return FaceOptions(detector=AUTO_DETECTOR if args.face == AUTO else args.face, **{
       field: getattr(args, flag[2:]) for flag, (field, _) in _FLAGS.items()})
 
 
@@ -118,8 +125,7 @@ def define_absl_flags() -> None:
   """The same flags (names, defaults, help) for an absl binary (predict); read them back with
   from_absl_flags. A choice outside the allowed values is refused at parsing."""
   from absl import flags
-  flags.DEFINE_enum("face", "none", list(DETECTORS), "none: use the frames as they are; dlib: "
-                    "detect, track and align the face (the prepare face step)")
+  flags.DEFINE_enum("face", AUTO, list(FACE_CHOICES), FACE_HELP)
   defaults = FaceOptions()
   for flag, (field, text) in _FLAGS.items():
     default, name = getattr(defaults, field), flag[2:]
@@ -135,10 +141,11 @@ def define_absl_flags() -> None:
 
 
 def from_absl_flags() -> FaceOptions | None:
-  """FaceOptions from the flags of define_absl_flags (None for --face=none)."""
+  """FaceOptions from the flags of define_absl_flags (None for --face=none; auto's align step
+  for --face=auto). The mode itself is flags.FLAGS.face."""
   from absl import flags
   values = flags.FLAGS
   if values.face == "none":
     return None
-  return FaceOptions(detector=values.face, **{
+  return FaceOptions(detector=AUTO_DETECTOR if values.face == AUTO else values.face, **{
       field: values[flag[2:]].value for flag, (field, _) in _FLAGS.items()})

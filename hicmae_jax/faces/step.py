@@ -58,6 +58,10 @@ class FaceAligner:
     # Box corners scale about pixel centres: (x + 0.5) / factor - 0.5.
     return (boxes[keep] + 0.5) / factor - 0.5, scores[keep]
 
+  def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 [H, W, 3] -> (boxes [K, 4], scores [K]) as the step sees them (faces/auto)."""
+    return self._detect(frame)
+
   def __call__(self, frames: np.ndarray) -> AlignedClip:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:

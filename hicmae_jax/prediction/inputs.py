@@ -111,6 +111,7 @@ class Loaded:
   fps: float
   frame_size: tuple[int, int]
   face: FaceTrack | None = None
+  face_choice: dict | None = None  # --face: mode, choice, reason (faces/auto.py)
 
   @property
   def num_frames(self) -> int:
@@ -127,20 +128,66 @@ class Loaded:
                                        self.source.path))
 
 
-def load(source: Source, face: FaceOptions | None, default_fps: float) -> Loaded:
-  """Reads one input (see the module docstring); ValueError names the file and the reason."""
+def load(source: Source, face: FaceOptions | None, default_fps: float, face_mode: str = ""
+         ) -> Loaded:
+  """Reads one input (see the module docstring); ValueError names the file and the reason.
+
+  face_mode: the --face value. "auto" (face: its align step's options) aligns a video only
+  when its sampled frames are not face crops (faces/auto.py; frames folders are kept); "none"
+  keeps the frames and logs one warning when they are not face crops; "dlib" or "" (library
+  default) does as `face` says. Loaded.face_choice records the choice and its reason."""
+  from hicmae_jax.faces import auto
+  pixels, fps, decision = None, 0.0, None
+  if face is not None and face_mode == "auto":
+    if source.is_video:
+      pixels, fps = _decode(source)
+      decision = auto.inspect(pixels, _aligner(face).detect)
+    else:
+      decision = auto.frames_folder()
+    if decision.choice == auto.AS_IS:
+      face, pixels = None, None
   if face is None:
-    clip = features.raw_clip(video=source.path if source.is_video else "",
-                             frames_dir="" if source.is_video else source.path,
-                             wav=source.wav, clip_id=source.name)
-    fps = clip.fps if clip.fps > 0 else default_fps
-    return Loaded(source, clip, fps, (clip.height, clip.width))
+    loaded = _load_as_is(source, default_fps)
+    if face_mode == "none":
+      decision = clip_loader.check_face_none(loaded.clip, source.path)
+  else:
+    loaded = _load_aligned(source, face, default_fps, pixels, fps)
+  mode = face_mode or ("dlib" if face is not None else "none")
+  loaded.face_choice = ({"mode": mode, **decision.to_dict()} if decision is not None else
+                        {"mode": mode, "choice": auto.ALIGN if face else auto.AS_IS,
+                         "reason": f"--face={mode}"})
+  return loaded
+
+
+def _aligner(face: FaceOptions):
   from hicmae_jax import faces
+  return faces.get_aligner(face)
+
+
+def _decode(source: Source) -> tuple[np.ndarray, float]:
+  """Every frame of the input, RGB uint8 [T, H, W, 3], and its fps (0: a frames folder)."""
   try:
     if source.is_video:
-      pixels, fps = video_io.decode_video(source.path)
-    else:
-      pixels, fps = video_io.clip_frames(source.path), 0.0
+      return video_io.decode_video(source.path)
+    return video_io.clip_frames(source.path), 0.0
+  except video_io.ClipError as e:
+    raise ValueError(f"{source.path}: {e}") from None
+
+
+def _load_as_is(source: Source, default_fps: float) -> Loaded:
+  clip = features.raw_clip(video=source.path if source.is_video else "",
+                           frames_dir="" if source.is_video else source.path,
+                           wav=source.wav, clip_id=source.name)
+  fps = clip.fps if clip.fps > 0 else default_fps
+  return Loaded(source, clip, fps, (clip.height, clip.width))
+
+
+def _load_aligned(source: Source, face: FaceOptions, default_fps: float,
+                  pixels: np.ndarray | None, fps: float) -> Loaded:
+  """The face step on the input's frames (decoded here unless given) with its audio."""
+  if pixels is None:
+    pixels, fps = _decode(source)
+  try:
     entry = SplitEntry(line_no=0, video=source.path, audio=source.wav, clip_id=source.name)
     pcm = clip_loader.read_audio(entry, source.is_video)
   except video_io.ClipError as e:
@@ -150,10 +197,11 @@ def load(source: Source, face: FaceOptions | None, default_fps: float) -> Loaded
   if abs(audio_s - video_s) > clip_loader.MAX_AV_MISMATCH_SECONDS:
     log.warning("%s: audio %.2f s and video %.2f s differ; windows take the audio by relative "
                 "position, as the evaluation does", source.path, audio_s, video_s)
-  aligned = faces.get_aligner(face)(pixels)
+  aligned = _aligner(face)(pixels)
   if aligned.crops is None:
     raise ValueError(f"{source.path}: no face: {aligned.report.skip_reason} (lower "
-                     f"--min_face_fraction, or run without --face)")
+                     f"--min_face_fraction, or pass --face=none to use the frames as they "
+                     f"are)")
   log.info("%s: face found in %d of %d frames (%d held)", source.path,
            aligned.report.detected_frames, aligned.report.num_frames,
            aligned.report.held_frames)

@@ -2,7 +2,8 @@
 and for the whole run summary.json / summary.csv (one row per input).
 
 <name>.json: {input, checkpoint, task, names, names_source, options, fps, num_frames,
-duration_seconds, face (the face step's report, or null), windows: [{window, start_frame,
+duration_seconds, face_choice (--face: mode, choice as_is / align, reason, the sampled
+frames; faces/auto.py), face (the face step's report, or null), windows: [{window, start_frame,
 end_frame, start_seconds, end_seconds, scores: {name: value}, top, top_score}], video:
 {class, probability, probabilities: {name: mean}} (regression: video: {outputs: {name:
 mean}})}. Scores are probabilities (classification) or outputs (regression).
@@ -38,6 +39,7 @@ def to_dict(pred: Prediction, header: dict[str, Any]) -> dict[str, Any]:
           "wav": os.path.abspath(loaded.source.wav) if loaded.source.wav else "",
           **header, "task": pred.task, "names": pred.names, "fps": loaded.fps,
           "num_frames": loaded.num_frames, "duration_seconds": round(loaded.duration, 4),
+          "face_choice": loaded.face_choice,
           "face": loaded.face.report if loaded.face is not None else None,
           "windows": windows, "video": video_result(pred)}
 

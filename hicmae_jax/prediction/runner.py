@@ -26,11 +26,12 @@ def per_input_path(path: str, name: str, several: bool) -> str:
 def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (),
                   frames_dir: str = "", wav: str = "", step: int | None = None, config=None,
                   class_names: Sequence[str] = (), dataset: str = "",
-                  face: FaceOptions | None = None, window_seconds: float = 0.0,
+                  face: FaceOptions | None = None, face_mode: str = "",
+                  window_seconds: float = 0.0,
                   stride_seconds: float = 1.0, fps: float = 25.0, batch_size: int = 0,
                   timeline: str = "", annotate: str = "") -> dict[str, Any]:
   """Predicts on every input; writes <output_dir>/<name>.{json,csv}, summary.{json,csv} and
-  the optional pictures; returns the summary."""
+  the optional pictures; returns the summary. face_mode: the --face value (inputs.load)."""
   t0 = time.time()
   sources = inputs.expand(videos, frames_dir, wav)
   predictor = model.load_predictor(checkpoint, step, config=config, class_names=class_names,
@@ -46,7 +47,10 @@ def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (
   for k, source in enumerate(sources, start=1):
     t_file = time.time()
     log.info("[%d/%d] %s", k, len(sources), source.path)
-    loaded = inputs.load(source, face, fps)
+    loaded = inputs.load(source, face, fps, face_mode)
+    choice = {k: loaded.face_choice[k] for k in ("mode", "choice", "reason")}
+    log.info("[%d/%d] --face=%s: %s (%s)", k, len(sources), choice["mode"], choice["choice"],
+             choice["reason"])
     pred = windows.predict(predictor, loaded, opts)
     files = outputs.write(pred, header, output_dir)
     if timeline:
@@ -60,8 +64,8 @@ def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (
     video = outputs.video_result(pred)
     rows.append({"input": os.path.abspath(source.path), "name": source.name,
                  "num_windows": len(pred.windows),
-                 "duration_seconds": round(loaded.duration, 4), "video": video,
-                 "files": files})
+                 "duration_seconds": round(loaded.duration, 4), "face_choice": choice,
+                 "video": video, "files": files})
     what = (f"{video['class']} ({video['probability']:.1%})" if pred.task == "classification"
             else ", ".join(f"{n} {v:.3f}" for n, v in video["outputs"].items()))
     log.info("[%d/%d] %s: %d windows of %.2f s -> %s (%.1f s)", k, len(sources), source.name,

@@ -290,10 +290,21 @@ def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
 
 
 def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int = -1,
-             clip_id: str = "") -> schema.Clip:
+             clip_id: str = "", face=None, face_mode: str = "") -> schema.Clip:
   """One clip from raw files: a video file (its own audio track unless `wav` is given) or a
   frames folder with a wav. Uses prepare's reader (clip_loader), so it is read exactly as
-  `prepare` would."""
+  `prepare` would (face, face_mode: as raw_clip_with_face)."""
+  return raw_clip_with_face(video=video, frames_dir=frames_dir, wav=wav, label=label,
+                            clip_id=clip_id, face=face, face_mode=face_mode)[0]
+
+
+def raw_clip_with_face(*, video: str = "", frames_dir: str = "", wav: str = "",
+                       label: int = -1, clip_id: str = "", face=None, face_mode: str = ""
+                       ) -> tuple[schema.Clip, dict | None]:
+  """raw_clip and the --face record {mode, choice, reason, ..., face: the face step's report}
+  (None without face options and mode). face: faces.FaceOptions; face_mode: the --face value
+  ("auto": aligned only when the sampled frames are not face crops, faces/auto.py; "none":
+  kept, with a warning when they are not face crops; "dlib" or "": as `face` says)."""
   if bool(video) == bool(frames_dir):
     raise ValueError("give exactly one of --video (a video file) or --frames_dir (a folder of "
                      "frames, with --wav)")
@@ -312,9 +323,22 @@ def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int
     stem = os.path.splitext(stem)[0]
   entry = SplitEntry(line_no=0, video=source, audio=wav, label=label, clip_id=clip_id or stem)
   try:
-    return clip_loader.load_clip(entry)
+    clip, report = clip_loader.load_clip_with_report(
+        entry, face=face, face_auto=face is not None and face_mode == "auto")
   except video_io.ClipError as e:
     raise ValueError(str(e)) from None
+  report = dict(report or {})
+  choice = report.pop("auto", None)
+  if choice is None and face_mode == "none":
+    decision = clip_loader.check_face_none(clip, source)
+    choice = decision.to_dict() if decision is not None else None
+  if choice is None and (face is not None or face_mode):
+    choice = {"choice": "align" if face is not None else "as_is",
+              "reason": f"--face={face_mode or face.detector}"}
+  if choice is None:
+    return clip, None
+  return clip, {"mode": face_mode or ("dlib" if face is not None else "none"), **choice,
+                "face": report or None}
 
 
 # ---------------------------------------------------------------------------------- running --
@@ -484,9 +508,11 @@ def export_features(*, output_dir: str, checkpoint: str = "", step: int | None =
                     video: str = "", frames_dir: str = "", wav: str = "", label: int = -1,
                     clip_id: str = "", window_seconds: float = 0.0,
                     stride_seconds: float = 0.0, fps: float = 25.0, per_layer: bool = False,
-                    batch_size: int = 0, limit: int = 0) -> dict:
-  """`python -m hicmae_jax.tools.export_features` as a function (its flags are the arguments);
-  writes the folder and returns a summary."""
+                    batch_size: int = 0, limit: int = 0, face=None,
+                    face_mode: str = "") -> dict:
+  """`python -m hicmae_jax.tools.export_features` as a function (its flags are the arguments;
+  face, face_mode: of a raw clip, see raw_clip_with_face); writes the folder and returns a
+  summary."""
   t0 = time.time()
   if bool(split_dir) + bool(video or frames_dir) != 1:
     raise ValueError("give one input: --split_dir=<prepared split>, or --video=<file> / "
@@ -520,12 +546,13 @@ def export_features(*, output_dir: str, checkpoint: str = "", step: int | None =
     source = {"split_dir": os.path.abspath(split_dir), "dataset": info.name,
               "split": info.split}
   else:
-    clip = raw_clip(video=video, frames_dir=frames_dir, wav=wav, label=label,
-                    clip_id=clip_id)
+    clip, face_choice = raw_clip_with_face(video=video, frames_dir=frames_dir, wav=wav,
+                                           label=label, clip_id=clip_id, face=face,
+                                           face_mode=face_mode)
     clips = [clip]
     source = {"video": os.path.abspath(video) if video else "",
               "frames_dir": os.path.abspath(frames_dir) if frames_dir else "",
-              "wav": os.path.abspath(wav) if wav else ""}
+              "wav": os.path.abspath(wav) if wav else "", "face_choice": face_choice}
   extractor = FeatureExtractor(weights, per_layer=per_layer)
   arrays, rows = extract({"model": extractor}, clips, opts, batch_size=batch_size)
   arrays = arrays["model"]

@@ -18,6 +18,10 @@ its head counts and input sizes only in the file (our export's model config, the
 training args); one that does not needs --config, whose model must then be the checkpoint's.
 A config nesting experiments (configs/demo.py) gives the experiment of the checkpoint's kind
 (with --random_init: the pre-training one).
+A raw --video goes through --face=auto (default) as in predict: used as it is when its sampled
+frames are face crops already, else aligned by the prepare face step (--face=dlib always,
+--face=none never, with a warning on frames that are not face crops); metadata.json's
+input.face_choice says which and why. Prepared splits are read as they were stored.
 Writes features.npy [N, F], metadata.json (clip ids, labels, windows) and with --per_layer the
 per-layer pooled features per modality.
 """
@@ -27,6 +31,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from hicmae_jax import cli, runtime
+from hicmae_jax.faces import options as face_options
 from hicmae_jax.representations.features import export_features
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -55,6 +60,7 @@ _PER_LAYER = flags.DEFINE_bool("per_layer", False, "Also write per-layer pooled 
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Clips per forward pass (0: the config's "
                               "eval_batch_size, else 32).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Only the first N clips of the split (0: all).")
+face_options.define_absl_flags()
 flags.mark_flags_as_required(["output_dir"])
 
 
@@ -68,7 +74,7 @@ def main(argv):
       video=_VIDEO.value, frames_dir=_FRAMES_DIR.value, wav=_WAV.value, label=_LABEL.value,
       clip_id=_CLIP_ID.value, window_seconds=_WINDOW.value, stride_seconds=_STRIDE.value,
       fps=_FPS.value, per_layer=_PER_LAYER.value, batch_size=_BATCH.value,
-      limit=_LIMIT.value))
+      limit=_LIMIT.value, face=face_options.from_absl_flags(), face_mode=flags.FLAGS.face))
 
 
 if __name__ == "__main__":
