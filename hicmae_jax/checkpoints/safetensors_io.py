@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -52,36 +52,52 @@ def sha256_of(path: str) -> str:
   return digest.hexdigest()
 
 
-def write_folder(folder: str, params: Mapping[str, Any], config: dict[str, Any], card: str, *,
-                 overwrite: bool = False) -> dict[str, Any]:
-  """Writes the three files into `folder` (replaced only with `overwrite`); returns the
-  config.json written (with its "weights" entry)."""
-  from safetensors.numpy import save_file
+def check_output(folder: str, overwrite: bool) -> None:
+  """`folder` may be written: new, empty, or replaced with `overwrite`."""
   if os.path.exists(folder) and (not os.path.isdir(folder) or os.listdir(folder)) \
       and not overwrite:
     raise FileExistsError(f"--output={folder} exists and is not empty: choose another folder "
                           f"or pass --overwrite")
+
+
+def write_atomically(folder: str, write: Callable[[str], Any], *, overwrite: bool) -> Any:
+  """Runs write(tmp) on a temporary folder beside `folder` and renames it to `folder` when it
+  returns (replacing `folder` with `overwrite`); returns what write returned."""
+  check_output(folder, overwrite)
   parent = os.path.dirname(os.path.abspath(folder))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private; the folder is meant to be shared
   try:
-    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in sorted(params.items())}
-    weights = os.path.join(tmp, WEIGHTS_FILENAME)
-    save_file(arrays, weights, metadata={"format": FORMAT, "kind": str(config.get("kind"))})
-    config = dict(config, format=FORMAT, format_version=FORMAT_VERSION, weights={
-        "file": WEIGHTS_FILENAME, "sha256": sha256_of(weights), "num_tensors": len(arrays),
-        "num_values": int(sum(a.size for a in arrays.values()))})
-    with open(os.path.join(tmp, CONFIG_FILENAME), "w") as f:
-      json.dump(config, f, indent=2, sort_keys=True)
-    with open(os.path.join(tmp, CARD_FILENAME), "w") as f:
-      f.write(card)
+    result = write(tmp)
     if os.path.exists(folder):
       shutil.rmtree(folder) if os.path.isdir(folder) else os.remove(folder)
     os.replace(tmp, folder)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  return config
+  return result
+
+
+def write_folder(folder: str, params: Mapping[str, Any], config: dict[str, Any], card: str, *,
+                 overwrite: bool = False) -> dict[str, Any]:
+  """Writes the three files into `folder` (replaced only with `overwrite`); returns the
+  config.json written (with its "weights" entry)."""
+  from safetensors.numpy import save_file
+
+  def write(tmp: str) -> dict[str, Any]:
+    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in sorted(params.items())}
+    weights = os.path.join(tmp, WEIGHTS_FILENAME)
+    save_file(arrays, weights, metadata={"format": FORMAT, "kind": str(config.get("kind"))})
+    written = dict(config, format=FORMAT, format_version=FORMAT_VERSION, weights={
+        "file": WEIGHTS_FILENAME, "sha256": sha256_of(weights), "num_tensors": len(arrays),
+        "num_values": int(sum(a.size for a in arrays.values()))})
+    with open(os.path.join(tmp, CONFIG_FILENAME), "w") as f:
+      json.dump(written, f, indent=2, sort_keys=True)
+    with open(os.path.join(tmp, CARD_FILENAME), "w") as f:
+      f.write(card)
+    return written
+  return write_atomically(folder, write, overwrite=overwrite)
 
 
 def read_config(folder: str) -> dict[str, Any]:
