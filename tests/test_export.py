@@ -14,7 +14,6 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import hicmae_jax
-from hicmae_jax import predict
 from hicmae_jax.checkpoints import safetensors_io
 from hicmae_jax.data import synthetic
 from hicmae_jax.models.sizes import model_config_for_tests
@@ -88,7 +87,6 @@ def test_config_and_model_card(folder):
 
 
 def test_predict_reads_an_exported_folder(finetuned, folder, tmp_path):
-  assert predict.model_source(None, folder) == folder
   predictor = prediction_model.load_predictor(folder)
   assert predictor.names == NAMES and predictor.names_source == "the model folder's config.json"
   frames, audio = synthetic.render_clip(1, 4, np.random.default_rng(0), frame_size=64,
@@ -183,7 +181,7 @@ def test_folder_without_config_json(folder, tmp_path):
   with pytest.raises(ValueError, match=r"has no config.json: it is not an exported model"):
     hicmae_jax.from_pretrained(str(bare))
   with pytest.raises(ValueError, match=r"has no config.json"):
-    predict.model_source(None, str(tmp_path))
+    prediction_model.load_predictor(str(bare))  # what predict --model and --checkpoint run
 
 
 def _copy(folder, to):
@@ -270,3 +268,25 @@ def test_onnx_names_an_unconvertible_primitive_and_writes_nothing(finetuned, tmp
                      r"'not_in_onnx', which jax2onnx cannot convert"):
     exporter.export_model(checkpoint=finetuned, output=str(out), format="onnx", config=HINT)
   assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".export")]
+
+
+@pytest.mark.slow  # trains 2 steps on synthetic data, then evaluates twice
+def test_a_run_exports_with_its_results_and_evaluates_the_same(tmp_path):
+  from configs import test_pretrain
+  from hicmae_jax import eval_main, train
+  config = test_pretrain.get_config("finetune")
+  config.data.synthetic_dir = str(tmp_path / "synthetic")
+  config.num_train_steps = 2
+  workdir = str(tmp_path / "ft")
+  results = train.run(config, workdir)
+  out = str(tmp_path / "export")
+  exporter.export_model(checkpoint=workdir, output=out, format="safetensors")
+  card = open(os.path.join(out, "README.md")).read()
+  assert f"| UAR | {results['test']['uar']:.2f} |" in card
+  assert "dataset: synthetic (the built-in demo)" in card
+  config_json = json.load(open(os.path.join(out, "config.json")))
+  assert config_json["step"] == 2 and config_json["class_names"] == results["test"]["class_names"]
+  ours = eval_main.evaluate_checkpoint(config, workdir, results_path=str(tmp_path / "a.json"))
+  again = eval_main.evaluate_checkpoint(config, out, results_path=str(tmp_path / "b.json"))
+  for key in ("uar", "war", "confusion_matrix", "num_samples"):
+    assert again[key] == ours[key], key
