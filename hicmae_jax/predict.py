@@ -11,14 +11,14 @@ result.
 
 --checkpoint: a fine-tuning run's workdir, a converted checkpoint folder, or an original .pth
 read directly (one recording no model config needs --config); --model: a folder written by
-tools.export --format=safetensors (weights, config.json with the class names). A video is read with its own
-audio track (or --wav); --face=dlib runs the prepare face step with the same flags as prepare
-(--face_size, --face_scale, ...), without it the frames are used as they are. Windows of
---window_seconds (default num_frames x sampling_rate / 25 fps: 2.56 s) start every
---stride_seconds, the last one ending at the video's end; each is scored with the
-evaluation's input path, in batches. Per video: the mean of the window probabilities, its
-argmax and value (regression: the mean outputs). Class names from --class_names, --dataset,
-or the checkpoint's training config.
+tools.export --format=safetensors (weights, config.json with the class names). A video is read
+with its own audio track (or --wav); --face=dlib runs the prepare face step with the same flags
+as prepare (--face_size, --face_scale, ...), without it the frames are used as they are.
+Windows of --window_seconds (default num_frames x sampling_rate / 25 fps: 2.56 s) start every
+--stride_seconds, the last one ending at the video's end; each is scored with the evaluation's
+input path, in batches. Per video: the mean of the window probabilities, its argmax and value
+(regression: the mean outputs). Class names from --class_names, --dataset, or the checkpoint's
+training config.
 
 Writes <output_dir>/<name>.json (all of it) and <name>.csv (one row per window) per input,
 and summary.json / summary.csv. --timeline=out.png: probabilities over time above the

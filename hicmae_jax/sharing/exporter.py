@@ -10,9 +10,10 @@ from hicmae_jax.sharing import model_card, pretrained
 FORMATS = ("safetensors", "stablehlo", "onnx")
 
 
-def export_model(*, checkpoint: str, output: str, format: str, step: int | None = None,  # noqa: A002
-                 config=None, outputs: Sequence[str] = (), platforms: Sequence[str] = ("cpu",),
-                 class_names: Sequence[str] = (), dataset: str = "", for_hub: bool = False,
+def export_model(*, checkpoint: str, output: str, format: str,  # noqa: A002 - the flag's name
+                 step: int | None = None, config=None, outputs: Sequence[str] = (),
+                 platforms: Sequence[str] = ("cpu",), class_names: Sequence[str] = (),
+                 dataset: str = "", for_hub: bool = False,
                  licence: str = model_card.LICENCE, overwrite: bool = False) -> dict[str, Any]:
   """Exports `checkpoint` (any checkpoint features.load_weights reads, or an exported folder)
   as `format` into `output`; returns a JSON-able summary."""
