@@ -283,7 +283,7 @@ def test_a_run_exports_with_its_results_and_evaluates_the_same(tmp_path):
   exporter.export_model(checkpoint=workdir, output=out, format="safetensors")
   card = open(os.path.join(out, "README.md")).read()
   assert f"| UAR | {results['test']['uar']:.2f} |" in card
-  assert "dataset: synthetic (the built-in demo)" in card
+  assert "- dataset: synthetic; fold: not recorded" in card  # the train split's recorded name
   config_json = json.load(open(os.path.join(out, "config.json")))
   assert config_json["step"] == 2 and config_json["class_names"] == results["test"]["class_names"]
   ours = eval_main.evaluate_checkpoint(config, workdir, results_path=str(tmp_path / "a.json"))

@@ -4,6 +4,8 @@ its intended use, the licence and the paper to cite. `for_hub` adds the Hugging 
 YAML front matter (library, licence, tags, the metrics as model-index)."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
@@ -37,14 +39,18 @@ def test_report(results: dict[str, Any] | None, step: int | None) -> tuple[dict,
   return {}, ""
 
 
-def data_facts(train_config: dict[str, Any] | None) -> dict[str, str]:
-  """{dataset, train split folder, fold} as the training config records them."""
+def data_facts(train_config: dict[str, Any] | None, dataset: str = "") -> dict[str, str]:
+  """{dataset, train split folder, fold}: `dataset` (--dataset), else the name the train
+  split's dataset_info.json records, else what the training config says."""
   data = (train_config or {}).get("data") or {}
   train_dir = str(data.get("train_dir") or data.get("synthetic_dir") or "")
+  info = os.path.join(str(data.get("train_dir") or ""), "dataset_info.json")
+  if not dataset and data.get("train_dir") and os.path.isfile(info):
+    with open(info) as f:
+      dataset = json.load(f).get("name", "")
   fold = _FOLD.search(train_dir)
-  return {"dataset": str(data.get("dataset") or (train_config or {}).get("dataset") or
-                         ("synthetic (the built-in demo)" if data.get("synthetic_dir")
-                          else "not recorded")),
+  return {"dataset": dataset or ("synthetic (the built-in demo)" if data.get("synthetic_dir")
+                                 else "not recorded"),
           "train_dir": train_dir or "not recorded",
           "fold": fold.group(1) if fold else "not recorded"}
 
@@ -72,11 +78,11 @@ def front_matter(config: dict[str, Any], report: dict[str, Any], facts: dict[str
 
 def card(config: dict[str, Any], *, num_params: int, results: dict[str, Any] | None = None,
          train_config: dict[str, Any] | None = None, for_hub: bool = False,
-         licence: str = LICENCE) -> str:
-  """The README.md text of an exported folder (config: its config.json)."""
+         licence: str = LICENCE, dataset: str = "") -> str:
+  """The README.md text of an exported folder (config: its config.json; dataset: --dataset)."""
   model, kind = config["model"], config["kind"]
   report, which = test_report(results, config.get("step"))
-  facts = data_facts(train_config)
+  facts = data_facts(train_config, dataset)
   names = config.get("class_names") or config.get("target_names") or []
   what = ("fine-tuned classifier" if kind in ("finetune", "linear_probe") else
           "self-supervised pre-trained encoders (features only, no classifier)")

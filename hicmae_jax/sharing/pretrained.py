@@ -111,7 +111,8 @@ def export_safetensors(checkpoint: str, output: str, *, step: int | None = None,
   train = weights.source.get("config")
   num_params = int(sum(np.asarray(v).size for v in weights.params.values()))
   text = model_card.card(config, num_params=num_params, results=run_results(checkpoint),
-                         train_config=train, for_hub=for_hub, licence=licence)
+                         train_config=train, for_hub=for_hub, licence=licence,
+                         dataset=dataset)
   written = safetensors_io.write_folder(output, weights.params, config, text,
                                         overwrite=overwrite)
   return {"format": "safetensors", "kind": weights.kind, "output": output,
