@@ -24,6 +24,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, paths, runtime, sharding
+from hicmae_jax.checkpoints import safetensors_io
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -31,7 +32,8 @@ from hicmae_jax.models.classifier import FinetuneModel
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint folder (a run's workdir, its "
-                                  "checkpoints/ folder, or a converted checkpoint).")
+                                  "checkpoints/ folder, a converted checkpoint, or a folder of "
+                                  "tools.export --format=safetensors).")
 _STEP = flags.DEFINE_integer("step", None, "Step to restore (default: latest).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["val", "test"], "Which split of the config to use.")
 _RESULTS = flags.DEFINE_string("results", "", "Where to write the JSON results (default: "
@@ -52,7 +54,12 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   Writes the report (JSON), its confusion matrix (PNG) and the per-clip predictions (CSV,
   `predictions_path`, default beside the report: clip_predictions.py)."""
   config, directory, split_dir = check_inputs(config, checkpoint, step, split, results_path)
-  step, meta = checkpointing.read_meta(directory, step)
+  exported = safetensors_io.looks_exported(directory)
+  if exported:  # a folder of tools.export: config.json + model.safetensors, no Orbax
+    meta, raw = safetensors_io.read_folder(directory)
+    step = int(meta.get("step") or 0)
+  else:
+    step, meta = checkpointing.read_meta(directory, step)
   if meta.get("kind") == "pretrain":
     raise ValueError(f"{directory} step {step} is a pre-training checkpoint: it has no "
                      f"classifier. Fine-tune it first (config.init_from) or export features.")
@@ -76,10 +83,17 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   view = params_lib.ParamsView(model)
   abstract = {params_lib.key_of(p): v for p, v in params_lib.flat_params(model).items()}
   shardings = sharding.tree_shardings(abstract, mesh)
-  mngr = checkpointing.manager(directory, read_only=True)
-  params = checkpointing.restore(mngr, step, params_target=checkpointing.abstract_like(
-      abstract, shardings))["params"]
-  mngr.close()
+  if exported:
+    missing = sorted(set(abstract) - set(raw))
+    if missing:
+      raise ValueError(f"{directory}: model.safetensors lacks {len(missing)} tensor(s) of the "
+                       f"fine-tuning model ({', '.join(missing[:5])}): export it again")
+    params = jax.device_put({k: raw[k] for k in abstract}, shardings)
+  else:
+    mngr = checkpointing.manager(directory, read_only=True)
+    params = checkpointing.restore(mngr, step, params_target=checkpointing.abstract_like(
+        abstract, shardings))["params"]
+    mngr.close()
   info = schema.DatasetInfo.load(split_dir)
   report = evaluate.run_eval(config, params, view, mesh, split_dir, split,
                              class_names=info.class_names, predictions_path=predictions,
@@ -124,7 +138,13 @@ def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
                        f"{checkpoint} --output=<folder>) and evaluate the folder")
   if not paths.isdir(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint}: no such folder; give a run's workdir, its "
-                       f"checkpoints/ folder or a converted checkpoint")
+                       f"checkpoints/ folder, a converted checkpoint or an exported folder")
+  if not paths.is_remote(checkpoint) and safetensors_io.looks_exported(checkpoint):
+    if step is not None:
+      raise cli.BadInput(f"--step={step}: {checkpoint} is an exported folder (one step); "
+                         f"leave --step out")
+    safetensors_io.read_config(checkpoint)  # config.json there and ours
+    return checkpoint
   directory = checkpointing.resolve_checkpoint_dir(checkpoint)
   steps = checkpointing.finished_steps(directory)
   if not steps:

@@ -7,10 +7,12 @@ result.
       --video=clips/ --output_dir=predictions        # every video of a folder (or a,b,c)
   python -m hicmae_jax.predict --checkpoint=ckpt/x --frames_dir=clip01/ --wav=clip01.wav \
       --output_dir=predictions
+  python -m hicmae_jax.predict --model=export/crema_fold1 --video=talk.mp4 --output_dir=out
 
 --checkpoint: a fine-tuning run's workdir, a converted checkpoint folder, or an original .pth
-read directly (one recording no model config needs --config). A video is read with its own
-audio track (or --wav). --face=auto (default) looks at 5 frames of a video: when the main face
+read directly (one recording no model config needs --config); --model: a folder written by
+tools.export --format=safetensors (weights, config.json with the class names). A video is read
+with its own audio track (or --wav). --face=auto (default) looks at 5 frames of a video: when the main face
 fills them like an aligned crop they are used as they are, otherwise the prepare face step
 aligns the face (faces/auto.py; frames folders are used as they are); --face=dlib always
 aligns (the same flags as prepare: --face_size, --face_scale, ...); --face=none never does,
@@ -38,7 +40,10 @@ from hicmae_jax import cli, runtime
 from hicmae_jax.faces import options as face_options
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Fine-tuned checkpoint: workdir, "
-                                  "checkpoint folder or .pth.")
+                                  "checkpoint folder, .pth or exported folder.")
+_MODEL = flags.DEFINE_string("model", "", "An exported model folder (tools.export "
+                             "--format=safetensors: model.safetensors + config.json); instead "
+                             "of --checkpoint, no Orbax involved.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Optional experiment config: the model of a .pth that records none, the "
@@ -60,11 +65,24 @@ _DATASET = flags.DEFINE_string("dataset", "", "Dataset preset whose class names 
 _TIMELINE = flags.DEFINE_string("timeline", "", "Write the timeline picture here (PNG).")
 _ANNOTATE = flags.DEFINE_string("annotate", "", "Write the annotated video here (mp4).")
 face_options.define_absl_flags()
-flags.mark_flags_as_required(["checkpoint", "output_dir"])
+flags.mark_flags_as_required(["output_dir"])
+
+
+def model_source(checkpoint: str | None, model: str) -> str:
+  """The checkpoint to read: --checkpoint or --model (exactly one; --model an exported
+  folder, checked before anything loads)."""
+  if bool(checkpoint) == bool(model):
+    raise cli.BadInput("give one of --checkpoint=<workdir, checkpoint folder or .pth> and "
+                       "--model=<exported folder>")
+  if model:
+    from hicmae_jax.checkpoints import safetensors_io
+    safetensors_io.read_config(model)
+  return checkpoint or model
 
 
 def main(argv):
   from hicmae_jax.prediction import runner
+  checkpoint = model_source(_CHECKPOINT.value, _MODEL.value)
   cli.check_output_dir(_OUTPUT_DIR.value, "--output_dir")
   cli.check_output_file(_TIMELINE.value, "--timeline")
   cli.check_output_file(_ANNOTATE.value, "--annotate")
@@ -74,7 +92,7 @@ def main(argv):
   face = face_options.from_absl_flags()
   runtime.setup_logging(None)
   summary = runner.predict_files(
-      checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value,
+      checkpoint=checkpoint, output_dir=_OUTPUT_DIR.value,
       videos=list(_VIDEO.value) + list(argv[1:]), frames_dir=_FRAMES_DIR.value,
       wav=_WAV.value, step=_STEP.value, config=_CONFIG.value, class_names=_CLASS_NAMES.value,
       dataset=_DATASET.value, face=face, face_mode=flags.FLAGS.face,

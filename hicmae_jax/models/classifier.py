@@ -133,7 +133,8 @@ class FinetuneModel(nnx.Module):
                rngs: nnx.Rngs | None = None, deterministic: bool = True) -> dict[str, jax.Array]:
     """video [B, T, H, W, 3], audio [B, time, freq] -> {logits [B, C], feature [B, F], ...}."""
     out = self.features(video, audio, rngs=rngs, deterministic=deterministic)
-    x = self.head_dropout(out["feature"], deterministic=deterministic,
-                          rngs=rngs if not deterministic else None)
+    x = out["feature"]
+    if not deterministic:  # dropout is the identity at inference: not called, so an exporter
+      x = self.head_dropout(x, deterministic=False, rngs=rngs)  # (jax2onnx) sees no Dropout
     out["logits"] = HEAD_ACTIVATIONS[self.head_activation](self.head(x.astype(self.dtype)))
     return out

@@ -20,13 +20,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from hicmae_jax import metrics
-from hicmae_jax.checkpoints import mapping, transfer
 from hicmae_jax.data import datasets, schema
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.representations import features
 
 log = logging.getLogger(__name__)
@@ -57,14 +53,17 @@ def _config_names(config: Any, task: str) -> list[str]:
 
 
 def output_names(task: str, count: int, *, class_names: Sequence[str] = (), dataset: str = "",
-                 train_config: Any = None, config: Any = None) -> tuple[list[str], str]:
-  """(names of the model's outputs, where they came from); see the module docstring."""
+                 train_config: Any = None, config: Any = None,
+                 recorded: Sequence[str] = ()) -> tuple[list[str], str]:
+  """(names of the model's outputs, where they came from); see the module docstring.
+  recorded: the names an exported model folder's config.json holds."""
   what = "classes" if task == "classification" else "targets"
   candidates = [(list(class_names), "--class_names")]
   if dataset:
     preset = datasets.get_preset(dataset)
     candidates.append((list(preset.class_names if task == "classification"
                             else preset.target_names), f"--dataset={dataset}"))
+  candidates.append((list(recorded), "the model folder's config.json"))
   candidates.append((_config_names(train_config, task), "the checkpoint's training config"))
   candidates.append((_config_names(config, task), "--config"))
   for names, source in candidates:
@@ -121,22 +120,18 @@ def load_predictor(checkpoint: str, step: int | None = None, *, config=None,
     experiment = experiments.experiment_for_kind(config, weights.kind)
   cfg = weights.model
   count = cfg.num_classes if cfg.task == "classification" else cfg.num_targets
+  recorded = weights.source.get("class_names" if cfg.task == "classification"
+                                else "target_names") or ()
   names, names_source = output_names(cfg.task, count, class_names=class_names, dataset=dataset,
-                                     train_config=train_config, config=experiment)
+                                     train_config=train_config, config=experiment,
+                                     recorded=recorded)
   if not sampling_rate:
     sampling_rate = (experiment.data.sampling_rate if experiment is not None
                      else train_config.get("data", {}).get("sampling_rate", 4))
   if not batch_size:
     batch_size = (experiment.eval_batch_size if experiment is not None
                   else train_config.get("eval_batch_size", 32))
-  model = FinetuneModel(cfg, rngs=nnx.Rngs(params=0))
-  view = params_lib.ParamsView(model)
-  try:
-    moved = transfer.transfer_by_name(weights.params, view.flat(model), required=transfer.ALL)
-  except mapping.MappingError as e:
-    raise ValueError(f"the weights of {checkpoint} do not fit the fine-tuning model of their "
-                     f"config: {e}") from e
-  del model
+  view, params = features.model_params(weights)
 
   @jax.jit
   def run(params, video, audio):
@@ -146,4 +141,4 @@ def load_predictor(checkpoint: str, step: int | None = None, *, config=None,
            count, "classes" if cfg.task == "classification" else "targets", names_source,
            sampling_rate, batch_size)
   return Predictor(cfg.task, names, names_source, cfg, weights.source, int(sampling_rate),
-                   int(batch_size), {k: jnp.asarray(v) for k, v in moved.params.items()}, run)
+                   int(batch_size), params, run)

@@ -49,7 +49,7 @@ import numpy as np
 from flax import nnx
 
 from hicmae_jax import checkpointing, experiments, io_utils, paths
-from hicmae_jax.checkpoints import mapping, original, transfer
+from hicmae_jax.checkpoints import mapping, original, safetensors_io, transfer
 from hicmae_jax.data import clip_loader, sampling, schema, split_reader, stages, video_io
 from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.options import AudioOptions, VideoOptions
@@ -103,6 +103,8 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
     raise FileNotFoundError(f"checkpoint {checkpoint!r} not found: pass a run's workdir, its "
                             f"checkpoints/ folder, a converted checkpoint folder or an "
                             f"original .pth file")
+  if not paths.is_remote(checkpoint) and safetensors_io.looks_exported(checkpoint):
+    return exported_weights(checkpoint)
   if paths.isfile(checkpoint):
     if not checkpoint.endswith((".pth", ".pt")):
       raise ValueError(f"checkpoint {checkpoint!r} is a file but not a .pth: pass an original "
@@ -120,6 +122,41 @@ def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -
                  {k: np.asarray(v) for k, v in raw.items()},
                  {"checkpoint": paths.absolute(directory), "step": int(step),
                   "config": meta.get("config")})
+
+
+def exported_weights(folder: str) -> Weights:
+  """The weights of a folder written by `tools.export --format=safetensors`; source["config"]
+  holds what a training config would give the readers (class names, sampling rate, batch)."""
+  config, params = safetensors_io.read_folder(folder)
+  train_like = {"data": {"sampling_rate": config.get("sampling_rate", 4)},
+                "eval_batch_size": config.get("eval_batch_size", 32)}
+  return Weights(config["kind"], _model_config(config["model"]), params,
+                 {"checkpoint": os.path.abspath(folder), "step": config.get("step"),
+                  "format": "safetensors", "config": train_like,
+                  "class_names": list(config.get("class_names") or []),
+                  "target_names": list(config.get("target_names") or [])})
+
+
+def model_params(weights: Weights, *, seed: int = 0
+                 ) -> tuple[params_lib.ParamsView, dict[str, jax.Array]]:
+  """The fine-tuning model of `weights` (`feature_model_config`) as (view, params): a
+  fine-tuned checkpoint gives every tensor, any other its encoders and fusion encoder (the
+  rest keeps its initial values, see the module docstring). `view.merge(params)` is the model;
+  every reader (features, predictions, from_pretrained, the exports) builds it here."""
+  cfg = feature_model_config(weights.model)
+  model = FinetuneModel(cfg, rngs=nnx.Rngs(params=seed))
+  view = params_lib.ParamsView(model)
+  required = (transfer.ALL if weights.kind in ("finetune", "linear_probe")
+              else transfer.SHARED_PREFIXES)
+  try:
+    moved = transfer.transfer_by_name(weights.params, view.flat(model), required=required)
+  except mapping.MappingError as e:
+    raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
+                     f"not fit the fine-tuning model of their config: {e}") from e
+  if moved.missing:
+    log.info("feature model: %d tensors from the %s weights; at their initial values: %s",
+             len(moved.loaded), weights.kind, ", ".join(moved.missing))
+  return view, {k: jnp.asarray(v) for k, v in moved.params.items()}
 
 
 def random_weights(model_cfg, seed: int) -> Weights:
@@ -151,22 +188,8 @@ class FeatureExtractor:
   def __init__(self, weights: Weights, *, per_layer: bool = False, seed: int = 0):
     self.weights = weights
     self.model_cfg = feature_model_config(weights.model)
-    model = FinetuneModel(self.model_cfg, rngs=nnx.Rngs(params=seed))
-    view = params_lib.ParamsView(model)
-    # A fine-tuned checkpoint gives every tensor; any other its encoders and fusion encoder.
-    required = (transfer.ALL if weights.kind in ("finetune", "linear_probe")
-                else transfer.SHARED_PREFIXES)
-    try:
-      moved = transfer.transfer_by_name(weights.params, view.flat(model), required=required)
-    except mapping.MappingError as e:
-      raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
-                       f"not fit the fine-tuning model of their config: {e}") from e
-    if moved.missing:
-      log.info("feature model: %d tensors from the %s weights; at their initial values: %s",
-               len(moved.loaded), weights.kind, ", ".join(moved.missing))
-    self.params = {k: jnp.asarray(v) for k, v in moved.params.items()}
+    view, self.params = model_params(weights, seed=seed)
     self.per_layer = per_layer
-    del model
 
     @jax.jit
     def run(params, video, audio):
