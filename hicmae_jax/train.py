@@ -21,8 +21,19 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import (checkpointing, device_augment, io_utils, objectives, optim, paths,
-                        periodic, preemption, runtime, sharding, writers)
+from hicmae_jax import (
+  checkpointing,
+  device_augment,
+  io_utils,
+  objectives,
+  optim,
+  paths,
+  periodic,
+  preemption,
+  runtime,
+  sharding,
+  writers,
+)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
@@ -293,7 +304,8 @@ def _initial_weights(config, start, view, model, param_shardings):
     moved = transfer.transfer_by_name(raw, ours)
     dropped = moved.dropped
     log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
-             src_kind, len(moved.loaded), len(dropped), ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+             src_kind, len(moved.loaded), len(dropped),
+             ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
     log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing))
     mngr.close()
     return jax.device_put(moved.params, param_shardings)

@@ -50,6 +50,13 @@ def test_console_scripts_resolve_to_callables():
     assert callable(getattr(importlib.import_module(module), attr, None)), (name, target)
 
 
+def test_ci_runs_the_readme_test_command():
+  ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+  assert "ruff check ." in ci and "pytest" in ci, ci
+  assert ci.replace("pip install -q ", "pip install ") in (ROOT / "README.md").read_text(), (
+      f".ci/run runs `{ci}`, which README.md's test command (Set up and run, 2) should say")
+
+
 def _binaries() -> set[str]:
   """Modules of the package with a `python -m` block (and a top-level `main`)."""
   out = set()

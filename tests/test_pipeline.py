@@ -12,9 +12,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-from hicmae_jax.data import batching, masks, schema
-from hicmae_jax.data import options
-from hicmae_jax.data import pipeline
+from hicmae_jax.data import batching, masks, options, pipeline, schema
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)

@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import frames as frames_lib
-from hicmae_jax.data import mixing, sampling, video_augment
-from hicmae_jax.data import masks as host_masks
-from hicmae_jax.data import rand_augment as RA
+from hicmae_jax.data import (
+  frames as frames_lib,
+  masks as host_masks,
+  mixing,
+  rand_augment as RA,
+  sampling,
+  video_augment,
+)
 
 
 class _FixedStart:

@@ -6,11 +6,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from hicmae_jax import writers  # first: installs the shim before clu.metric_writers loads
-
 from clu import metric_writers  # noqa: E402
 from tensorboardX.proto import plugin_hparams_pb2  # noqa: E402
+
+from hicmae_jax import writers  # first: installs the shim before clu.metric_writers loads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

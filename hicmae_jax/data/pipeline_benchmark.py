@@ -19,8 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from hicmae_jax.data import pipeline, stage_timing

@@ -36,9 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hicmae_jax.data import prepare
-from hicmae_jax.data import schema
-from hicmae_jax.data import worker_pool
+from hicmae_jax.data import prepare, schema, worker_pool
 from hicmae_jax.data.split_file import PrepareError
 
 FPS = 25.0
@@ -140,8 +138,9 @@ def render_clip(label: int, num_classes: int, rng: np.random.Generator, *, frame
 def write_mp4(path: str, frames: np.ndarray, audio: np.ndarray | None = None, *,
               fps: float = FPS, sample_rate: int = schema.AUDIO_SAMPLE_RATE) -> None:
   """frames uint8 [T, H, W, 3] (H, W even) + optional float audio [N] -> H.264/AAC mp4."""
-  import av
   from fractions import Fraction
+
+  import av
   t_count, height, width, _ = frames.shape
   if height % 2 or width % 2:
     raise ValueError(f"H.264 yuv420p needs even frame sizes, got {height}x{width}")

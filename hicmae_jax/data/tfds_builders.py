@@ -31,9 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from hicmae_jax.data import clip_loader
-from hicmae_jax.data import datasets
-from hicmae_jax.data import video_io
+from hicmae_jax.data import clip_loader, datasets, video_io
 from hicmae_jax.data.split_file import parse_split_file
 
 _CITATION = """@article{sun2024hicmae,

@@ -24,8 +24,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from hicmae_jax.data import integrity
-from hicmae_jax.data import schema
+from hicmae_jax.data import integrity, schema
 
 EXIT_OK, EXIT_DAMAGED, EXIT_BAD_INPUT = 0, 1, 2
 _READ_BATCH = 64  # records per array-record read call when reading every record

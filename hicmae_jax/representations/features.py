@@ -51,8 +51,8 @@ from flax import nnx
 from hicmae_jax import checkpointing, experiments, io_utils, paths
 from hicmae_jax.checkpoints import mapping, original, transfer
 from hicmae_jax.data import clip_loader, sampling, schema, split_reader, stages, video_io
-from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.options import AudioOptions, VideoOptions
+from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel

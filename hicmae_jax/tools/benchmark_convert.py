@@ -26,8 +26,7 @@ from hicmae_jax import checkpointing
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.checkpoints.conversion import convert_to_orbax
 from hicmae_jax.checkpoints.pth_writer import save_state_dict_like_original
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models import sizes
+from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
 

@@ -145,7 +145,8 @@ class PretrainModel(nn.Module):
     self.audio = Encoder(nn.Conv2d(1, dim, 16, 16), NUM_AUDIO, dim, heads)
     self.fusion_v = nn.ModuleList(Block(dim, heads, dim) for _ in range(FUSION_DEPTH))
     self.fusion_a = nn.ModuleList(Block(dim, heads, dim) for _ in range(FUSION_DEPTH))
-    self.fusion_norm_v, self.fusion_norm_a = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+    self.fusion_norm_v = nn.LayerNorm(dim, eps=1e-6)
+    self.fusion_norm_a = nn.LayerNorm(dim, eps=1e-6)
     self.decoder_v = Decoder(dim, dec_dim, dec_heads, NUM_VIDEO, 2 * 16 * 16 * 3)
     self.decoder_a = Decoder(dim, dec_dim, dec_heads, NUM_AUDIO, 16 * 16)
 
@@ -189,7 +190,8 @@ def masks(batch: int, generator: torch.Generator):
   """Tube mask over 100 spatial patches x 8 slots, random audio mask: visible/masked indices."""
   spatial = torch.rand(batch, 100, generator=generator).argsort(1)
   keep_s, drop_s = spatial[:, :10].sort(1).values, spatial[:, 10:].sort(1).values
-  tube = lambda s: (torch.arange(8)[None, :, None] * 100 + s[:, None]).reshape(batch, -1).sort(1).values
+  tube = lambda s: (torch.arange(8)[None, :, None] * 100 + s[:, None]).reshape(
+      batch, -1).sort(1).values
   audio = torch.rand(batch, NUM_AUDIO, generator=generator).argsort(1)
   return (tube(keep_s), tube(drop_s), audio[:, :KEEP_AUDIO].sort(1).values,
           audio[:, KEEP_AUDIO:].sort(1).values)
