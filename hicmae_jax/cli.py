@@ -1,11 +1,7 @@
 """What every absl binary shares on the command line: start-up through `cli.run(main)`,
 `--help` that exits 0, bad input answered with one `error: ...` line and exit code 2 (no
-traceback), and output-folder checks that create nothing.
-
-Bad input is a command line that cannot work: a flag absl or config_flags refuses, a config file
-that does not exist, an override naming no key, a path error (FileNotFoundError, ...), or a
-ValueError raised by this project's own checks (hicmae_jax/, configs/). Anything else is an
-internal error and keeps its traceback (exit code 1).
+traceback), and output-folder checks that create nothing. What counts as bad input, and the
+line it is printed as, is errors.py (its names are re-exported here: cli.BadInput, ...).
 """
 from __future__ import annotations
 
@@ -13,29 +9,22 @@ import functools
 import os
 import re
 import sys
-import sysconfig
 from typing import Callable, NoReturn
 
 from absl import app, flags
 
-EXIT_BAD_INPUT = 2
-
-# Errors about the user's paths, whoever raised them: their message names the path.
-PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_OWN_CODE = tuple(os.path.join(_REPO, d) + os.sep for d in ("hicmae_jax", "configs"))
-_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
-_SITE = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
-
-
-class BadInput(ValueError):
-  """A command-line value that cannot work; the message names the flag and the fix."""
+from hicmae_jax import runtime
+from hicmae_jax.errors import (
+  EXIT_BAD_INPUT,
+  BadInput,
+  error_line,
+  is_bad_input,
+  one_line,
+)
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
   """absl's app.run(main) with this module's flag parsing and error handling."""
-  from hicmae_jax import runtime
   runtime.quiet_known_noise()  # before anything starts a backend or opens a checkpoint
   app.run(functools.partial(_guarded, main), flags_parser=_parse_flags)
 
@@ -48,43 +37,6 @@ def _guarded(main, argv):
       raise
     print(error_line(e), file=sys.stderr)
     return EXIT_BAD_INPUT
-
-
-def is_bad_input(error: BaseException) -> bool:
-  """True for errors the user fixes on the command line (see the module docstring)."""
-  if isinstance(error, (BadInput,) + PATH_ERRORS):
-    return True
-  return isinstance(error, ValueError) and _raised_by_own_code(error)
-
-
-def _raised_by_own_code(error: BaseException) -> bool:
-  """The innermost frame outside the standard library is this project's code."""
-  origin, tb = "", error.__traceback__
-  while tb is not None:
-    name = tb.tb_frame.f_code.co_filename
-    stdlib = name.startswith("<") or (name.startswith(_STDLIB) and not name.startswith(_SITE))
-    if not stdlib:
-      origin = name
-    tb = tb.tb_next
-  return origin.startswith(_OWN_CODE)
-
-
-def error_line(error: BaseException | str) -> str:
-  """`error: <message>` on one line (a KeyError's message without its repr quotes)."""
-  if isinstance(error, KeyError) and error.args:
-    text = str(error.args[0])
-  else:
-    text = str(error) or type(error).__name__
-  return "error: " + one_line(text)
-
-
-def one_line(text: str) -> str:
-  """The lines of `text` joined: after punctuation by a space, else by "; "."""
-  out = ""
-  for line in (line.strip() for line in str(text).splitlines()):
-    if line:
-      out += ("" if not out else " " if out[-1] in ":;,.?!" else "; ") + line
-  return out
 
 
 def fail(message: str) -> NoReturn:
