@@ -116,8 +116,3 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.recon_every_steps = 1000 if kind == "pretrain" else 0
   c.recon_num_clips = 2
   return c
-
-
-def lr_for_batch(base_lr: float, global_batch_size: int) -> float:
-  """The original's linear scaling rule: lr = base_lr * batch / 256."""
-  return base_lr * global_batch_size / 256
