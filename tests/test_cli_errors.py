@@ -109,6 +109,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_creates_nothing(case, tmp_path):
   module, args, devices, expected = CASES[case]
@@ -146,6 +147,7 @@ def test_unwritable_folder_is_named(tmp_path, monkeypatch):
   assert sorted(os.listdir(tmp_path)) == ["locked"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module,flag", [("hicmae_jax.main", "--workdir:"),
                                          ("hicmae_jax.eval_main", "--checkpoint:"),
                                          ("hicmae_jax.tools.linear_probe", "--train:")])
@@ -155,6 +157,7 @@ def test_help_exits_zero(module, flag, tmp_path):
   assert flag in done.stdout and not done.stderr.strip()
 
 
+@pytest.mark.slow
 def test_full_help_exits_zero(tmp_path):
   done = run_binary("hicmae_jax.tools.plot_embeddings", "--helpfull", cwd=tmp_path)
   assert done.returncode == 0 and "--output" in done.stdout

@@ -234,6 +234,7 @@ def _write_clip(path, frames, seconds, sr=44100, freq=440.0):
                       sample_rate=sr)
 
 
+@pytest.mark.slow
 def test_raw_videos_to_face_shards_to_finetuning(tmp_path):
   """Raw mp4 files with their own 44.1 kHz audio -> prepare --face=dlib -> a 2-step
   fine-tuning on the crops and its test evaluation."""

@@ -307,6 +307,7 @@ def test_pipeline_masks_are_checked_as_they_leave_the_pipeline(splits, monkeypat
 
 # --- the pipeline benchmark command ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_pipeline_benchmark_command_times_the_config_pipeline(splits):
   """As a user runs it: the config's evaluation pipeline, its stages and its rate."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -145,6 +145,7 @@ def test_thumbnail_frames_spread_over_the_clip():
   assert timeline.thumbnail_frames(3) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(checkpoint, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   cases = [

@@ -41,6 +41,7 @@ def check(tmp_path_factory):
       features=lambda name: features.load_features(os.path.join(workdir, "features", name)))
 
 
+@pytest.mark.slow
 def test_reduced_learning_check(check):
   from hicmae_jax import train, writers
   from hicmae_jax.models import params as params_lib
@@ -84,6 +85,7 @@ def test_reduced_learning_check(check):
     np.testing.assert_array_equal(np.asarray(start[k]), baseline[k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_export_sees_what_evaluation_sees(check):
   """The split export's inputs are the evaluation pipeline's, and its feature is the
   pre-trained encoders' hierarchical fusion (uniform layer weights, identity LayerNorm)."""
@@ -130,6 +132,7 @@ def test_export_sees_what_evaluation_sees(check):
   assert exported.class_names == ["class_0", "class_1", "class_2"]
 
 
+@pytest.mark.slow
 def test_export_raw_files_and_sliding_windows(check, tmp_path):
   from hicmae_jax.data import synthetic
   from hicmae_jax.representations.features import export_features
@@ -169,6 +172,7 @@ def test_export_raw_files_and_sliding_windows(check, tmp_path):
   assert got.meta["input"]["video"] == os.path.abspath(video)
 
 
+@pytest.mark.slow
 def test_export_from_an_original_pth(check, tmp_path):
   from hicmae_jax.representations.features import export_features
   from hicmae_jax.tools import convert_checkpoint
@@ -191,6 +195,7 @@ def test_export_from_an_original_pth(check, tmp_path):
   np.testing.assert_allclose(got.features, ref.features[:8], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_from_a_finetuned_checkpoint(check, tmp_path):
   """Every tensor of a fine-tuned checkpoint is used: learnt layer weights and norm included."""
   import copy
@@ -266,6 +271,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   assert int(np.isnan(np.asarray(out["masked"])).sum()) == 2 * 5 * 256
 
 
+@pytest.mark.slow
 def test_reconstruct_command(check, tmp_path, monkeypatch):
   from hicmae_jax.representations.reconstruction import reconstruction_png
   png = str(tmp_path / "recon.png")
@@ -332,6 +338,7 @@ def test_linear_probe(tmp_path):
     probe.run_probe(train, {"test": short}, steps=10, learning_rate=1e-2, weight_decay=0.0)
 
 
+@pytest.mark.slow
 def test_linear_probe_command(check, tmp_path):
   """The command on the synthetic features reproduces the learning check's probe."""
   out = tmp_path / "probe.json"
@@ -356,6 +363,7 @@ def test_linear_probe_command(check, tmp_path):
   assert done.returncode == 2 and "not found" in done.stderr
 
 
+@pytest.mark.slow
 def test_embeddings(check, tmp_path):
   from configs import common
   from hicmae_jax.representations.embedding import plot_feature_dirs
@@ -383,6 +391,7 @@ def test_embeddings(check, tmp_path):
   assert _png_ok(png)
 
 
+@pytest.mark.slow
 def test_windows_and_bad_inputs(check, tmp_path):
   from hicmae_jax.data import sampling
   from hicmae_jax.representations.features import export_features

@@ -166,6 +166,7 @@ def test_record_refuses_a_damaged_old_split(split, capsys):
   assert not schema.DatasetInfo.load(split, check_shards=False).shard_bytes
 
 
+@pytest.mark.slow
 def test_prepare_refuses_a_bucket_output(raw):
   with pytest.raises(PrepareError, match="gcloud storage cp -r .*verify"):
     _prepare(raw, "gs://bucket/data")

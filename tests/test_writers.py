@@ -93,6 +93,7 @@ def test_just_logging_writes_no_event_file(tmp_path):
   assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_no_shim_when_tensorflow_is_importable(tmp_path):
   """A findable `tensorflow` package disables the shim (clu's own writer is then used)."""
   (tmp_path / "tensorflow").mkdir()
