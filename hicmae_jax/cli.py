@@ -1,4 +1,5 @@
-"""What every absl binary shares on the command line: start-up through `cli.run(main)`,
+"""What every absl binary shares on the command line: start-up through `cli.run(main)` (flags in
+absl's global FLAGS) or `cli.run_own` (flags of its own, a main callable in-process),
 `--help` that exits 0, bad input answered with one `error: ...` line and exit code 2 (no
 traceback), and output-folder checks that create nothing. What counts as bad input, and the
 line it is printed as, is errors.py (its names are re-exported here: cli.BadInput, ...).
@@ -9,11 +10,10 @@ import functools
 import os
 import re
 import sys
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
 
-from hicmae_jax import runtime
 from hicmae_jax.errors import (
   EXIT_BAD_INPUT,
   BadInput,
@@ -21,11 +21,12 @@ from hicmae_jax.errors import (
   is_bad_input,
   one_line,
 )
+from hicmae_jax.log_noise import quiet_known_noise
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
   """absl's app.run(main) with this module's flag parsing and error handling."""
-  runtime.quiet_known_noise()  # before anything starts a backend or opens a checkpoint
+  quiet_known_noise()  # before anything starts a backend or opens a checkpoint
   app.run(functools.partial(_guarded, main), flags_parser=_parse_flags)
 
 
@@ -37,6 +38,39 @@ def _guarded(main, argv):
       raise
     print(error_line(e), file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def run_own(define: Callable[[flags.FlagValues], None],
+            body: Callable[[flags.FlagValues], int | None],
+            argv: Sequence[str] | None = None, *, doc: str = "") -> int:
+  """cli.run for a binary whose flags live in a FlagValues of its own, made by `define` when it
+  runs: its `main(argv)` then works in-process (as the tests call it) as it does from the
+  shell, and binaries imported into one process never share a flag name. The answers are
+  cli.run's: `--help` prints `doc` and the flags (exit 0); a bad flag or bad input is one
+  `error:` line (exit 2); anything else keeps its traceback.
+
+  argv: the arguments without the program name (None: sys.argv[1:]). Returns body's exit code
+  (0 when it returns None)."""
+  quiet_known_noise()
+  values = flags.FlagValues()
+  define(values)
+  args = list(sys.argv[1:] if argv is None else argv)
+  if any(a in ("--help", "-h", "--helpshort", "--helpfull", "-?") for a in args):
+    print(f"{doc.strip()}\n\nflags:\n{values.get_help(include_special_flags=False)}")
+    return 0
+  try:
+    rest = values([sys.argv[0]] + args)
+  except flags.Error as e:
+    print(error_line(_flag_error_message(str(e))), file=sys.stderr)
+    return EXIT_BAD_INPUT
+  if len(rest) > 1:
+    print(error_line(f"unexpected argument {rest[1]!r}: every input is a flag (see --help)"),
+          file=sys.stderr)
+    return EXIT_BAD_INPUT
+  if not flags.FLAGS.is_parsed():  # grain and absl.logging read absl's own flags
+    flags.FLAGS.mark_as_parsed()
+  code = _guarded(body, values)
+  return 0 if code is None else code
 
 
 def fail(message: str) -> NoReturn:

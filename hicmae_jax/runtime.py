@@ -18,6 +18,7 @@ from typing import Callable
 import jax
 
 from hicmae_jax import errors
+from hicmae_jax.log_noise import quiet_known_noise
 
 log = logging.getLogger("hicmae_jax")
 
@@ -111,31 +112,6 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os._exit(code)
-
-
-# Orbax warnings that every read-only restore or converted checkpoint prints and that ask
-# nothing of the user (message prefixes); other Orbax warnings stay.
-BENIGN_WARNINGS = (
-    "Given directory is read only",
-    "CheckpointManagerOptions.read_only=True, setting save_interval_steps=0",
-    "Metadata file does not exist",
-)
-
-
-class _DropBenign(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(BENIGN_WARNINGS)
-
-
-def quiet_known_noise() -> None:
-  """Start-up and restore messages that say nothing wrong: JAX's INFO line about each platform
-  it probes and does not find (`Unable to initialize backend 'tpu'` on every machine without
-  one; a platform that is present starts silently as before) and BENIGN_WARNINGS. Call before
-  the backend starts; idempotent."""
-  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-  absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
-  if not any(isinstance(f, _DropBenign) for f in absl_logger.filters):
-    absl_logger.addFilter(_DropBenign())
 
 
 class UploadedLogHandler(logging.FileHandler):

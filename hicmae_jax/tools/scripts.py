@@ -27,7 +27,8 @@ def _absl(binary) -> None:
 
 
 def _argv(main) -> None:
-  """A binary whose `python -m` block is `sys.exit(main())` (it parses sys.argv itself)."""
+  """A binary whose `python -m` block is `sys.exit(main())`: its main parses sys.argv itself
+  (flags of its own through cli.run_own; prepare and benchmark: argparse)."""
   sys.exit(main())
 
 
@@ -152,16 +153,16 @@ def benchmark() -> None:
 def profile_step() -> None:
   """hicmae-profile-step: python -m hicmae_jax.tools.profile_step."""
   from hicmae_jax.tools import profile_step as binary
-  binary.main(sys.argv[1:])
+  _argv(binary.main)
 
 
 def matmul_throughput() -> None:
   """hicmae-matmul-throughput: python -m hicmae_jax.tools.matmul_throughput."""
   from hicmae_jax.tools import matmul_throughput as binary
-  binary.main(sys.argv[1:])
+  _argv(binary.main)
 
 
 def torch_standin_step() -> None:
   """hicmae-torch-standin-step: python -m hicmae_jax.tools.torch_standin_step (needs torch)."""
   from hicmae_jax.tools import torch_standin_step as binary
-  binary.main()
+  _argv(binary.main)
