@@ -11,8 +11,7 @@ import sys
 
 
 def _absl(binary) -> None:
-  """A binary whose `python -m` block is `cli.run(main)` (or absl's `app.run(main)`: cli.run
-  is app.run with one-line errors and `--help` exiting 0).
+  """A binary whose `python -m` block is `cli.run(main)`.
 
   Its flags are registered under its module's name, not `__main__`'s as with `python -m`:
   they are made key flags of the script too, and its docstring the script's, so that `--help`
