@@ -163,5 +163,12 @@ def matmul_throughput() -> None:
 
 def torch_standin_step() -> None:
   """hicmae-torch-standin-step: python -m hicmae_jax.tools.torch_standin_step (needs torch)."""
-  from hicmae_jax.tools import torch_standin_step as binary
+  from hicmae_jax import cli
+  try:
+    from hicmae_jax.tools import torch_standin_step as binary
+  except ModuleNotFoundError as e:
+    if e.name != "torch":
+      raise
+    cli.fail("hicmae-torch-standin-step needs torch, which is not a dependency of this project: "
+             "pip install torch (into a throwaway venv)")
   _argv(binary.main)
