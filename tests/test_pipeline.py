@@ -214,6 +214,7 @@ def test_several_processes_need_whole_records_per_batch(splits):
               loader=dataclasses.replace(LOADER, shard_index=0, shard_count=2))
 
 
+@pytest.mark.slow
 def test_worker_process_matches_in_process_and_resumes(splits):
   # One worker walks the whole record stream, so it must give the in-process batches.
   make = lambda workers: _finetune(  # noqa: E731
