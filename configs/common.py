@@ -8,7 +8,9 @@ import ml_collections
 
 from hicmae_jax.models.sizes import SIZES, model_config, model_config_for_tests  # noqa: F401
 from hicmae_jax.representations.settings import (  # noqa: F401
-    embedding_plot_config, feature_probe_config)
+  embedding_plot_config,
+  feature_probe_config,
+)
 
 
 def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
@@ -63,13 +65,13 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   d.skip_check_min_records = 100
 
   # ---- objective ---------------------------------------------------------------------------
-  c.loss = l = ml_collections.ConfigDict()
-  l.frame_difference = True   # the released recipe's video target
-  l.contrastive_temperature = 0.07
-  l.contrastive_weight = 0.0025
-  l.contrastive_group_size = 40  # negatives per group of G clips (the original: per GPU); 0 = global
-  l.video_weight = 1.0
-  l.audio_weight = 1.0
+  c.loss = loss = ml_collections.ConfigDict()
+  loss.frame_difference = True   # the released recipe's video target
+  loss.contrastive_temperature = 0.07
+  loss.contrastive_weight = 0.0025
+  loss.contrastive_group_size = 40  # negatives per group of G clips (original: per GPU); 0 = global
+  loss.video_weight = 1.0
+  loss.audio_weight = 1.0
 
   # ---- optimisation ------------------------------------------------------------------------
   c.global_batch_size = 160
@@ -115,8 +117,3 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.recon_every_steps = 1000 if kind == "pretrain" else 0
   c.recon_num_clips = 2
   return c
-
-
-def lr_for_batch(base_lr: float, global_batch_size: int) -> float:
-  """The original's linear scaling rule: lr = base_lr * batch / 256."""
-  return base_lr * global_batch_size / 256

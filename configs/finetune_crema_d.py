@@ -1,7 +1,8 @@
 """HiCMAE-Base fine-tuning on CREMA-D (6 classes, 5 folds), the paper's recipe (SPEC 7).
 
   python -m hicmae_jax.main --config=configs/finetune_crema_d.py --workdir=/ckpt/crema_fold1 \
-      --config.data.train_dir=/data/crema_d/fold1/train --config.data.test_dir=/data/crema_d/fold1/test \
+      --config.data.train_dir=/data/crema_d/fold1/train \
+      --config.data.test_dir=/data/crema_d/fold1/test \
       --config.init_from=/ckpt/hicmae_base_converted
 
 Paper result (HiCMAE-B, audio+video): UAR 84.91, WAR 84.89 (averaged over 5 folds).

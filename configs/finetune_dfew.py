@@ -1,4 +1,5 @@
-"""HiCMAE-Base fine-tuning on DFEW (the original's recipe, SPEC 7; epochs not stated in SPEC; 100 as MAFW).
+"""HiCMAE-Base fine-tuning on DFEW (the original's recipe, SPEC 7; epochs not stated in SPEC;
+100 as MAFW).
 
   python -m hicmae_jax.main --config=configs/finetune_dfew.py --workdir=/ckpt/dfew_fold1 \
       --config.data.train_dir=/data/dfew/fold1/train --config.data.test_dir=/data/dfew/fold1/test \

@@ -1,4 +1,5 @@
-"""HiCMAE-Base fine-tuning on MAFW (the original's recipe, SPEC 7; 11-class single-label split (43-class compound: --config.model.num_classes=43)).
+"""HiCMAE-Base fine-tuning on MAFW (the original's recipe, SPEC 7; 11-class single-label split
+(43-class compound: --config.model.num_classes=43)).
 
   python -m hicmae_jax.main --config=configs/finetune_mafw.py --workdir=/ckpt/mafw_fold1 \
       --config.data.train_dir=/data/mafw/fold1/train --config.data.test_dir=/data/mafw/fold1/test \

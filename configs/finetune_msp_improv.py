@@ -1,7 +1,10 @@
-"""HiCMAE-Base fine-tuning on MSP-IMPROV (the original's recipe, SPEC 7; 6 folds with validation; epochs not stated in SPEC; 100).
+"""HiCMAE-Base fine-tuning on MSP-IMPROV (the original's recipe, SPEC 7; 6 folds with
+validation; epochs not stated in SPEC; 100).
 
-  python -m hicmae_jax.main --config=configs/finetune_msp_improv.py --workdir=/ckpt/msp_improv_fold1 \
-      --config.data.train_dir=/data/msp_improv/fold1/train --config.data.test_dir=/data/msp_improv/fold1/test \
+  python -m hicmae_jax.main --config=configs/finetune_msp_improv.py \
+      --workdir=/ckpt/msp_improv_fold1 \
+      --config.data.train_dir=/data/msp_improv/fold1/train \
+      --config.data.test_dir=/data/msp_improv/fold1/test \
       --config.init_from=/ckpt/hicmae_base_converted
 
 Paper result (HiCMAE-B, audio+video): WAR 74.95.

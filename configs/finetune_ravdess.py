@@ -1,7 +1,9 @@
-"""HiCMAE-Base fine-tuning on RAVDESS (the original's recipe, SPEC 7; 6 folds; epochs not stated in SPEC; 100).
+"""HiCMAE-Base fine-tuning on RAVDESS (the original's recipe, SPEC 7; 6 folds; epochs not stated
+in SPEC; 100).
 
   python -m hicmae_jax.main --config=configs/finetune_ravdess.py --workdir=/ckpt/ravdess_fold1 \
-      --config.data.train_dir=/data/ravdess/fold1/train --config.data.test_dir=/data/ravdess/fold1/test \
+      --config.data.train_dir=/data/ravdess/fold1/train \
+      --config.data.test_dir=/data/ravdess/fold1/test \
       --config.init_from=/ckpt/hicmae_base_converted
 
 Paper result (HiCMAE-B, audio+video): WAR 87.99.

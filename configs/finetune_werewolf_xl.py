@@ -1,7 +1,10 @@
-"""HiCMAE-Base fine-tuning on Werewolf-XL (the original's recipe, SPEC 7; arousal/valence/dominance regression, temporal stride 3).
+"""HiCMAE-Base fine-tuning on Werewolf-XL (the original's recipe, SPEC 7;
+arousal/valence/dominance regression, temporal stride 3).
 
-  python -m hicmae_jax.main --config=configs/finetune_werewolf_xl.py --workdir=/ckpt/werewolf_xl_fold1 \
-      --config.data.train_dir=/data/werewolf_xl/fold1/train --config.data.test_dir=/data/werewolf_xl/fold1/test \
+  python -m hicmae_jax.main --config=configs/finetune_werewolf_xl.py \
+      --workdir=/ckpt/werewolf_xl_fold1 \
+      --config.data.train_dir=/data/werewolf_xl/fold1/train \
+      --config.data.test_dir=/data/werewolf_xl/fold1/test \
       --config.init_from=/ckpt/hicmae_base_converted
 
 Paper result (HiCMAE-B, audio+video): valence PCC 69.23, CCC 64.81.

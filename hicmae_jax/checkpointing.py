@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from hicmae_jax import benign_logs, paths
+from hicmae_jax import log_noise, paths
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def manager(directory: str, *, max_to_keep: int | None = None, async_save: bool 
   """best_metric: keep the `max_to_keep` checkpoints with the highest metrics[best_metric]
   (Orbax's best-checkpoint policy) instead of the latest ones."""
   if read_only:  # before the options: their check logs the first of Orbax's notes
-    benign_logs.drop_orbax_read_only_notes()
+    log_noise.drop_orbax_read_only_notes()
   best = dict(best_fn=lambda m: m[best_metric], best_mode="max",
               keep_checkpoints_without_metrics=False) if best_metric else {}
   options = ocp.CheckpointManagerOptions(

@@ -1,11 +1,8 @@
-"""What every absl binary shares on the command line: start-up through `cli.run(main)`,
+"""What every absl binary shares on the command line: start-up through `cli.run(main)` (flags in
+absl's global FLAGS) or `cli.run_own` (flags of its own, a main callable in-process),
 `--help` that exits 0, bad input answered with one `error: ...` line and exit code 2 (no
-traceback), and output-folder checks that create nothing.
-
-Bad input is a command line that cannot work: a flag absl or config_flags refuses, a config file
-that does not exist, an override naming no key, a path error (FileNotFoundError, ...), or a
-ValueError raised by this project's own checks (hicmae_jax/, configs/). Anything else is an
-internal error and keeps its traceback (exit code 1).
+traceback), and output-folder checks that create nothing. What counts as bad input, and the
+line it is printed as, is errors.py (its names are re-exported here: cli.BadInput, ...).
 """
 from __future__ import annotations
 
@@ -13,30 +10,23 @@ import functools
 import os
 import re
 import sys
-import sysconfig
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
 
-EXIT_BAD_INPUT = 2
-
-# Errors about the user's paths, whoever raised them: their message names the path.
-PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_OWN_CODE = tuple(os.path.join(_REPO, d) + os.sep for d in ("hicmae_jax", "configs"))
-_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
-_SITE = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
-
-
-class BadInput(ValueError):
-  """A command-line value that cannot work; the message names the flag and the fix."""
+from hicmae_jax.errors import (
+  EXIT_BAD_INPUT,
+  BadInput,
+  error_line,
+  is_bad_input,
+  one_line,
+)
+from hicmae_jax.log_noise import quiet_known_noise
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
   """absl's app.run(main) with this module's flag parsing and error handling."""
-  from hicmae_jax import runtime
-  runtime.quiet_known_noise()  # before anything starts a backend or opens a checkpoint
+  quiet_known_noise()  # before anything starts a backend or opens a checkpoint
   app.run(functools.partial(_guarded, main), flags_parser=_parse_flags)
 
 
@@ -50,41 +40,37 @@ def _guarded(main, argv):
     return EXIT_BAD_INPUT
 
 
-def is_bad_input(error: BaseException) -> bool:
-  """True for errors the user fixes on the command line (see the module docstring)."""
-  if isinstance(error, (BadInput,) + PATH_ERRORS):
-    return True
-  return isinstance(error, ValueError) and _raised_by_own_code(error)
+def run_own(define: Callable[[flags.FlagValues], None],
+            body: Callable[[flags.FlagValues], int | None],
+            argv: Sequence[str] | None = None, *, doc: str = "") -> int:
+  """cli.run for a binary whose flags live in a FlagValues of its own, made by `define` when it
+  runs: its `main(argv)` then works in-process (as the tests call it) as it does from the
+  shell, and binaries imported into one process never share a flag name. The answers are
+  cli.run's: `--help` prints `doc` and the flags (exit 0); a bad flag or bad input is one
+  `error:` line (exit 2); anything else keeps its traceback.
 
-
-def _raised_by_own_code(error: BaseException) -> bool:
-  """The innermost frame outside the standard library is this project's code."""
-  origin, tb = "", error.__traceback__
-  while tb is not None:
-    name = tb.tb_frame.f_code.co_filename
-    stdlib = name.startswith("<") or (name.startswith(_STDLIB) and not name.startswith(_SITE))
-    if not stdlib:
-      origin = name
-    tb = tb.tb_next
-  return origin.startswith(_OWN_CODE)
-
-
-def error_line(error: BaseException | str) -> str:
-  """`error: <message>` on one line (a KeyError's message without its repr quotes)."""
-  if isinstance(error, KeyError) and error.args:
-    text = str(error.args[0])
-  else:
-    text = str(error) or type(error).__name__
-  return "error: " + one_line(text)
-
-
-def one_line(text: str) -> str:
-  """The lines of `text` joined: after punctuation by a space, else by "; "."""
-  out = ""
-  for line in (line.strip() for line in str(text).splitlines()):
-    if line:
-      out += ("" if not out else " " if out[-1] in ":;,.?!" else "; ") + line
-  return out
+  argv: the arguments without the program name (None: sys.argv[1:]). Returns body's exit code
+  (0 when it returns None)."""
+  quiet_known_noise()
+  values = flags.FlagValues()
+  define(values)
+  args = list(sys.argv[1:] if argv is None else argv)
+  if any(a in ("--help", "-h", "--helpshort", "--helpfull", "-?") for a in args):
+    print(f"{doc.strip()}\n\nflags:\n{values.get_help(include_special_flags=False)}")
+    return 0
+  try:
+    rest = values([sys.argv[0]] + args)
+  except flags.Error as e:
+    print(error_line(_flag_error_message(str(e))), file=sys.stderr)
+    return EXIT_BAD_INPUT
+  if len(rest) > 1:
+    print(error_line(f"unexpected argument {rest[1]!r}: every input is a flag (see --help)"),
+          file=sys.stderr)
+    return EXIT_BAD_INPUT
+  if not flags.FLAGS.is_parsed():  # grain and absl.logging read absl's own flags
+    flags.FLAGS.mark_as_parsed()
+  code = _guarded(body, values)
+  return 0 if code is None else code
 
 
 def fail(message: str) -> NoReturn:

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from hicmae_jax import (checkpointing, clip_predictions, metrics, periodic, pixels, runtime,
-                        sharding)
+from hicmae_jax import checkpointing, clip_predictions, metrics, periodic, pixels, runtime, sharding
 from hicmae_jax.data import pipeline, record_index
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,9 @@
 The pre-training and evaluation pipelines send frames as uint8 [B, T, S, S, 3] (a quarter of
 the bytes of float32); every consumer of a batch's video (the models, the pre-training targets,
 the reconstruction figures) calls `model_input` first, inside its jitted function. It looks each
-byte up in the same float32 table (`normalize_table`) as the host's `data.frames.normalize`, so the device gets the
-very bits the host used to send. Float input (fine-tuning batches, which are normalised on the
-host before their crop, erasing and mixing) passes through unchanged.
+byte up in the same float32 table (`normalize_table`) as the host's `data.frames.normalize`, so
+the device gets the very bits the host used to send. Float input (fine-tuning batches, which
+are normalised on the host before their crop, erasing and mixing) passes through unchanged.
 """
 from __future__ import annotations
 

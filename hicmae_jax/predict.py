@@ -12,8 +12,8 @@ result.
 --checkpoint: a fine-tuning run's workdir, a converted checkpoint folder, or an original .pth
 read directly (one recording no model config needs --config); --model: a folder written by
 tools.export --format=safetensors (weights, config.json with the class names). A video is read
-with its own audio track (or --wav). --face=auto (default) looks at 5 frames of a video: when the main face
-fills them like an aligned crop they are used as they are, otherwise the prepare face step
+with its own audio track (or --wav). --face=auto (default) looks at 5 frames of a video: when
+the main face fills them like an aligned crop they are used as they are, otherwise the face step
 aligns the face (faces/auto.py; frames folders are used as they are); --face=dlib always
 aligns (the same flags as prepare: --face_size, --face_scale, ...); --face=none never does,
 and warns when the frames are not face crops. The JSON says which and why. Windows of

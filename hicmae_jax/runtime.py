@@ -1,7 +1,7 @@
 """Process start-up and multi-process plumbing shared by the binaries: distributed init,
 barriers, fail-fast exit, logging (and the known-benign start-up noise it drops), the versions
-banner, the persistent compilation cache, the shared-workdir check. Command-line parsing and
-bad-input errors are cli.py."""
+banner, the persistent compilation cache, the shared-workdir check. Command-line parsing is
+cli.py; what counts as bad input and how it is printed, errors.py."""
 from __future__ import annotations
 
 import atexit
@@ -17,7 +17,8 @@ from typing import Callable
 
 import jax
 
-from hicmae_jax import benign_logs
+from hicmae_jax import errors
+from hicmae_jax.log_noise import quiet_known_noise
 
 log = logging.getLogger("hicmae_jax")
 
@@ -91,7 +92,7 @@ def compile_then_meet(jitted: Callable, name: str) -> Callable:
 
 def exit_now_if_multiprocess(error: BaseException) -> None:
   """A process that fails in a multi-process job exits at once: with the traceback (exit 1),
-  or on bad input with the one `error:` line of cli.error_line (exit 2).
+  or on bad input with the one `error:` line of errors.error_line (exit 2).
 
   A normal exit would wait up to 5 minutes at jax.distributed's shutdown barrier, heartbeats
   still beating, while the other processes hang in a collective this one never joins. Exiting
@@ -99,10 +100,9 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
   --heartbeat_timeout_s, naming this process."""
   if jax.process_count() <= 1:
     return
-  from hicmae_jax import cli
-  if cli.is_bad_input(error):  # the same one line a single process prints
-    print(cli.error_line(error), file=sys.stderr)
-    code = cli.EXIT_BAD_INPUT
+  if errors.is_bad_input(error):  # the same one line a single process prints
+    print(errors.error_line(error), file=sys.stderr)
+    code = errors.EXIT_BAD_INPUT
   else:
     log.error("process %d exits on %s:\n%s", jax.process_index(), type(error).__name__,
               "".join(traceback.format_exception(error)))
@@ -112,20 +112,6 @@ def exit_now_if_multiprocess(error: BaseException) -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os._exit(code)
-
-
-# Orbax warnings that every read-only restore or converted checkpoint prints and that ask
-# nothing of the user (message prefixes); other Orbax warnings stay.
-BENIGN_WARNINGS = benign_logs.ORBAX_READ_ONLY
-
-
-def quiet_known_noise() -> None:
-  """Start-up and restore messages that say nothing wrong: JAX's INFO line about each platform
-  it probes and does not find (`Unable to initialize backend 'tpu'` on every machine without
-  one; a platform that is present starts silently as before) and BENIGN_WARNINGS. Call before
-  the backend starts; idempotent."""
-  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-  benign_logs.drop_orbax_read_only_notes()
 
 
 class UploadedLogHandler(logging.FileHandler):
@@ -295,18 +281,17 @@ def explain_multiprocess_failure(error: BaseException, workdir: str) -> None:
             jax.process_count(), str(error).splitlines()[0][:200], last)
 
 
-def json_command(body, errors: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError)
-                 ) -> int:
+def json_command(body, bad_input: tuple[type[BaseException], ...] = (FileNotFoundError,
+                                                                   ValueError)) -> int:
   """Runs a command's body (a no-argument callable returning a JSON-able summary): prints the
   summary and returns 0, or prints one line `error: <message>` to stderr and returns 2 on bad
-  input (`errors`)."""
+  input (`bad_input`)."""
   import json
 
-  from hicmae_jax import cli
   try:
     summary = body()
-  except errors as e:
-    print(cli.error_line(e), file=sys.stderr)
-    return cli.EXIT_BAD_INPUT
+  except bad_input as e:
+    print(errors.error_line(e), file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
   print(json.dumps(summary, indent=2))
   return 0

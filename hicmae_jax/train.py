@@ -21,12 +21,23 @@ import numpy as np
 import optax
 from flax import nnx
 
-from hicmae_jax import (checkpointing, device_augment, io_utils, objectives, optim, paths,
-                        periodic, preemption, runtime, sharding, train_state, writers)
+from hicmae_jax import (
+  checkpointing,
+  device_augment,
+  io_utils,
+  objectives,
+  optim,
+  paths,
+  periodic,
+  preemption,
+  runtime,
+  sharding,
+  train_state,
+  writers,
+)
 from hicmae_jax.checkpoints import transfer
 from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
-from hicmae_jax.models import params as params_lib
 
 # After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
 from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip
@@ -253,7 +264,8 @@ def _initial_weights(config, start, ours, param_shardings):
     moved = transfer.transfer_by_name(raw, ours)
     dropped = moved.dropped
     log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
-             src_kind, len(moved.loaded), len(dropped), ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+             src_kind, len(moved.loaded), len(dropped),
+             ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
     log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing))
     mngr.close()
     return jax.device_put(moved.params, param_shardings)

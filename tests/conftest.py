@@ -3,7 +3,6 @@ import os
 import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 from absl import flags  # noqa: E402
 

@@ -3,8 +3,9 @@
 Layers only point down: every folder and top-level module sits in one layer of LAYERS and
 imports only its own layer and those below; nothing in hicmae_jax imports the command-line
 tools or the repository's configs/, the trainer does not import representations, pure maths
-does not import models, and no two folders import each other. Modules stay under 600 lines,
-functions under 80."""
+does not import models, and no two folders import each other. Inside layer 4 the modules follow
+LAYER4_ORDER; across the package no chain of module-level imports comes back to where it
+started. Modules stay under 600 lines, functions under 80."""
 from __future__ import annotations
 
 import ast
@@ -18,20 +19,26 @@ MAX_FUNCTION_LINES = 80
 # docs/ARCHITECTURE.md's table, bottom up: (layer, its folders and top-level modules). Every
 # one is listed, so a new module has to be placed (test_every_module_has_a_layer).
 LAYERS = (
-    ("foundations", {"paths", "io_utils", "experiments", "host_info",
-                     "preemption", "mask_counts", "patches", "pixels",
-                     "device_augment", "benign_logs"}),
+    ("foundations", {"errors", "log_noise", "cli", "paths", "io_utils", "experiments",
+                     "host_info", "preemption", "mask_counts", "patches", "pixels",
+                     "device_augment", "accelerators"}),
     ("models and maths; faces", {"models", "masking", "targets", "losses", "faces"}),
     ("data", {"data"}),
     ("checkpoints", {"checkpointing", "checkpoints"}),
     ("training and evaluation", {"objectives", "optim", "sharding", "writers", "metrics",
                                  "clip_predictions", "periodic", "config_validation",
-                                 "runtime", "cli", "train", "evaluate", "demo"}),
+                                 "runtime", "compiled_report", "train_state", "train",
+                                 "evaluate", "demo"}),
     ("uses of a trained model", {"representations", "prediction", "crossval", "sharing"}),
     # hicmae_jax: the package's __init__ (from_pretrained, imported on first use).
     ("binaries and tools", {"main", "eval_main", "predict", "tools", "hicmae_jax"}),
 )
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
+# Layer 4's modules bottom up (docs/ARCHITECTURE.md): each imports only those before it, inside
+# functions too.
+LAYER4_ORDER = ("objectives", "optim", "sharding", "writers", "metrics", "clip_predictions",
+                "periodic", "config_validation", "runtime", "compiled_report", "train_state",
+                "train", "evaluate", "demo")
 
 
 def _modules():
@@ -44,22 +51,38 @@ def _module_name(path: pathlib.Path) -> str:
   return ".".join(parts)
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-  """Every module name `path` imports (absolute; relative imports resolved)."""
+def _imports(path: pathlib.Path, module_level: bool = False) -> set[str]:
+  """Every module name `path` imports (absolute; relative imports resolved); with module_level,
+  only the imports run when the module is imported (none inside a function)."""
   tree = ast.parse(path.read_text(), str(path))
   here = _module_name(path).split(".")
   package = here if path.name == "__init__.py" else here[:-1]
   out = set()
-  for node in ast.walk(tree):
+  for node in (_module_level_nodes(tree) if module_level else ast.walk(tree)):
     if isinstance(node, ast.Import):
       out.update(a.name for a in node.names)
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
         base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
-      out.add(base)
-      out.update(f"{base}.{a.name}" for a in node.names)
+      subs = {f"{base}.{a.name}" for a in node.names}
+      out.update(subs)
+      if not all(_is_module(m) for m in subs):  # a name defined in `base` itself
+        out.add(base)
   return out
+
+
+def _is_module(name: str) -> bool:
+  path = PACKAGE.parent.joinpath(*name.split("."))
+  return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _module_level_nodes(tree: ast.AST):
+  """The nodes of `tree` outside function bodies (class bodies run at import time)."""
+  for child in ast.iter_child_nodes(tree):
+    if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+      yield child
+      yield from _module_level_nodes(child)
 
 
 def _folder(module: str) -> str:
@@ -115,6 +138,70 @@ def test_no_import_cycle_between_folders():
           edges.setdefault(src, set()).add(dst)
   cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a in edges.get(b, ()))
   assert not cycles, cycles
+
+
+def test_layer4_modules_follow_their_order():
+  assert set(LAYER4_ORDER) == LAYERS[4][1], "LAYER4_ORDER must list layer 4's modules"
+  rank = {name: i for i, name in enumerate(LAYER4_ORDER)}
+  upward = []
+  for name in LAYER4_ORDER:
+    for m in _imports(PACKAGE / f"{name}.py"):
+      dst = _folder(m) if m.startswith("hicmae_jax.") else None
+      if dst in rank and rank[dst] > rank[name]:
+        upward.append(f"{name} imports {m}, which LAYER4_ORDER puts above it")
+  assert not upward, "\n".join(upward)
+
+
+def _module_level_graph() -> dict[str, set[str]]:
+  """module -> the package modules its import runs (`from pkg import sub` names the submodule;
+  a package's __init__ counts only when a name defined there is taken from it)."""
+  names = {_module_name(p): p for p in _modules()}
+  graph = {}
+  for name, path in names.items():
+    graph[name] = set()
+    for m in _imports(path, module_level=True):
+      while m and m not in names:  # hicmae_jax.data.options.AudioOptions -> ...data.options
+        m = m.rpartition(".")[0]
+      if m and m != name:
+        graph[name].add(m)
+  return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+  """One import chain per strongly connected group of `graph` (Tarjan), e.g. [a, b, a]."""
+  index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+  def visit(v):
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on_stack.add(v)
+    for w in sorted(graph[v]):
+      if w not in index:
+        visit(w)
+        low[v] = min(low[v], low[w])
+      elif w in on_stack:
+        low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+      group = []
+      while not group or group[-1] != v:
+        group.append(stack.pop())
+        on_stack.discard(group[-1])
+      if len(group) > 1:
+        out.append(sorted(group) + [min(group)])
+  for v in sorted(graph):
+    if v not in index:
+      visit(v)
+  return out
+
+
+def test_cycles_finds_a_circle():
+  assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+  assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_level_import_cycle():
+  cycles = _cycles(_module_level_graph())
+  assert not cycles, "module-level import circles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
 def test_module_and_function_sizes():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 
 from hicmae_jax import cli
 
@@ -109,6 +110,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_and_creates_nothing(case, tmp_path):
   module, args, devices, expected = CASES[case]
@@ -146,6 +148,7 @@ def test_unwritable_folder_is_named(tmp_path, monkeypatch):
   assert sorted(os.listdir(tmp_path)) == ["locked"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module,flag", [("hicmae_jax.main", "--workdir:"),
                                          ("hicmae_jax.eval_main", "--checkpoint:"),
                                          ("hicmae_jax.tools.linear_probe", "--train:")])
@@ -155,6 +158,7 @@ def test_help_exits_zero(module, flag, tmp_path):
   assert flag in done.stdout and not done.stderr.strip()
 
 
+@pytest.mark.slow
 def test_full_help_exits_zero(tmp_path):
   done = run_binary("hicmae_jax.tools.plot_embeddings", "--helpfull", cwd=tmp_path)
   assert done.returncode == 0 and "--output" in done.stdout
@@ -189,3 +193,41 @@ def test_json_command_prints_one_line(capsys, caplog):
   with caplog.at_level(logging.INFO):
     assert runtime.json_command(body) == 2
   assert capsys.readouterr().err == "error: features folder 'x' not found: create it first\n"
+
+
+def _own_flags(values):
+  flags.DEFINE_string("name", None, "a name", flag_values=values, required=True)
+  flags.DEFINE_integer("count", 1, "how many", lower_bound=1, flag_values=values)
+  flags.DEFINE_multi_string("item", [], "repeatable", flag_values=values)
+
+
+def _own_body(values):
+  if values.name == "bad":
+    raise cli.BadInput("--name=bad: choose another name")
+  if values.name == "crash":
+    raise RuntimeError("internal")
+  print(f"{values.name} {values.count} {values.item}")
+  return 3 if values.name == "three" else None
+
+
+@pytest.mark.parametrize("argv, code, out, err", [
+    (["--name=a", "--count", "2", "--item=x", "--item", "y"], 0, "a 2 ['x', 'y']", ""),
+    (["--name", "three"], 3, "three 1 []", ""),
+    (["--help"], 0, "the doc", ""),
+    ([], 2, "", "error: --name is required (see --help)"),
+    (["--name=a", "--count=0"], 2, "", "error: flag --count=0: 0 is not a positive integer"),
+    (["--name=a", "--nmae=b"], 2, "", "error: Unknown command line flag 'nmae'"),
+    (["--name=a", "extra"], 2, "", "error: unexpected argument 'extra'"),
+    (["--name=bad"], 2, "", "error: --name=bad: choose another name"),
+])
+def test_run_own_parses_its_own_flags_each_call(argv, code, out, err, capsys):
+  assert cli.run_own(_own_flags, _own_body, argv, doc="the doc") == code
+  captured = capsys.readouterr()
+  assert out in captured.out and captured.err.startswith(err)
+  assert len(captured.err.splitlines()) == (1 if err else 0)
+  assert "name" not in flags.FLAGS  # the binary's flags never reach absl's global FLAGS
+
+
+def test_run_own_keeps_the_traceback_of_an_internal_error():
+  with pytest.raises(RuntimeError, match="internal"):
+    cli.run_own(_own_flags, _own_body, ["--name=crash"])

@@ -29,6 +29,7 @@ def run(tmp_path_factory):
   return config, workdir, results
 
 
+@pytest.mark.slow
 def test_final_test_writes_predictions_that_give_the_results_back(run):
   config, workdir, results = run
   path = os.path.join(workdir, clip_predictions.FILENAME)
@@ -51,6 +52,7 @@ def test_final_test_writes_predictions_that_give_the_results_back(run):
     assert r["predicted_name"] == again["class_names"][int(r["predicted"])]
 
 
+@pytest.mark.slow
 def test_eval_binary_writes_predictions_with_per_view_scores(run, tmp_path):
   config, workdir, _ = run
   results = str(tmp_path / "eval.json")
@@ -100,6 +102,7 @@ def test_views_merge_per_clip_and_round_trip_exactly(tmp_path):
   assert back.clip_ids == ["#0", "#1"]
 
 
+@pytest.mark.slow
 def test_record_index_reads_ids_without_decoding(run):
   config, _, _ = run
   ids = record_index.clip_ids(config.data.test_dir)

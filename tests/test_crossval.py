@@ -102,6 +102,7 @@ def _fake_split(split_dir, clips, dataset="crema_d"):
                      shards=[], extra={"source_split_file": list_file}).save(split_dir)
 
 
+@pytest.mark.slow
 def test_leakage_check_names_the_shared_speakers(tmp_path):
   root = tmp_path / "folds"
   _fake_split(str(root / "fold1" / "train"), ["/d/1001_DFA_ANG_XX", "/d/1002_DFA_ANG_XX"])
@@ -173,6 +174,7 @@ def _latest_steps(workdir):
       os.path.join(workdir, f"fold{k}"))) for k in (1, 2, 3)}
 
 
+@pytest.mark.slow
 def test_cross_validate_three_folds_resumes_and_reports(folds_root, tmp_path):
   workdir = str(tmp_path / "cv")
   folds = layout.discover(str(folds_root))
@@ -225,6 +227,7 @@ def test_cross_validate_three_folds_resumes_and_reports(folds_root, tmp_path):
       np.mean([r["test"]["uar"] for r in results[:2]]))
 
 
+@pytest.mark.slow
 def test_commands_and_slurm_array(folds_root, tmp_path):
   folds = layout.discover(str(folds_root), only=(2,))
   command = runner.fold_command("configs/finetune_crema_d.py", ["--config.init_from=ckpt/b"],

@@ -89,8 +89,8 @@ def test_finetune_pipeline_with_float_on_device_equals_host(tmp_path):
   """The fine-tuning pipeline, switch on and off (no erasing, so the random streams stay
   aligned): the train step's video equals the host's, labels, targets and audio are equal;
   with erasing the regions are the host's (its noise is jax.random's)."""
-  from tests.test_device_resize import _write_clips
   from hicmae_jax.data import options, pipeline
+  from tests.test_device_resize import _write_clips
   split = str(tmp_path / "s")
   _write_clips(split, [(40, 48), (40, 48), (24, 20), (56, 64)] * 2)
   video = options.VideoOptions(num_frames=4, sampling_rate=2, input_size=32)

@@ -110,6 +110,7 @@ def test_device_crop_box_is_the_host_box():
 def test_fixed_crop_done_at_prepare_is_not_applied_again(caplog):
   import logging
   import types
+
   from hicmae_jax.data import pipeline
   augment = AugmentOptions(fixed_crop=(0, 160, 32, 192), multiscale=(1.0,), num_repeats=1,
                            rand_augment="", erase_prob=0.0, resize_on_device=True)
@@ -149,7 +150,9 @@ def _write_clips(split_dir, sizes, num_frames=12):
   """One shard of clips with smooth frames of the given (h, w) and noise audio."""
   import io
   import os
+
   from array_record.python.array_record_module import ArrayRecordWriter
+
   from hicmae_jax.data import schema
   os.makedirs(split_dir)
   rng = np.random.default_rng(0)

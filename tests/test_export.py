@@ -17,8 +17,7 @@ import hicmae_jax
 from hicmae_jax.checkpoints import safetensors_io
 from hicmae_jax.data import synthetic
 from hicmae_jax.models.sizes import model_config_for_tests
-from hicmae_jax.prediction import model as prediction_model
-from hicmae_jax.prediction import runner
+from hicmae_jax.prediction import model as prediction_model, runner
 from hicmae_jax.representations import features
 from hicmae_jax.sharing import exporter, pretrained, stablehlo
 from tests.test_cli_errors import assert_one_error_line, run_binary

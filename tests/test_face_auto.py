@@ -170,8 +170,9 @@ def test_prepare_none_on_the_scene_warns_once(tmp_path, videos, capsys):
 def test_prepare_frames_folders_keep_todays_bytes_and_fingerprints(tmp_path, videos):
   """A frames folder under the default auto is read as before (no detector, the same shard
   fingerprint as --face=none, so an existing split is not redone)."""
-  from hicmae_jax.data import shard_writer
   import soundfile as sf
+
+  from hicmae_jax.data import shard_writer
   folder = tmp_path / "clip01"
   folder.mkdir()
   for i, frame in enumerate(_crop_frames()[:8]):

@@ -10,9 +10,7 @@ import pytest
 from PIL import Image
 
 from hicmae_jax import faces
-from hicmae_jax.faces import align
-from hicmae_jax.faces import detector as detector_lib
-from hicmae_jax.faces import track as track_lib
+from hicmae_jax.faces import align, detector as detector_lib, track as track_lib
 
 skimage_data = pytest.importorskip("skimage.data")
 dlib = pytest.importorskip("dlib")
@@ -215,8 +213,8 @@ def test_clip_without_a_face_is_skipped_with_its_reason():
 
 
 def test_contact_sheet(tmp_path):
-  from hicmae_jax.faces import preview
   from hicmae_jax.data import synthetic, video_io
+  from hicmae_jax.faces import preview
   frames, _ = _moving_clip(num_frames=6, covered=())
   synthetic.write_mp4(str(tmp_path / "a.mp4"), frames)
   path = preview.write_contact_sheet([str(tmp_path / "a.mp4")],
@@ -236,15 +234,13 @@ def _write_clip(path, frames, seconds, sr=44100, freq=440.0):
                       sample_rate=sr)
 
 
+@pytest.mark.slow
 def test_raw_videos_to_face_shards_to_finetuning(tmp_path):
   """Raw mp4 files with their own 44.1 kHz audio -> prepare --face=dlib -> a 2-step
   fine-tuning on the crops and its test evaluation."""
   from configs import test_pretrain
   from hicmae_jax import train
-  from hicmae_jax.data import prepare
-  from hicmae_jax.data import schema
-  from hicmae_jax.data import shard_writer
-  from hicmae_jax.data import split_reader
+  from hicmae_jax.data import prepare, schema, shard_writer, split_reader
   raw = tmp_path / "raw"
   raw.mkdir()
   lines = {"train": [], "test": []}

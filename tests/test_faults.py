@@ -58,6 +58,7 @@ def _wait_for(proc, text, timeout):
   raise AssertionError(f"{text!r} not seen within {timeout}s:\n" + "".join(seen)[-3000:])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_zero_then_kill9_leaves_a_restorable_checkpoint(
     tmp_path, synthetic_dir):
   workdir = str(tmp_path / "run")
@@ -99,6 +100,7 @@ def _latest_step(workdir):
                                read_only=True).latest_step()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_at_the_reported_step_and_exits_zero(tmp_path, synthetic_dir):
   workdir = str(tmp_path / "run")
   proc = _start(workdir, synthetic_dir, "--config.num_train_steps=100000",
@@ -118,6 +120,7 @@ def test_ctrl_c_saves_at_the_reported_step_and_exits_zero(tmp_path, synthetic_di
   assert "| Name" in open(os.path.join(workdir, "parameters.txt")).read()
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once(tmp_path, synthetic_dir):
   proc = _start(str(tmp_path / "run"), synthetic_dir, "--config.num_train_steps=100000",
                 "--config.checkpoint_every_steps=100000")
@@ -172,6 +175,7 @@ def test_missing_empty_and_unfinished_checkpoint_folders_get_their_own_message(t
       tmp_path / "wd" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_is_named_and_fallback_uses_the_previous(tmp_path, synthetic_dir):
   workdir = str(tmp_path / "run")
   config = test_pretrain.get_config()
@@ -195,6 +199,7 @@ def test_damaged_checkpoint_is_named_and_fallback_uses_the_previous(tmp_path, sy
   assert results["step"] == 3
 
 
+@pytest.mark.slow
 def test_refuses_a_workdir_of_another_run(tmp_path, synthetic_dir):
   workdir = str(tmp_path / "run")
   config = test_pretrain.get_config()
@@ -241,6 +246,7 @@ def test_nonfinite_update_is_skipped_and_stop_names_the_step(tmp_path, synthetic
              zip(jax.tree.leaves(state["opt_state"]), moments_before, strict=True))
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_the_run_naming_the_step(tmp_path, synthetic_dir, monkeypatch):
   config = test_pretrain.get_config()
   config.data.synthetic_dir = synthetic_dir

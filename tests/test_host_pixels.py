@@ -15,9 +15,7 @@ from PIL import Image
 
 from configs import test_pretrain
 from hicmae_jax import objectives, pixels
-from hicmae_jax.data import frames as frames_lib
-from hicmae_jax.data import rand_augment as RA
-from hicmae_jax.data import stages, video_augment
+from hicmae_jax.data import frames as frames_lib, stages, video_augment
 from hicmae_jax.data.options import VideoOptions
 from hicmae_jax.models.hicmae import PretrainModel
 

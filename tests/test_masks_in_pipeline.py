@@ -2,9 +2,12 @@
 drawn by the input pipeline; the masks that reach the loss have the model's exact counts."""
 import jax
 import numpy as np
+import pytest
 
 from configs import test_pretrain
 from hicmae_jax import objectives, train
+
+pytestmark = pytest.mark.slow  # trains a model or starts processes
 
 
 def test_pipeline_masks_reach_the_loss_with_exact_counts(tmp_path, monkeypatch):

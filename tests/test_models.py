@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -11,11 +12,9 @@ from flax import nnx
 from configs.common import SIZES, model_config, model_config_for_tests
 from hicmae_jax import objectives
 from hicmae_jax.checkpoints import mapping
-from hicmae_jax.models import layers
-from hicmae_jax.models import params as params_lib
+from hicmae_jax.models import layers, params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
-import ml_collections
 
 
 def read_keys(path):

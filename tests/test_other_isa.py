@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains a model or starts processes
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 

@@ -12,9 +12,7 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-from hicmae_jax.data import batching, masks, schema
-from hicmae_jax.data import options
-from hicmae_jax.data import pipeline
+from hicmae_jax.data import batching, masks, options, pipeline, schema
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)
@@ -216,6 +214,7 @@ def test_several_processes_need_whole_records_per_batch(splits):
               loader=dataclasses.replace(LOADER, shard_index=0, shard_count=2))
 
 
+@pytest.mark.slow
 def test_worker_process_matches_in_process_and_resumes(splits):
   # One worker walks the whole record stream, so it must give the in-process batches.
   make = lambda workers: _finetune(  # noqa: E731
@@ -309,6 +308,7 @@ def test_pipeline_masks_are_checked_as_they_leave_the_pipeline(splits, monkeypat
 
 # --- the pipeline benchmark command ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_pipeline_benchmark_command_times_the_config_pipeline(splits):
   """As a user runs it: the config's evaluation pipeline, its stages and its rate."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

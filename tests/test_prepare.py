@@ -8,13 +8,15 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from hicmae_jax.data import datasets
-from hicmae_jax.data import prepare
-from hicmae_jax.data import schema
-from hicmae_jax.data import shard_writer
-from hicmae_jax.data import split_reader
-from hicmae_jax.data import synthetic
-from hicmae_jax.data import video_io
+from hicmae_jax.data import (
+  datasets,
+  prepare,
+  schema,
+  shard_writer,
+  split_reader,
+  synthetic,
+  video_io,
+)
 from hicmae_jax.data.split_file import PrepareError, parse_split_file
 
 SR_IN = 44100
@@ -311,6 +313,7 @@ def test_audio_at_another_rate_is_resampled_with_soxr_hq(tmp_path):
   """48 kHz wav -> 16 kHz: libsoxr HQ (what librosa's default res_type soxr_hq computes; the
   two were bit-identical against librosa 0.11.0), ceil(N / 3) samples, tone preserved."""
   import soxr
+
   from hicmae_jax.data import audio
   sr = 48000
   x = _tone(0.5, 1000.0, sr) + 0.05 * np.random.default_rng(0).normal(size=int(0.5 * sr))

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from configs import learning_check as learning_check_config
-from hicmae_jax.representations import embedding
-from hicmae_jax.representations import features
-from hicmae_jax.representations import probe
+from hicmae_jax.representations import embedding, features, probe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +41,7 @@ def check(tmp_path_factory):
       features=lambda name: features.load_features(os.path.join(workdir, "features", name)))
 
 
+@pytest.mark.slow
 def test_reduced_learning_check(check):
   from hicmae_jax import train, writers
   from hicmae_jax.models import params as params_lib
@@ -86,6 +85,7 @@ def test_reduced_learning_check(check):
     np.testing.assert_array_equal(np.asarray(start[k]), baseline[k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_export_sees_what_evaluation_sees(check):
   """The split export's inputs are the evaluation pipeline's, and its feature is the
   pre-trained encoders' hierarchical fusion (uniform layer weights, identity LayerNorm)."""
@@ -99,7 +99,8 @@ def test_export_sees_what_evaluation_sees(check):
   c = check.config
   m = c.model
   opts = features.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8) for v in features.clip_views(clip, opts)]
+  views = [v for clip in features.split_clips(check.test_dir, 8)
+           for v in features.clip_views(clip, opts)]
   ds = pipeline.eval_dataset_from_config(c, check.test_dir, mode="val", batch_size=8,
                                          shard=(0, 1))
   batch = next(iter(ds))
@@ -131,6 +132,7 @@ def test_export_sees_what_evaluation_sees(check):
   assert exported.class_names == ["class_0", "class_1", "class_2"]
 
 
+@pytest.mark.slow
 def test_export_raw_files_and_sliding_windows(check, tmp_path):
   from hicmae_jax.data import synthetic
   from hicmae_jax.representations.features import export_features
@@ -170,9 +172,10 @@ def test_export_raw_files_and_sliding_windows(check, tmp_path):
   assert got.meta["input"]["video"] == os.path.abspath(video)
 
 
+@pytest.mark.slow
 def test_export_from_an_original_pth(check, tmp_path):
-  from hicmae_jax.tools import convert_checkpoint
   from hicmae_jax.representations.features import export_features
+  from hicmae_jax.tools import convert_checkpoint
   pth = str(tmp_path / "pretrain.pth")
   convert_checkpoint.export_to_torch(check.pretrain, pth)
   ours, original = features.load_weights(check.pretrain), features.load_weights(pth,
@@ -192,6 +195,7 @@ def test_export_from_an_original_pth(check, tmp_path):
   np.testing.assert_allclose(got.features, ref.features[:8], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_from_a_finetuned_checkpoint(check, tmp_path):
   """Every tensor of a fine-tuned checkpoint is used: learnt layer weights and norm included."""
   import copy
@@ -223,7 +227,8 @@ def test_export_from_a_finetuned_checkpoint(check, tmp_path):
   got = features.load_features(out)
   assert got.meta["kind"] == "finetune" and got.meta["weights"]["step"] == 7
   opts = features.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8) for v in features.clip_views(clip, opts)]
+  views = [v for clip in features.split_clips(check.test_dir, 8)
+           for v in features.clip_views(clip, opts)]
   expected = nnx.jit(lambda mdl, v, a: mdl.features(v, a)["feature"])(
       model, np.stack([v for _, v, _ in views]), np.stack([a for _, _, a in views]))
   np.testing.assert_allclose(got.features, np.asarray(expected), atol=2e-5)
@@ -234,8 +239,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   difference is undone and each patch un-normalised with its own statistics."""
   import jax.numpy as jnp
 
-  from hicmae_jax import pixels as hicmae_pixels
-  from hicmae_jax import targets
+  from hicmae_jax import pixels as hicmae_pixels, targets
   from hicmae_jax.representations import reconstruction
   rng = np.random.default_rng(0)
   pixels = rng.uniform(size=(2, 4, 32, 32, 3)).astype(np.float32)  # [B, T, H, W, C]
@@ -244,8 +248,8 @@ def test_reconstruction_maps_targets_back_to_pixels():
   ids = jnp.asarray(np.stack([rng.permutation(8)[:5] for _ in range(2)]))  # 5 of 8 tubelets
   for frame_difference in (True, False):
     tv = targets.video_targets(video, tubelet=2, patch=16, frame_difference=frame_difference)
-    out = reconstruction.video_to_pixels(video, jnp.take_along_axis(tv, ids[..., None], 1), ids, tubelet=2,
-                            patch=16, frame_difference=frame_difference)
+    out = reconstruction.video_to_pixels(video, jnp.take_along_axis(tv, ids[..., None], 1), ids,
+                                         tubelet=2, patch=16, frame_difference=frame_difference)
     np.testing.assert_allclose(out["original"], pixels, atol=1e-6)
     np.testing.assert_allclose(out["reconstruction"], pixels, atol=2e-5)
   # masked: grey exactly where masked, the input elsewhere
@@ -261,11 +265,13 @@ def test_reconstruction_maps_targets_back_to_pixels():
                                    np.asarray(patchify_video(pixels, 2, 16))[b, t], atol=1e-6)
   audio = jnp.asarray(rng.normal(size=(2, 64, 32)).astype(np.float32))
   ta = targets.audio_targets(audio, patch=16)
-  out = reconstruction.audio_to_values(audio, jnp.take_along_axis(ta, ids[..., None], 1), ids, patch=16)
+  out = reconstruction.audio_to_values(audio, jnp.take_along_axis(ta, ids[..., None], 1), ids,
+                                       patch=16)
   np.testing.assert_allclose(out["reconstruction"], audio, atol=2e-5)
   assert int(np.isnan(np.asarray(out["masked"])).sum()) == 2 * 5 * 256
 
 
+@pytest.mark.slow
 def test_reconstruct_command(check, tmp_path, monkeypatch):
   from hicmae_jax.representations.reconstruction import reconstruction_png
   png = str(tmp_path / "recon.png")
@@ -332,6 +338,7 @@ def test_linear_probe(tmp_path):
     probe.run_probe(train, {"test": short}, steps=10, learning_rate=1e-2, weight_decay=0.0)
 
 
+@pytest.mark.slow
 def test_linear_probe_command(check, tmp_path):
   """The command on the synthetic features reproduces the learning check's probe."""
   out = tmp_path / "probe.json"
@@ -356,6 +363,7 @@ def test_linear_probe_command(check, tmp_path):
   assert done.returncode == 2 and "not found" in done.stderr
 
 
+@pytest.mark.slow
 def test_embeddings(check, tmp_path):
   from configs import common
   from hicmae_jax.representations.embedding import plot_feature_dirs
@@ -383,6 +391,7 @@ def test_embeddings(check, tmp_path):
   assert _png_ok(png)
 
 
+@pytest.mark.slow
 def test_windows_and_bad_inputs(check, tmp_path):
   from hicmae_jax.data import sampling
   from hicmae_jax.representations.features import export_features

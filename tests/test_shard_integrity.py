@@ -17,12 +17,7 @@ import soundfile as sf
 from PIL import Image
 
 from hicmae_jax import cli
-from hicmae_jax.data import integrity
-from hicmae_jax.data import prepare
-from hicmae_jax.data import records
-from hicmae_jax.data import schema
-from hicmae_jax.data import split_reader
-from hicmae_jax.data import verify
+from hicmae_jax.data import integrity, prepare, records, schema, split_reader, verify
 from hicmae_jax.data.split_file import PrepareError
 from tests.test_cli_errors import CREMA, assert_one_error_line, run_binary
 
@@ -128,7 +123,7 @@ def test_verify_finds_same_size_corruption(split, capsys):
   _flip(shard, 0.05, 0.06)  # inside the first record (the shard ends in zero padding)
   schema.DatasetInfo.load(split)  # same size: the start-up check cannot see it
   assert verify.main(["--split_dir", split]) == verify.EXIT_DAMAGED
-  errors = [l for l in capsys.readouterr().err.splitlines() if l.startswith("error:")]
+  errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
   assert len(errors) == 1
   assert shard in errors[0] and "SHA-256 differs" in errors[0] and "re-copy" in errors[0]
   assert _shard(split, 1) not in errors[0]
@@ -171,6 +166,7 @@ def test_record_refuses_a_damaged_old_split(split, capsys):
   assert not schema.DatasetInfo.load(split, check_shards=False).shard_bytes
 
 
+@pytest.mark.slow
 def test_prepare_refuses_a_bucket_output(raw):
   with pytest.raises(PrepareError, match="gcloud storage cp -r .*verify"):
     _prepare(raw, "gs://bucket/data")

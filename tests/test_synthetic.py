@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import schema
-from hicmae_jax.data import split_reader
-from hicmae_jax.data import synthetic
+from hicmae_jax.data import schema, split_reader, synthetic
 
 NUM_CLASSES = 3
 

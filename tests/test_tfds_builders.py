@@ -4,9 +4,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from hicmae_jax.data import split_reader  # noqa: E402
-from hicmae_jax.data import synthetic  # noqa: E402
-from hicmae_jax.data import tfds_builders  # noqa: E402
+from hicmae_jax.data import split_reader, synthetic, tfds_builders  # noqa: E402
 
 
 def test_synthetic_builder_matches_prepare(tmp_path):

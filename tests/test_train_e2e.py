@@ -37,6 +37,7 @@ def pretrain_config(synthetic_dir, steps):
   return c
 
 
+@pytest.mark.slow
 def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir):
   # Uninterrupted: 4 steps.
   full = str(tmp_path / "full")
@@ -94,6 +95,7 @@ def test_pretrain_resume_is_exact_then_finetune_and_eval(tmp_path, synthetic_dir
   assert json.load(open(out))["num_clips"] == 8
 
 
+@pytest.mark.slow
 def test_linear_probe_moves_only_the_head(tmp_path, synthetic_dir):
   pre = str(tmp_path / "pre")
   train.run(pretrain_config(synthetic_dir, 1), pre)
@@ -132,6 +134,7 @@ def test_train_step_stays_on_device_and_donates_the_state():
   assert int(state["step"]) == 1 and np.isfinite(float(metrics["loss"]))
 
 
+@pytest.mark.slow
 def test_test_split_is_scored_on_the_best_validation_weights(tmp_path, synthetic_dir,
                                                                monkeypatch):
   # Two validations (steps 6 and 12, an epoch being 6 steps). Their UAR is scripted so the
@@ -179,6 +182,7 @@ def test_test_split_is_scored_on_the_best_validation_weights(tmp_path, synthetic
   assert writers.read_event_scalars(workdir) == scalars
 
 
+@pytest.mark.slow
 def test_trainer_does_not_import_representations():
   code = ("import sys, hicmae_jax.train; "
           "print(sorted(m for m in sys.modules if m.startswith('hicmae_jax.representations')))")
@@ -187,6 +191,7 @@ def test_trainer_does_not_import_representations():
   assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_finetune_with_float_augment_in_the_train_step(tmp_path, synthetic_dir):
   """finetune_float_augment='device' (what 'auto' picks on GPU/TPU): the pipeline sends uint8
   frames and the host's draws, the train step augments. The first batch's loss equals the

@@ -6,11 +6,10 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from hicmae_jax import writers  # first: installs the shim before clu.metric_writers loads
-
 from clu import metric_writers  # noqa: E402
 from tensorboardX.proto import plugin_hparams_pb2  # noqa: E402
+
+from hicmae_jax import writers  # first: installs the shim before clu.metric_writers loads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,6 +93,7 @@ def test_just_logging_writes_no_event_file(tmp_path):
   assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_no_shim_when_tensorflow_is_importable(tmp_path):
   """A findable `tensorflow` package disables the shim (clu's own writer is then used)."""
   (tmp_path / "tensorflow").mkdir()

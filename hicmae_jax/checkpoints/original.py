@@ -26,8 +26,7 @@ from flax import nnx
 from hicmae_jax import experiments, paths
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.checkpoints.pth_reader import read_torch_checkpoint
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models import sizes
+from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
 

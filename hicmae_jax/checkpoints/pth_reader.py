@@ -19,8 +19,14 @@ from etils import epath
 
 from hicmae_jax.checkpoints.pth_format import CheckpointFormatError
 from hicmae_jax.checkpoints.pth_unpickle import (
-  RestrictedUnpickler, Storage, StorageType, TensorError, check_int, prescan_pickle,
-  resolve_dtype_proxies)
+  RestrictedUnpickler,
+  Storage,
+  StorageType,
+  TensorError,
+  check_int,
+  prescan_pickle,
+  resolve_dtype_proxies,
+)
 
 __all__ = ["CheckpointFormatError", "read_torch_checkpoint"]
 

@@ -19,7 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from hicmae_jax.checkpoints.pth_format import (
-  STORAGE_DTYPES, TORCH_DTYPES, CheckpointFormatError, contiguous_strides)
+  STORAGE_DTYPES,
+  TORCH_DTYPES,
+  CheckpointFormatError,
+  contiguous_strides,
+)
 
 
 class TensorError(ValueError):

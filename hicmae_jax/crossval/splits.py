@@ -6,11 +6,13 @@ release ships in saved/data/<dataset>/audio_visual/split0k/ (tests/test_crossval
 excerpts of its CREMA-D files line by line, paths aside).
 
 CREMA-D (preprocess/creamd_av.py of the original): entries
-`<actor>_<sentence>_<emotion>_<level>` (frame folders or video files); label = index of the emotion code in ANG DIS FEA HAP NEU SAD;
+`<actor>_<sentence>_<emotion>_<level>` (frame folders or video files); label = index of the
+emotion code in ANG DIS FEA HAP NEU SAD;
 fold k (1..5) tests the actors with index actor - 1001 in [18 (k - 1), 18 k), the last fold
 also the one left over (91 actors = 4 x 18 + 19); the four clips listed as broken upstream
 are left out; an entry without its wav is left out with a warning, as there.
-RAVDESS: entries `Actor_XX/<modality>-<channel>-<emotion>-<intensity>-<statement>-<repetition>-<actor>`
+RAVDESS: entries
+`Actor_XX/<modality>-<channel>-<emotion>-<intensity>-<statement>-<repetition>-<actor>`
 (speech, channel 01; video-only 02 preferred over audio-visual 01 when both are there, as the
 original's frames come from the video-only files); label = emotion code - 1; fold k (1..6)
 tests actors 4 (k - 1) + 1 .. 4 k; the wav is

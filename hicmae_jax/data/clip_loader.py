@@ -11,8 +11,7 @@ import os
 import numpy as np
 
 from hicmae_jax import faces
-from hicmae_jax.data import schema
-from hicmae_jax.data import video_io
+from hicmae_jax.data import schema, video_io
 from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
 

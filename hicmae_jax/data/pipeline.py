@@ -34,10 +34,17 @@ import logging
 import grain
 import numpy as np
 
-from hicmae_jax.data import records, recipes, schema, split_reader
+from hicmae_jax.data import recipes, records, schema, split_reader
 from hicmae_jax.data.batching import GroupBatchIterDataset, PipelineDataset
-from hicmae_jax.data.options import (AudioOptions, AugmentOptions, EvalOptions, LabelOptions,
-                                     LoaderOptions, MaskOptions, VideoOptions)
+from hicmae_jax.data.options import (
+  AudioOptions,
+  AugmentOptions,
+  EvalOptions,
+  LabelOptions,
+  LoaderOptions,
+  MaskOptions,
+  VideoOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +200,9 @@ def make_pretrain_dataset(split_dir: str, *, batch_size: int, seed: int, video: 
   start, the last reachable frame repeated past the end; the fixed crop (applied only when
   the stored frames are large enough; skipped when prepare stored that very crop, --crop);
   multi-scale crop resized to input_size; no flip; normalisation on the device. Audio: the
-  clip's frame span (AudioOptions.span); waveform augmentation; fbank. augment.num_repeats clips are drawn from each decoded record (repeated sampling: they
-  follow each other in the stream).
+  clip's frame span (AudioOptions.span); waveform augmentation; fbank. augment.num_repeats
+  clips are drawn from each decoded record (repeated sampling: they follow each other in the
+  stream).
   """
   augment = _fixed_crop_done_at_prepare(schema.DatasetInfo.load(split_dir), augment)
   recipe = recipes.PretrainRecipe(video, audio, augment, masks)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from hicmae_jax import cli
 from hicmae_jax.data import pipeline, stage_timing
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
@@ -100,4 +100,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -40,21 +40,29 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from hicmae_jax import faces
-from hicmae_jax import paths
-from hicmae_jax.data import clip_loader
-from hicmae_jax.data import datasets
-from hicmae_jax.data import schema
-from hicmae_jax.data import shard_writer
-from hicmae_jax.data import split_reader
-from hicmae_jax.data import video_io
-from hicmae_jax.data import worker_pool
+from hicmae_jax import faces, paths
+from hicmae_jax.data import (
+  clip_loader,
+  datasets,
+  schema,
+  shard_writer,
+  split_reader,
+  video_io,
+  worker_pool,
+)
 from hicmae_jax.data.split_file import (
-    LABEL_TYPES, PrepareError, Skipped, SplitEntry, parse_split_file)
-from hicmae_jax.faces import auto as face_auto
-from hicmae_jax.faces import options as face_options
-from hicmae_jax.faces import preview
-from hicmae_jax.faces import report as face_report
+  LABEL_TYPES,
+  PrepareError,
+  Skipped,
+  SplitEntry,
+  parse_split_file,
+)
+from hicmae_jax.faces import (
+  auto as face_auto,
+  options as face_options,
+  preview,
+  report as face_report,
+)
 
 Log = Callable[..., None]
 NONE_CHECK_CLIPS = 3  # --face=none: clips whose sampled frames are looked at (one warning)

@@ -10,7 +10,6 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from hicmae_jax.data.frames import RESAMPLE
 
-
 _MAX_LEVEL = 10.0
 RAND_INCREASING_OPS = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",

@@ -17,10 +17,17 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+
 from hicmae_jax import mask_counts
 from hicmae_jax.data import mixing, schema, stages
-from hicmae_jax.data.options import (AudioOptions, AugmentOptions, EvalOptions, LabelOptions,
-                                     MaskOptions, VideoOptions)
+from hicmae_jax.data.options import (
+  AudioOptions,
+  AugmentOptions,
+  EvalOptions,
+  LabelOptions,
+  MaskOptions,
+  VideoOptions,
+)
 
 # (decoded, view, rng) -> fields of the view's example
 StageFn = Callable[["Decoded", stages.View, np.random.Generator], dict]
@@ -97,7 +104,8 @@ class Recipe(abc.ABC):
 @dataclasses.dataclass(frozen=True)
 class PretrainRecipe(Recipe):
   """Per record: num_repeats views (VideoMAE's sampler); each -> video (fixed + multi-scale
-  crop; uint8, normalised on the device), audio (span by AudioOptions.span, waveform augmentation, fbank) [, masks]."""
+  crop; uint8, normalised on the device), audio (span by AudioOptions.span, waveform
+  augmentation, fbank) [, masks]."""
   video: VideoOptions
   audio: AudioOptions
   augment: AugmentOptions

@@ -20,10 +20,7 @@ from typing import Callable, Sequence
 from array_record.python import array_record_data_source
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from hicmae_jax.data import clip_loader
-from hicmae_jax.data import integrity
-from hicmae_jax.data import schema
-from hicmae_jax.data import video_io
+from hicmae_jax.data import clip_loader, integrity, schema, video_io
 from hicmae_jax.data.split_file import Skipped, SplitEntry
 
 SKIPPED_FILENAME = "skipped.txt"

@@ -7,8 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from hicmae_jax.data import integrity
-from hicmae_jax.data import schema
+from hicmae_jax.data import integrity, schema
 
 _READ_CHUNK = 64  # records per ArrayRecord read call
 

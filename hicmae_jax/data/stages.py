@@ -23,10 +23,14 @@ from typing import Mapping
 
 import numpy as np
 
-from hicmae_jax.data import audio as audio_lib
-from hicmae_jax.data import frames, masks, sampling, schema, video_augment
-from hicmae_jax.data.options import (AudioOptions, AugmentOptions, EvalOptions, MaskOptions,
-                                     VideoOptions)
+from hicmae_jax.data import audio as audio_lib, frames, masks, sampling, schema, video_augment
+from hicmae_jax.data.options import (
+  AudioOptions,
+  AugmentOptions,
+  EvalOptions,
+  MaskOptions,
+  VideoOptions,
+)
 from hicmae_jax.data.rand_augment import rand_augment
 
 log = logging.getLogger(__name__)

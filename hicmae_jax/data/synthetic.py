@@ -24,7 +24,6 @@ resumes an interrupted run); with other options it replaces raw/ and the split f
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import math
@@ -35,10 +34,10 @@ import time
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 
-from hicmae_jax.data import prepare
-from hicmae_jax.data import schema
-from hicmae_jax.data import worker_pool
+from hicmae_jax import cli
+from hicmae_jax.data import prepare, schema, worker_pool
 from hicmae_jax.data.split_file import PrepareError
 
 FPS = 25.0
@@ -140,8 +139,9 @@ def render_clip(label: int, num_classes: int, rng: np.random.Generator, *, frame
 def write_mp4(path: str, frames: np.ndarray, audio: np.ndarray | None = None, *,
               fps: float = FPS, sample_rate: int = schema.AUDIO_SAMPLE_RATE) -> None:
   """frames uint8 [T, H, W, 3] (H, W even) + optional float audio [N] -> H.264/AAC mp4."""
-  import av
   from fractions import Fraction
+
+  import av
   t_count, height, width, _ = frames.shape
   if height % 2 or width % 2:
     raise ValueError(f"H.264 yuv420p needs even frame sizes, got {height}x{width}")
@@ -330,26 +330,31 @@ def generate(output_dir: str, *, num_train: int, num_val: int, num_test: int,
   return infos
 
 
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("output_dir", None, "where the raw clips and the prepared splits go",
+                      flag_values=values, required=True)
+  for name, default, text in (
+      ("num_train", 400, "clips of the train split"), ("num_val", 100, "clips of the val split"),
+      ("num_test", 100, "clips of the test split"), ("num_classes", 4, "classes"),
+      ("frame_size", 64, "frame height and width (pixels)"), ("num_frames", 48, "frames a clip"),
+      ("seed", 0, "random seed"), ("num_workers", 2, "prepare's worker processes")):
+    flags.DEFINE_integer(name, default, text, flag_values=values)
+  flags.DEFINE_bool("as_video", False, "write each clip as an mp4 with an AAC track instead of "
+                    "frames + wav", flag_values=values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m hicmae_jax.data.synthetic",
-                              description="Generate and prepare a synthetic audio-visual set.")
-  p.add_argument("--output_dir", required=True)
-  p.add_argument("--num_train", type=int, default=400)
-  p.add_argument("--num_val", type=int, default=100)
-  p.add_argument("--num_test", type=int, default=100)
-  p.add_argument("--num_classes", type=int, default=4)
-  p.add_argument("--frame_size", type=int, default=64)
-  p.add_argument("--num_frames", type=int, default=48)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--num_workers", type=int, default=2)
-  p.add_argument("--as_video", action="store_true",
-                 help="write each clip as an mp4 with an AAC track instead of frames + wav")
-  args = p.parse_args(argv)
+  """Generate and prepare a synthetic audio-visual set: the command line (argv without the
+  program name; None: sys.argv[1:]) -> the exit code (1: the generation failed)."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(values: flags.FlagValues) -> int:
   try:
-    generate(args.output_dir, num_train=args.num_train, num_val=args.num_val,
-             num_test=args.num_test, num_classes=args.num_classes,
-             frame_size=args.frame_size, num_frames=args.num_frames, seed=args.seed,
-             num_workers=args.num_workers, as_video=args.as_video)
+    generate(values.output_dir, num_train=values.num_train, num_val=values.num_val,
+             num_test=values.num_test, num_classes=values.num_classes,
+             frame_size=values.frame_size, num_frames=values.num_frames, seed=values.seed,
+             num_workers=values.num_workers, as_video=values.as_video)
   except (ValueError, PrepareError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -22,18 +22,17 @@ one process: for large sets (VoxCeleb2) prefer prepare.py, which is parallel and
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags
 from etils import epath
 
-from hicmae_jax.data import clip_loader
-from hicmae_jax.data import datasets
-from hicmae_jax.data import video_io
+from hicmae_jax import cli
+from hicmae_jax.data import clip_loader, datasets, video_io
 from hicmae_jax.data.split_file import parse_split_file
 
 _CITATION = """@article{sun2024hicmae,
@@ -185,16 +184,25 @@ def build(dataset: str, *, manual_dir: str, data_dir: str, config: str | None = 
   return builder
 
 
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("dataset", None, ", ".join(BUILDERS), flag_values=values, required=True)
+  flags.DEFINE_string("config", None, "fold, e.g. split01 (default: the first)",
+                      flag_values=values)
+  flags.DEFINE_string("manual_dir", None, "folder holding the split files", flag_values=values,
+                      required=True)
+  flags.DEFINE_string("data_dir", os.path.expanduser("~/tensorflow_datasets"),
+                      "where TFDS writes the dataset", flag_values=values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m hicmae_jax.data.tfds_builders",
-                              description="Generate a HiCMAE TFDS dataset from split files.")
-  p.add_argument("--dataset", required=True, help=", ".join(BUILDERS))
-  p.add_argument("--config", default=None, help="fold, e.g. split01 (default: the first)")
-  p.add_argument("--manual_dir", required=True, help="folder holding the split files")
-  p.add_argument("--data_dir", default=os.path.expanduser("~/tensorflow_datasets"))
-  args = p.parse_args(argv)
-  builder = build(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir,
-                  config=args.config)
+  """Generate a HiCMAE TFDS dataset from split files: the command line (argv without the
+  program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(values: flags.FlagValues) -> int:
+  builder = build(values.dataset, manual_dir=values.manual_dir, data_dir=values.data_dir,
+                  config=values.config)
   print(f"{builder.info.full_name}: " + ", ".join(
       f"{name} {split.num_examples}" for name, split in builder.info.splits.items()))
   return 0

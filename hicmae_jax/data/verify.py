@@ -15,7 +15,6 @@ recorded as good).
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import os
@@ -24,8 +23,10 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from hicmae_jax.data import integrity
-from hicmae_jax.data import schema
+from absl import flags
+
+from hicmae_jax import cli
+from hicmae_jax.data import integrity, schema
 
 EXIT_OK, EXIT_DAMAGED, EXIT_BAD_INPUT = 0, 1, 2
 _READ_BATCH = 64  # records per array-record read call when reading every record
@@ -222,30 +223,25 @@ def error_line(report: Report) -> str:
           f"damaged: {shown}. Fix: {integrity.FIX}")
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(
-      prog="python -m hicmae_jax.data.verify",
-      description="Check a prepared split's shards against the sizes and SHA-256 sums in its "
-                  "dataset_info.json.")
-  p.add_argument("--split_dir", action="append", required=True,
-                 help="a prepared split folder (local or gs://); repeat for several")
-  p.add_argument("--record", action="store_true",
-                 help="for a split without recorded sizes/checksums: after every record "
-                      "decodes, write them into its dataset_info.json")
-  p.add_argument("--num_threads", type=int, default=min(8, os.cpu_count() or 1),
-                 help="shards checked at a time (default: CPUs, at most 8)")
-  return p.parse_args(argv)
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_multi_string("split_dir", None, "a prepared split folder (local or gs://); "
+                            "repeat for several", flag_values=values, required=True)
+  flags.DEFINE_bool("record", False, "for a split without recorded sizes/checksums: after every "
+                    "record decodes, write them into its dataset_info.json", flag_values=values)
+  flags.DEFINE_integer("num_threads", min(8, os.cpu_count() or 1), "shards checked at a time "
+                       "(default: CPUs, at most 8)", lower_bound=1, flag_values=values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = _parse_args(argv)
-  if args.num_threads < 1:
-    print(f"error: --num_threads={args.num_threads} must be >= 1", file=sys.stderr)
-    return EXIT_BAD_INPUT
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(values: flags.FlagValues) -> int:
   code = EXIT_OK
-  for split_dir in args.split_dir:
+  for split_dir in values.split_dir:
     try:
-      report = verify_split(split_dir, record=args.record, num_threads=args.num_threads)
+      report = verify_split(split_dir, record=values.record, num_threads=values.num_threads)
     except (FileNotFoundError, ValueError) as e:  # not a split, unreadable dataset_info.json
       print(f"error: {e}", file=sys.stderr)
       code = max(code, EXIT_BAD_INPUT)

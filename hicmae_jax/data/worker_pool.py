@@ -70,8 +70,9 @@ def mp_context():
   if ("fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
       and "jax" not in sys.modules):
     # Imported here, only when forking: once in the parent, inherited by every worker.
-    from hicmae_jax.data import audio  # noqa: F401
     from PIL import Image  # noqa: F401
+
+    from hicmae_jax.data import audio  # noqa: F401
     return multiprocessing.get_context("fork")
   return multiprocessing.get_context("spawn")
 

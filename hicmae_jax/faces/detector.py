@@ -1,8 +1,9 @@
 """The detector interface the face step uses, and the registry that builds one by name.
 
 A detector finds face boxes in a frame and fits landmarks inside a box. Another back end plugs
-in by implementing `FaceDetector` and registering a factory; nothing else changes, as long as
-its landmark layout is in ALIGNMENT_POINTS (or it returns the 5 alignment points itself,
+in by implementing `FaceDetector`, registering a factory here, and adding its name to
+`faces/options.DETECTORS` (the option check and the `--face` choices are that tuple); its
+landmark layout must be in ALIGNMENT_POINTS (or it returns the 5 alignment points itself,
 layout "dlib5").
 
 Coordinates: pixels, x to the right and y down, (0, 0) the centre of the top-left pixel.

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from hicmae_jax.faces import detector as detector_lib
-from hicmae_jax.faces import track as track_lib
+from hicmae_jax.faces import detector as detector_lib, track as track_lib
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.faces.step import AlignedClip, get_aligner
 

@@ -15,9 +15,7 @@ import functools
 
 import numpy as np
 
-from hicmae_jax.faces import align
-from hicmae_jax.faces import detector as detector_lib
-from hicmae_jax.faces import track as track_lib
+from hicmae_jax.faces import align, detector as detector_lib, track as track_lib
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.faces.report import FaceReport
 

@@ -12,10 +12,10 @@ import ml_collections
 from flax import nnx
 
 from hicmae_jax import pixels
-from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder
 from hicmae_jax.models.layers import LayerNorm, torch_default_uniform, xavier_uniform
+from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 
 HEAD_ACTIVATIONS = {"none": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
                     "relu": jax.nn.relu}

@@ -6,8 +6,15 @@ from typing import Sequence
 import jax
 from flax import nnx
 
-from hicmae_jax.models.layers import (Block, BlockOptions, CSBlock, LayerNorm, run_block,
-                                      xavier_uniform, zeros)
+from hicmae_jax.models.layers import (
+  Block,
+  BlockOptions,
+  CSBlock,
+  LayerNorm,
+  run_block,
+  xavier_uniform,
+  zeros,
+)
 
 
 class HierarchicalDecoder(nnx.Module):

@@ -75,7 +75,8 @@ class Encoder(nnx.Module):
   def __call__(self, x: jax.Array, *, visible_ids: jax.Array | None = None,
                keep_layers: Sequence[int] = (), rngs: nnx.Rngs | None = None,
                deterministic: bool = True) -> tuple[jax.Array, list[jax.Array]]:
-    """Encodes x; returns (norm(final tokens) [B, K, D], [norm(tokens after block i) for i in keep_layers]).
+    """Encodes x; returns (norm(final tokens) [B, K, D],
+    [norm(tokens after block i) for i in keep_layers]).
 
     visible_ids [B, K] selects the tokens to encode (in the given order); None keeps all N.
     """

@@ -1,4 +1,5 @@
-"""The HiCMAE pre-training model: masked encoders with a hierarchy, fusion, hierarchical decoders."""
+"""The HiCMAE pre-training model: masked encoders with a hierarchy, fusion, hierarchical
+decoders."""
 from __future__ import annotations
 
 import jax
@@ -7,11 +8,11 @@ import ml_collections
 from flax import nnx
 
 from hicmae_jax import masking, pixels
-from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 from hicmae_jax.models.decoders import HierarchicalDecoder
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder, gather_tokens, positions
 from hicmae_jax.models.layers import xavier_uniform
+from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 
 CONTRASTIVE_FEATURES_SCOPE = "contrastive_features"
 
@@ -90,7 +91,8 @@ class PretrainModel(nnx.Module):
   def __call__(self, video: jax.Array, audio: jax.Array, mask_video: jax.Array,
                mask_audio: jax.Array, *, rngs: nnx.Rngs | None = None,
                deterministic: bool = True) -> dict[str, jax.Array]:
-    """video [B, T, H, W, 3] (normalised float, or uint8 frames: `pixels.model_input`), audio [B, time, freq] (normalised fbank),
+    """video [B, T, H, W, 3] (normalised float, or uint8 frames: `pixels.model_input`),
+    audio [B, time, freq] (normalised fbank),
     mask_video [B, Nv] / mask_audio [B, Na] bool (True = masked).
 
     Returns rec_video [B, Mv, 2*16*16*3], rec_audio [B, Ma, 256] (masked tokens, raster order),

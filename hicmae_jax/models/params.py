@@ -20,10 +20,6 @@ def param_shapes(model: nnx.Module) -> dict[Path, tuple[int, ...]]:
   return {p: tuple(v.shape) for p, v in flat_params(model).items()}
 
 
-def count_params(model: nnx.Module) -> int:
-  return int(sum(np.prod(s) for s in param_shapes(model).values()))
-
-
 def assign_params(model: nnx.Module, params: Mapping[Path, np.ndarray]) -> None:
   """Writes every parameter of `params` into `model` (cast to each parameter's dtype).
 

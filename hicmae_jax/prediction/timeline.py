@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hicmae_jax import io_utils
-from hicmae_jax.data import audio as audio_lib
-from hicmae_jax.data import schema
+from hicmae_jax.data import audio as audio_lib, schema
 from hicmae_jax.prediction.windows import Prediction
 
 NUM_THUMBNAILS = 8

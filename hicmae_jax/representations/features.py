@@ -40,7 +40,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +51,8 @@ from flax import nnx
 from hicmae_jax import checkpointing, experiments, io_utils, paths
 from hicmae_jax.checkpoints import mapping, original, safetensors_io, transfer
 from hicmae_jax.data import clip_loader, sampling, schema, split_reader, stages, video_io
-from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.data.options import AudioOptions, VideoOptions
+from hicmae_jax.data.split_file import SplitEntry
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
@@ -419,10 +419,17 @@ def _prefetch(iterator: Iterator, size: int = 2) -> Iterator:
     stop.set()
 
 
-def extract(extractors: dict[str, FeatureExtractor], clips: Iterable[schema.Clip],
+# What `extract` runs on a batch of windows: video [B, T, S, S, 3], audio [B, A, M] (numpy,
+# normalised) -> {name: numpy [B, ...]}. A FeatureExtractor is one, and so is prediction's
+# Predictor (class scores or regression outputs).
+WindowFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def extract(extractors: dict[str, WindowFn], clips: Iterable[schema.Clip],
             opts: ClipOptions, *, batch_size: int = 32
             ) -> tuple[dict[str, dict[str, np.ndarray]], list[dict]]:
-  """Runs every extractor over the windows of `clips` (inputs are built once for all).
+  """Runs every extractor (a FeatureExtractor, a Predictor, ...: any WindowFn) over the
+  windows of `clips` (inputs are built once for all).
 
   Returns ({extractor name: {array name: [N, ...]}}, rows [N])."""
   opts.validate()

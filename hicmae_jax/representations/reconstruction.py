@@ -229,7 +229,8 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
     clips = features.split_clips(split_dir, num_clips)
   else:
     clips = [features.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
-  views = list(itertools.islice((v for c in clips for v in features.clip_views(c, opts)), num_clips))
+  views = list(itertools.islice((v for c in clips for v in features.clip_views(c, opts)),
+                                num_clips))
   if not views:
     raise ValueError("no clip to draw (empty split?)")
   rows = [r for r, _, _ in views]

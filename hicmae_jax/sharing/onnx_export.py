@@ -42,8 +42,8 @@ def _converter():
   try:
     for name in ("jax2onnx.plugins.plugin_system", "onnx_ir.serde"):  # optional-plugin noise
       logging.getLogger(name).setLevel(logging.ERROR)
-    from jax2onnx import to_onnx
     import onnxruntime
+    from jax2onnx import to_onnx
   except ImportError as e:
     raise ValueError(f"--format=onnx needs jax2onnx and onnxruntime ({e}): {_INSTALL}") from e
   return to_onnx, onnxruntime

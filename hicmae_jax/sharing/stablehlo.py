@@ -25,9 +25,9 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
+from hicmae_jax import pixels
 from hicmae_jax.checkpoints import safetensors_io
 from hicmae_jax.data import audio as audio_lib
-from hicmae_jax import pixels
 from hicmae_jax.representations import features
 from hicmae_jax.sharing import pretrained
 

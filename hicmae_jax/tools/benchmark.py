@@ -321,7 +321,8 @@ def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | 
 
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", required=True, help="config file[:arg]; demo: configs/demo.py:pretrain")
+  p.add_argument("--config", required=True,
+                 help="config file[:arg]; demo: configs/demo.py:pretrain")
   p.add_argument("--what", default="step", help="comma list of step,eval,pipeline or all")
   p.add_argument("--batch_size", type=int, default=2)
   p.add_argument("--steps", type=int, default=10)

@@ -9,7 +9,6 @@ stage took.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,14 +19,14 @@ import absl.logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import flags
 from flax import nnx
 
-from hicmae_jax import checkpointing
+from hicmae_jax import checkpointing, cli
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.checkpoints.conversion import convert_to_orbax
 from hicmae_jax.checkpoints.pth_writer import save_state_dict_like_original
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models import sizes
+from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
 
@@ -48,12 +47,21 @@ def original_args(cfg, kind: str) -> dict:
   return args
 
 
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("size", "base", "model size (models/sizes.py)", flag_values=values)
+  flags.DEFINE_enum("kind", "pretrain", ["pretrain", "finetune"], "which model",
+                    flag_values=values)
+  flags.DEFINE_string("workdir", "", "where the files go (default: a new temporary folder)",
+                      flag_values=values)
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser()
-  p.add_argument("--size", default="base")
-  p.add_argument("--kind", default="pretrain", choices=["pretrain", "finetune"])
-  p.add_argument("--workdir", default="")
-  a = p.parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code
+  (1: a tensor did not round-trip)."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(a: flags.FlagValues) -> int:
   absl.logging.set_verbosity(absl.logging.WARNING)
   workdir = a.workdir or tempfile.mkdtemp(prefix="bench_convert_")
   os.makedirs(workdir, exist_ok=True)

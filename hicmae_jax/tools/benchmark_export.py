@@ -26,8 +26,7 @@ import numpy as np
 from flax import nnx
 
 from hicmae_jax import host_info
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models import sizes
+from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.representations import features
 from hicmae_jax.sharing import onnx_export, pretrained, stablehlo

@@ -16,14 +16,14 @@ conversion succeeds.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
 import absl.logging
+from absl import flags
 
-from hicmae_jax import experiments
+from hicmae_jax import cli, experiments
 from hicmae_jax.checkpoints.conversion import convert_to_orbax, export_to_torch
 from hicmae_jax.checkpoints.original import UNRECORDED, ConversionError
 
@@ -32,41 +32,48 @@ def _int_list(text: str) -> tuple[int, ...]:
   return tuple(int(x) for x in text.split(","))
 
 
-# The flag type of each value no tensor records (the flags are named after the model keys).
-_FLAG_TYPES = {"hierarchy_layers": _int_list, "task": str, "head_activation": str}
+# The flag of each value no tensor records (the flags are named after the model keys); the
+# hierarchy is a comma list of block indices.
+_STRING_FLAGS = ("hierarchy_layers", "task", "head_activation")
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--input", required=True, help=".pth file (or our checkpoint with --export)")
-  parser.add_argument("--output", required=True, help="Orbax folder (or .pth with --export)")
-  parser.add_argument("--export", action="store_true", help="ours -> original layout")
-  parser.add_argument("--step", type=int, default=None, help="with --export: which step")
-  parser.add_argument("--config", default="", help="experiment config (path[:arg]) giving the "
-                      "values the file does not record")
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("input", None, ".pth file (or our checkpoint with --export)",
+                      flag_values=values, required=True)
+  flags.DEFINE_string("output", None, "Orbax folder (or .pth with --export)",
+                      flag_values=values, required=True)
+  flags.DEFINE_bool("export", False, "ours -> original layout", flag_values=values)
+  flags.DEFINE_integer("step", None, "with --export: which step", flag_values=values)
+  flags.DEFINE_string("config", "", "experiment config (path[:arg]) giving the values the file "
+                      "does not record", flag_values=values)
   for key in dict.fromkeys(k for keys in UNRECORDED.values() for k in keys):
-    parser.add_argument(f"--{key}", type=_FLAG_TYPES.get(key, int), default=None,
-                        help=f"model.{key}, where the file does not record it")
-  parser.add_argument("--overwrite", action="store_true")
-  return parser
+    define = flags.DEFINE_string if key in _STRING_FLAGS else flags.DEFINE_integer
+    define(key, None, f"model.{key}, where the file does not record it", flag_values=values)
+  flags.DEFINE_bool("overwrite", False, "replace an existing output", flag_values=values)
 
 
 def main(argv=None) -> int:
-  args = _parser().parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(values: flags.FlagValues) -> int:
   logging.basicConfig(level=logging.WARNING, format="%(message)s")
   absl.logging.set_verbosity(absl.logging.WARNING)  # Orbax logs every step at INFO
-  explicit = {k: getattr(args, k) for keys in UNRECORDED.values() for k in keys
-              if getattr(args, k) is not None}
+  explicit = {k: values[k].value for keys in UNRECORDED.values() for k in keys
+              if values[k].value is not None}
   try:
-    if args.export and (explicit or args.config):
+    if "hierarchy_layers" in explicit:
+      explicit["hierarchy_layers"] = _int_list(explicit["hierarchy_layers"])
+    if values.export and (explicit or values.config):
       raise ConversionError("--config and the model flags describe a .pth being imported; "
                             "an export writes the checkpoint's own model config")
-    if args.export:
-      report = export_to_torch(args.input, args.output, args.step)
+    if values.export:
+      report = export_to_torch(values.input, values.output, values.step)
     else:
-      config = experiments.load_config_file(args.config) if args.config else None
-      report = convert_to_orbax(args.input, args.output, explicit=explicit, config=config,
-                                overwrite=args.overwrite)
+      config = experiments.load_config_file(values.config) if values.config else None
+      report = convert_to_orbax(values.input, values.output, explicit=explicit, config=config,
+                                overwrite=values.overwrite)
   # ConversionError, MappingError, CheckpointFormatError and a bad --config are ValueErrors.
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

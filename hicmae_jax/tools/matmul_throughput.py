@@ -16,7 +16,6 @@ matmuls. A capped run on an AVX-512 machine therefore does not stand for an AVX2
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -24,8 +23,9 @@ import time
 from typing import Callable
 
 import numpy as np
+from absl import flags
 
-from hicmae_jax import host_info
+from hicmae_jax import cli, host_info
 
 # name: (batch dims, M, K, N) of out[..., M, N] = a[..., M, K] @ b[..., K, N]
 SHAPES: dict[str, tuple[tuple[int, ...], int, int, int]] = {
@@ -80,13 +80,20 @@ def measure(backend: str, reps: int) -> dict[str, float]:
           for name, shape in SHAPES.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--backend", default="jax", choices=("jax", "torch"))
-  p.add_argument("--reps", type=int, default=20)
-  p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-  p.add_argument("--out", default="", help="JSON file for the figures")
-  args = p.parse_args(argv)
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_enum("backend", "jax", ["jax", "torch"], "whose kernels", flag_values=values)
+  flags.DEFINE_integer("reps", 20, "timed runs of each shape (median reported)",
+                       flag_values=values)
+  flags.DEFINE_integer("threads", 0, "torch threads (0: torch's default)", flag_values=values)
+  flags.DEFINE_string("out", "", "JSON file for the figures", flag_values=values)
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> None:
   if args.backend == "torch" and args.threads:
     import torch
     torch.set_num_threads(args.threads)
@@ -101,4 +108,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  sys.exit(main())

@@ -16,7 +16,6 @@ reduction fusions. The host (CPU model, ISA) is recorded with the figures.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import json
@@ -28,8 +27,9 @@ import tempfile
 
 import absl.logging
 import jax
+from absl import flags
 
-from hicmae_jax import host_info, sharding
+from hicmae_jax import cli, host_info, sharding
 from hicmae_jax.tools import benchmark
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s+([\w\-]+)\((.*)$")
@@ -190,28 +190,30 @@ def _print(result: dict) -> None:
     print(f"  {r['ms']:8.2f} {gf}  {r['op'][:40]:40s} {'; '.join(r['dots'])[:110]}")
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", required=True, help="config file[:arg]")
-  p.add_argument("--batch_size", type=int, default=2)
-  p.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--trace_steps", type=int, default=2)
-  p.add_argument("--top", type=int, default=25, help="ops listed")
-  p.add_argument("--xla_option", action="append", default=[],
-                 help="name=value compiler option for the step (repeatable), e.g. "
-                      "xla_cpu_use_onednn=true")
-  p.add_argument("--out", default="", help="JSON file for the full table")
-  return p
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("config", None, "config file[:arg]", flag_values=values, required=True)
+  for name, default, text in (("batch_size", 2, "clips a step"),
+                              ("steps", 10, "timed steps (median reported)"),
+                              ("warmup", 2, "untimed steps first"),
+                              ("trace_steps", 2, "steps traced for the op times"),
+                              ("top", 25, "ops listed")):
+    flags.DEFINE_integer(name, default, text, flag_values=values)
+  flags.DEFINE_multi_string("xla_option", [], "name=value compiler option for the step "
+                            "(repeatable), e.g. xla_cpu_use_onednn=true", flag_values=values)
+  flags.DEFINE_string("out", "", "JSON file for the full table", flag_values=values)
 
 
-def main(argv: list[str] | None = None) -> None:
-  args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> None:
   absl.logging.set_verbosity(absl.logging.WARNING)
   options = {}
   for item in args.xla_option:
     if "=" not in item:
-      raise SystemExit(f"error: --xla_option={item}: expected name=value")
+      raise cli.BadInput(f"--xla_option={item}: expected name=value")
     key, value = item.split("=", 1)
     options[key] = value
   config = benchmark.load_experiment(args.config)
@@ -224,4 +226,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  sys.exit(main())

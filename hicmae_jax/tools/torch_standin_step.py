@@ -16,15 +16,18 @@ ISA on x86 (to compare with `XLA_FLAGS=--xla_cpu_max_isa=AVX2` on the same machi
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
+from absl import flags
 from torch import nn
 from torch.nn import functional as F
+
+from hicmae_jax import cli
 
 # SPEC.md section 1 (width, heads, decoder width, decoder heads), depths 10/10/2/4.
 SIZES = {"tiny": (256, 4, 192, 3), "small": (384, 6, 192, 3), "base": (512, 8, 384, 6)}
@@ -145,7 +148,8 @@ class PretrainModel(nn.Module):
     self.audio = Encoder(nn.Conv2d(1, dim, 16, 16), NUM_AUDIO, dim, heads)
     self.fusion_v = nn.ModuleList(Block(dim, heads, dim) for _ in range(FUSION_DEPTH))
     self.fusion_a = nn.ModuleList(Block(dim, heads, dim) for _ in range(FUSION_DEPTH))
-    self.fusion_norm_v, self.fusion_norm_a = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+    self.fusion_norm_v = nn.LayerNorm(dim, eps=1e-6)
+    self.fusion_norm_a = nn.LayerNorm(dim, eps=1e-6)
     self.decoder_v = Decoder(dim, dec_dim, dec_heads, NUM_VIDEO, 2 * 16 * 16 * 3)
     self.decoder_a = Decoder(dim, dec_dim, dec_heads, NUM_AUDIO, 16 * 16)
 
@@ -189,7 +193,8 @@ def masks(batch: int, generator: torch.Generator):
   """Tube mask over 100 spatial patches x 8 slots, random audio mask: visible/masked indices."""
   spatial = torch.rand(batch, 100, generator=generator).argsort(1)
   keep_s, drop_s = spatial[:, :10].sort(1).values, spatial[:, 10:].sort(1).values
-  tube = lambda s: (torch.arange(8)[None, :, None] * 100 + s[:, None]).reshape(batch, -1).sort(1).values
+  tube = lambda s: (torch.arange(8)[None, :, None] * 100 + s[:, None]).reshape(
+      batch, -1).sort(1).values
   audio = torch.rand(batch, NUM_AUDIO, generator=generator).argsort(1)
   return (tube(keep_s), tube(drop_s), audio[:, :KEEP_AUDIO].sort(1).values,
           audio[:, KEEP_AUDIO:].sort(1).values)
@@ -209,15 +214,22 @@ def step(model, optimizer, video, fbank, generator):
   return float(loss.detach())
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--size", default="base", choices=sorted(SIZES))
-  parser.add_argument("--batch_size", type=int, default=2)
-  parser.add_argument("--steps", type=int, default=12)
-  parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
-  parser.add_argument("--out", default="", help="JSON file for the figures")
-  args = parser.parse_args()
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_enum("size", "base", sorted(SIZES), "model size", flag_values=values)
+  for name, default, text in (("batch_size", 2, "clips a step"),
+                              ("steps", 12, "timed steps (median reported)"),
+                              ("warmup", 2, "untimed steps first"),
+                              ("threads", 0, "torch threads (0: torch's default)")):
+    flags.DEFINE_integer(name, default, text, flag_values=values)
+  flags.DEFINE_string("out", "", "JSON file for the figures", flag_values=values)
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> None:
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)
@@ -248,4 +260,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
