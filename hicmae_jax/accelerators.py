@@ -1,8 +1,9 @@
 """Accelerator chips in one place: peak bf16 FLOP/s, HBM size and bandwidth per chip (with
 sources), and TPU slice names (MaxText/xpk style, `v5e-256`) -> topology strings.
 
-Used by `tools/aot_compile` (memory fit, roofline) and `tools/benchmark` (MFU). Figures are
-the vendors' published per-chip peaks (dense bf16; no sparsity), read 2026-12-07.
+Used by `tools/aot_compile` (memory fit, roofline; GPU target configs for deviceless XLA:GPU
+compiles) and `tools/benchmark` (MFU). Figures are the vendors' published per-chip peaks (dense
+bf16; no sparsity), read 2026-12-07.
 """
 from __future__ import annotations
 
@@ -52,14 +53,30 @@ SHAPES_3D = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4
              2048: (8, 16, 16), 4096: (16, 16, 16)}
 
 
+# XLA:GPU's description of each GPU for a compile with no GPU present (its target config:
+# xla.GpuTargetConfigProto in text form). SM counts, caches and clocks from NVIDIA's datasheets.
+GPU_TARGETS = {
+    "h100": dict(core_count=132, l2_cache_size=50 * 2**20, clock_rate_ghz=1.98,
+                 device_memory_size=80 * 10 ** 9, description="NVIDIA H100 80GB HBM3"),
+    "h200": dict(core_count=132, l2_cache_size=50 * 2**20, clock_rate_ghz=1.98,
+                 device_memory_size=141 * 10 ** 9, description="NVIDIA H200"),
+}
+GPUS_PER_NODE = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Slice:
-  """A TPU slice: its chip, topology string for libtpu, chip count and per-host bounds."""
+  """A TPU slice or GPU nodes: the chip, the topology string its compiler takes (libtpu's
+  'v5e:16x16'; XLA:GPU's '<slices>x<hosts>x<devices per host>'), chip count, per-host bounds."""
   chip: Chip
-  topology: str           # e.g. 'v5e:16x16'
+  topology: str
   num_chips: int
   chips_per_host_bounds: tuple[int, int, int]
   name: str               # what the user asked for
+
+  @property
+  def platform(self) -> str:
+    return "tpu" if self.chip.name in TPU_CHIPS else "cuda"
 
   @property
   def accelerator_type(self) -> str:
@@ -80,10 +97,56 @@ def _shape_string(shape: tuple[int, ...]) -> str:
   return "x".join(str(s) for s in shape)
 
 
+def cuda_target_config(chip: Chip) -> str:
+  """The XLA:GPU target config (text proto) of an H100 / H200, for deviceless compiles."""
+  t = GPU_TARGETS[chip.name]
+  return f"""gpu_device_info {{
+  threads_per_block_limit: 1024
+  threads_per_warp: 32
+  shared_memory_per_block: 49152
+  shared_memory_per_core: 233472
+  threads_per_core_limit: 2048
+  core_count: {t['core_count']}
+  fpus_per_core: 128
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+  memory_bandwidth: {int(chip.hbm_bandwidth)}
+  l2_cache_size: {t['l2_cache_size']}
+  clock_rate_ghz: {t['clock_rate_ghz']}
+  device_memory_size: {t['device_memory_size']}
+  shared_memory_per_block_optin: 232448
+  cuda_compute_capability {{ major: 9 }}
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 8 }}
+runtime_version {{ major: 13 minor: 0 }}
+device_description_str: "{t['description']}"
+"""
+
+
+def parse_gpus(name: str) -> Slice | None:
+  """'h100-8' / 'h200-16' (GPUs, 8 a node) -> Slice; None when `name` names no GPU."""
+  m = re.fullmatch(r"(h100|h200)-(\d+)", name)
+  if not m:
+    return None
+  n = int(m.group(2))
+  if n < 1 or (n > GPUS_PER_NODE and n % GPUS_PER_NODE):
+    raise ValueError(f"--topology={name}: give up to {GPUS_PER_NODE} GPUs or whole nodes of "
+                     f"{GPUS_PER_NODE} (e.g. {m.group(1)}-{GPUS_PER_NODE * 2})")
+  nodes, per_node = max(1, n // GPUS_PER_NODE), min(n, GPUS_PER_NODE)
+  return Slice(CHIPS[m.group(1)], f"1x{nodes}x{per_node}", n, (per_node, 1, 1), name)
+
+
 def parse_slice(name: str) -> Slice:
   """'v5e-256' / 'v4-32' (names count TensorCores for v4 and v5p, chips for v5e and v6e) or a
   raw topology 'v5e:4x4' / 'v4:2x2x2' / 'v5p:2x2x4' -> Slice. One-line ValueError otherwise."""
-  known = ", ".join(f"{c}-N" for c in TPU_CHIPS)
+  gpus = parse_gpus(name)
+  if gpus is not None:
+    return gpus
+  known = ", ".join(f"{c}-N" for c in TPU_CHIPS) + ", h100-N, h200-N"
   m = re.fullmatch(r"(v4|v5e|v5p|v6e)-(\d+)", name)
   if m:
     chip = CHIPS[m.group(1)]

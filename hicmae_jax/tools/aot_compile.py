@@ -1,12 +1,15 @@
-"""Compile the real train (and eval) step for a TPU slice from a CPU host, before renting it:
-memory per chip against its HBM, FLOPs, the collectives of the compiled HLO, a roofline.
+"""Compile the real train (and eval) step for a TPU slice or GPU nodes from a CPU host, before
+renting them: memory per chip against its HBM, FLOPs, the collectives of the compiled HLO, a
+roofline.
 
   python -m hicmae_jax.tools.aot_compile --config=configs/pretrain_base.py --topology=v5e-16 \
       [--num_slices=2] [--find_max_batch] [--output=aot_v5e-16.json] [--config.model.dtype=...]
 
 Needs libtpu (the TPU compiler) but no TPU: install it beside, not into, the CPU environment
 (BUILD.md, "Compile for a TPU before renting one"):
-  pip install --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt
+  pip install --no-deps --upgrade --target ~/.cache/hicmae_jax/libtpu -r requirements-tpu-aot.txt
+GPU targets (--topology=h100-8, h200-16: 8 GPUs a node) need the jax CUDA plugin the same way
+(requirements-gpu-aot.txt into ~/.cache/hicmae_jax/cuda) and ptxas on PATH, no GPU.
 The mesh is the trainer's (`sharding.make_mesh` over the topology's compile-only devices,
 config.mesh.dcn_data = --num_slices), the state is the trainer's (`train_state.describe`:
 abstract, sharded, nothing allocated), the step is the trainer's (`train.make_train_step`), and
@@ -32,7 +35,8 @@ from hicmae_jax.models import hicmae
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice: v4-32, v5e-256, v5p-128, v6e-64 "
-                                "(MaxText names) or a topology such as v5e:4x4, v4:2x2x2.")
+                                "(MaxText names) or a topology such as v5e:4x4, v4:2x2x2; or "
+                                "GPUs: h100-8, h200-16 (8 a node).")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice): "
                                    "data parallel across them (config.mesh.dcn_data).")
 _STEPS = flags.DEFINE_list("steps", ["train", "eval"], "What to compile: train (the config's "
@@ -80,8 +84,40 @@ def find_libtpu(folder: str = "") -> str:
                      f"{INSTALL_HINT}")
 
 
+CUDA_DIR = os.path.join("~", ".cache", "hicmae_jax", "cuda")
+CUDA_HINT = ("pip install --no-deps --upgrade --target ~/.cache/hicmae_jax/cuda "
+             "-r requirements-gpu-aot.txt (BUILD.md: 'Compile for a TPU before renting one')")
+
+
+def use_cuda_compiler(folder: str = "") -> None:
+  """Makes XLA:GPU's compiler loadable with no GPU: the jax CUDA plugin from `folder`,
+  $HICMAE_CUDA_DIR or ~/.cache/hicmae_jax/cuda (or installed with jax[cuda13]), and ptxas on
+  PATH. Call before JAX starts a backend (plugins are discovered once)."""
+  import importlib.util
+  import shutil
+  for base in filter(None, [folder, os.environ.get("HICMAE_CUDA_DIR", ""), CUDA_DIR]):
+    path = os.path.expanduser(base)
+    if os.path.isdir(os.path.join(path, "jax_plugins")) and path not in sys.path:
+      sys.path.insert(0, path)
+      break
+  if not any(importlib.util.find_spec(f"jax_plugins.xla_cuda{v}") for v in (13, 12)):
+    raise cli.BadInput(f"the jax CUDA plugin (XLA:GPU's compiler) is not installed: {CUDA_HINT}")
+  if not shutil.which("ptxas"):
+    raise cli.BadInput("ptxas (CUDA's assembler) is not on PATH: install the CUDA toolkit, or "
+                       "pip install nvidia-cuda-nvcc-cu13 and put its bin/ on PATH")
+  import jax
+  jax.config.update("jax_platforms", "cpu")  # the host's backend; the GPUs are compile-only
+
+
 def topology_devices(tpu_slice: accelerators.Slice, num_slices: int, libtpu_path: str):
-  """The compile-only devices of `num_slices` slices (no TPU needed, only libtpu)."""
+  """The compile-only devices of `num_slices` slices (no TPU needed, only libtpu), or of the
+  GPU nodes a GPU target names (XLA:GPU with a target config, no GPU needed)."""
+  from jax.experimental import topologies
+  if tpu_slice.platform == "cuda":
+    topo = topologies.get_topology_desc(
+        platform="cuda", topology=tpu_slice.topology,
+        target_config=accelerators.cuda_target_config(tpu_slice.chip))
+    return list(topo.devices)
   # libtpu reads these at load; on a CPU host they only silence its metadata-server probes.
   os.environ["TPU_LIBRARY_PATH"] = libtpu_path
   os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
@@ -89,7 +125,6 @@ def topology_devices(tpu_slice: accelerators.Slice, num_slices: int, libtpu_path
   os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
   # Compile-only: no chip to guard, so several compiles (tests, a batch search) may share it.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  from jax.experimental import topologies
   topo = topologies.get_topology_desc(
       platform="tpu", topology_name=tpu_slice.topology,
       chip_config_name=tpu_slice.chip.chip_config,
@@ -183,10 +218,12 @@ def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_cli
          "bytes_accessed_per_chip": cost.get("bytes accessed"),
          "tpu_optimal_seconds": cost.get("optimal_seconds"),
          "collectives": cr.summarise_collectives(cr.parse_collectives(compiled.as_text()))}
-  if cost.get("flops") and mem:
+  if mem:
+    # XLA:GPU gives no cost analysis: the compute term then uses the analytic count.
     out["hbm_bytes_estimate"] = cr.hbm_traffic_estimate(mem)
-    out["roofline"] = cr.roofline(chip, cost["flops"], out["hbm_bytes_estimate"], model_flops,
-                                  per_chip_batch)
+    out["roofline"] = cr.roofline(chip, cost.get("flops") or model_flops,
+                                  out["hbm_bytes_estimate"], model_flops, per_chip_batch)
+    out["roofline"]["flops_from"] = "xla" if cost.get("flops") else "analytic"
   return out
 
 
@@ -249,7 +286,7 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
   with config.unlocked():
     config.mesh.dcn_data = num_slices
     if config.data.get("finetune_float_augment") == "auto":
-      config.data.finetune_float_augment = "device"  # what 'auto' picks on a TPU
+      config.data.finetune_float_augment = "device"  # what 'auto' picks on a TPU or GPU
   try:
     mesh = sharding.make_mesh(config.mesh, devices)
   except ValueError as e:
@@ -266,6 +303,7 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
                 "remat": bool(config.model.remat)}}
   print(f"{tpu_slice.name} ({tpu_slice.topology} x {num_slices} slice(s)): {num_chips} chips "
         f"of {devices[0].device_kind}, mesh {dict(mesh.shape)}", flush=True)
+  report["platform"] = tpu_slice.platform
   examples = example_batches(config, frame_size)
   batch = int(config.global_batch_size)
   compiled, spec, seconds = compile_train(config.copy_and_resolve_references(), mesh,
@@ -330,8 +368,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                    f"peak {_gib(mem['peak_bytes'])} of {_gib(fit.get('hbm_bytes'))} HBM: "
                    f"{verdict}")
     fl = r["flops_per_chip"]
-    lines.append(f"  TFLOP per chip per step: XLA {(fl['xla'] or 0) / 1e12:.3f}, analytic "
-                 f"{fl['analytic'] / 1e12:.3f}")
+    xla = "-" if fl["xla"] is None else f"{fl['xla'] / 1e12:.3f}"
+    lines.append(f"  TFLOP per chip per step: XLA {xla}, analytic {fl['analytic'] / 1e12:.3f}")
     roof = r.get("roofline")
     if roof:
       mfu = roof.get("mfu_ceiling")
@@ -362,7 +400,13 @@ def main(argv):
   if experiments.nested_experiments(config):
     raise cli.BadInput("the config nests several runs: name one, e.g. "
                        "--config=configs/demo.py:pretrain")
-  libtpu_path = find_libtpu(_LIBTPU.value)
+  if tpu_slice.platform == "cuda":
+    if _NUM_SLICES.value != 1:
+      raise cli.BadInput("--num_slices is for TPU slices; give GPUs as whole nodes: h100-16")
+    use_cuda_compiler()
+    libtpu_path = ""
+  else:
+    libtpu_path = find_libtpu(_LIBTPU.value)
   report = run(config, tpu_slice, _NUM_SLICES.value, list(_STEPS.value), _FRAME_SIZE.value,
                _FIND_MAX_BATCH.value, libtpu_path, _HBM_GIB.value)
   print("\n".join(summary_lines(report)), flush=True)
