@@ -25,6 +25,7 @@ _ARRAY = re.compile(r"\b(?P<dtype>[a-z]+\d*(?:e\dm\d(?:fn)?)?)\[(?P<dims>[\d,]*)
 _OP_NAME = re.compile(r'op_name="(?P<op_name>[^"]*)"')
 _SOURCE = re.compile(r'source_file="(?P<file>[^"]*)"\s+source_line=(?P<line>\d+)')
 _GROUPS_LIST = re.compile(r"replica_groups=\{(?P<groups>\{[\d,]*\}(?:,\{[\d,]*\})*)\}")
+_CHANNEL = re.compile(r"channel_id=(?P<id>\d+)")
 _GROUPS_IOTA = re.compile(r"replica_groups=\[(?P<n>\d+),(?P<size>\d+)\]<=")
 
 
@@ -146,27 +147,44 @@ def parse_collectives(hlo_text: str) -> list[dict[str, Any]]:
     factor = {"all-gather": (g - 1) / g, "all-to-all": (g - 1) / g, "ragged-all-to-all":
               (g - 1) / g, "reduce-scatter": float(g - 1), "all-reduce": 2 * (g - 1) / g,
               "collective-permute": 1.0}[kind]
+    channel = _CHANNEL.search(line)
     found.append({"kind": kind, "name": m.group("name"), "result_bytes": int(result),
                   "group_size": g, "sent_bytes": int(result * factor),
+                  "channel": int(channel.group("id")) if channel else None,
                   "source": _source_op(line)})
   return found
 
 
+def logical(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One entry per collective the program performs: instructions sharing a channel_id are
+  pieces of one (the TPU compiler copies a collective into each fusion that consumes it, all
+  with its channel id: 113 instructions, one exchange, for the contrastive loss of Base)."""
+  seen, out = set(), []
+  for c in found:
+    key = (c["kind"], c["channel"]) if c["channel"] is not None else id(c)
+    if key not in seen:
+      seen.add(key)
+      out.append(c)
+  return out
+
+
 def summarise_collectives(found: list[dict[str, Any]], top: int = 12) -> dict[str, Any]:
-  """Per kind: count, result bytes, bytes sent per device; and the sources that account for
-  the most of each kind (count and bytes)."""
+  """Per kind: how many collectives the program performs (`count`, by channel id), how many
+  HLO instructions hold them (`instructions`), result bytes and bytes sent per device (of
+  the collectives performed); and the sources that account for the most bytes."""
   by_kind: dict[str, dict[str, Any]] = {}
   for kind in COLLECTIVES:
-    items = [c for c in found if c["kind"] == kind]
-    if not items:
+    pieces = [c for c in found if c["kind"] == kind]
+    if not pieces:
       continue
+    items = logical(pieces)
     sources = collections.defaultdict(lambda: [0, 0])
     for c in items:
       sources[c["source"]][0] += 1
       sources[c["source"]][1] += c["result_bytes"]
     ranked = sorted(sources.items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
     by_kind[kind] = {
-        "count": len(items),
+        "count": len(items), "instructions": len(pieces),
         "result_bytes": sum(c["result_bytes"] for c in items),
         "sent_bytes_per_device": sum(c["sent_bytes"] for c in items),
         "sources": [{"source": s, "count": n, "result_bytes": b} for s, (n, b) in ranked[:top]],

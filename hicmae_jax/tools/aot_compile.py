@@ -48,6 +48,8 @@ _HBM_GIB = flags.DEFINE_float("hbm_gib", 0.0, "Memory per chip to plan for, in G
                                "the chip's HBM; less leaves headroom).")
 _FRAME_SIZE = flags.DEFINE_integer("frame_size", 224, "Side of the stored frames the pipeline "
                                    "reads (prepare's frames: 224, or --frame_size=160).")
+_DUMP_HLO = flags.DEFINE_string("dump_hlo", "", "Folder for the compiled programs' HLO text "
+                                "(<step>.hlo.txt), to read what the collectives come from.")
 _LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was installed with pip "
                               "--target (default: $HICMAE_LIBTPU_DIR, then "
                               "~/.cache/hicmae_jax/libtpu).")
@@ -204,9 +206,13 @@ def compile_eval(spec, mesh, example: dict[str, Any], batch: int):
 
 
 def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_clip: float,
-              seconds: float) -> dict[str, Any]:
+              seconds: float, name: str = "") -> dict[str, Any]:
   """Memory, FLOPs, collectives and roofline of one compiled program, per chip."""
   from hicmae_jax import compiled_report as cr
+  if _DUMP_HLO.present and _DUMP_HLO.value and name:
+    os.makedirs(_DUMP_HLO.value, exist_ok=True)
+    with open(os.path.join(_DUMP_HLO.value, f"{name}.hlo.txt"), "w") as f:
+      f.write(compiled.as_text())
   mem = cr.memory(compiled) or {}
   cost = cr.cost(compiled)
   per_chip_batch = batch / num_chips
@@ -316,13 +322,14 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
   if "train" in steps:
     report["train"] = report_of(compiled, chip, batch=batch, num_chips=num_chips,
                                 model_flops_per_clip=3 * _per_clip_flops(config),
-                                seconds=seconds)
+                                seconds=seconds, name="train")
   if "eval" in steps and "eval" in examples:
     eval_batch = int(config.eval_batch_size)
     check_batch(eval_batch, num_chips, "--config.eval_batch_size")
     compiled_eval, seconds = compile_eval(spec, mesh, examples["eval"], eval_batch)
     report["eval"] = report_of(compiled_eval, chip, batch=eval_batch, num_chips=num_chips,
-                               model_flops_per_clip=_per_clip_flops(config), seconds=seconds)
+                               model_flops_per_clip=_per_clip_flops(config), seconds=seconds,
+                               name="eval")
   if max_batch:
     print("searching the largest global batch that fits ...", flush=True)
     report["max_global_batch"] = find_max_batch(config, mesh, examples["train"], chip,
@@ -378,7 +385,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                    f"{roof['clips_per_second_per_chip']:.1f} clips/s per chip"
                    + (f", MFU ceiling {mfu:.0%}" if mfu is not None else ""))
     for kind, c in r["collectives"].items():
-      lines.append(f"  {kind}: {c['count']} ({_gib(c['sent_bytes_per_device'])} sent per chip)")
+      lines.append(f"  {kind}: {c['count']} ({c['instructions']} HLO instructions), "
+                   f"{c['result_bytes'] / 2**20:.2f} MiB, {c['sent_bytes_per_device'] / 2**20:.2f} "
+                   f"MiB sent per chip")
   if "max_global_batch" in report:
     lines.append(f"largest global batch that fits: {report['max_global_batch']}")
   return lines
