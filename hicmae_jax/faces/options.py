@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-DETECTORS = ("none", "dlib")
+from hicmae_jax.faces.select import SELECT_RULES
+
+DETECTORS = ("none", "dlib", "dlib_cnn")
 LANDMARK_COUNTS = (5, 68)
 SMOOTHING_METHODS = ("centred", "ema", "none")
 
@@ -15,7 +17,8 @@ class FaceOptions:
   """How raw frames become aligned face crops (see hicmae_jax/faces/__init__.py).
 
   detector: "dlib" (HOG frontal face detector + shape predictor from the
-    face-recognition-models package). landmarks: 5 (default; dlib's own 5-point model) or 68
+    face-recognition-models package) or "dlib_cnn" (dlib's MMOD CNN detector from the same
+    package, on key frames, faces followed between them: keyframes.py). landmarks: 5 (default; dlib's own 5-point model) or 68
     (the iBUG 300-W model, whose training data forbid commercial use).
   face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
     like OpenFace's similarity scale: at 0.7 the eye centres are 0.4 of the crop apart and the
@@ -31,6 +34,13 @@ class FaceOptions:
     run forwards then backwards so it does not lag; ema_alpha is the weight of the new
     frame) or "none", over the transform parameters (a, b, tx, ty).
   min_face_fraction: a clip whose face is detected in fewer of its frames is skipped.
+  face_select: which face a shot is about: "main" (size, centrality, detector score and
+    track length; select.py), "largest" or "center".
+  cut_threshold: colour-histogram distance (0-1) between two frames from which a hard cut is
+    placed between them (shots.py); tracks never cross a cut. Above 1: no cuts.
+  keyframe_interval: frames between two runs of the detector, faces followed between them
+    (keyframes.py); 0: the detector's default (dlib: 1, every frame; dlib_cnn: see
+    step.KEYFRAME_DEFAULTS).
   """
   detector: str = "dlib"
   landmarks: int = 5
@@ -45,6 +55,9 @@ class FaceOptions:
   smoothing_window: int = 5
   ema_alpha: float = 0.5
   min_face_fraction: float = 0.5
+  face_select: str = "main"
+  cut_threshold: float = 0.4
+  keyframe_interval: int = 0
 
   def __post_init__(self):
     checks = [
@@ -62,6 +75,10 @@ class FaceOptions:
          "smoothing_window must be an odd number >= 1"),
         (0.0 < self.ema_alpha <= 1.0, "ema_alpha must be in (0, 1]"),
         (0.0 <= self.min_face_fraction <= 1.0, "min_face_fraction must be in [0, 1]"),
+        (self.face_select in SELECT_RULES, f"face_select must be one of {SELECT_RULES}"),
+        (self.cut_threshold > 0, "cut_threshold must be > 0 (above 1: no cuts)"),
+        (self.keyframe_interval >= 0, "keyframe_interval must be >= 0 (0: the detector's "
+                                      "default)"),
     ]
     for ok, message in checks:
       if not ok:
@@ -89,8 +106,16 @@ _FLAGS = {
     "--face_ema_alpha": ("ema_alpha", "weight of the new frame in the exponential average"),
     "--min_face_fraction": ("min_face_fraction", "skip clips whose face is found in fewer of "
                                                  "their frames"),
+    "--face_select": ("face_select", "the face a shot is about: main (size, centrality, "
+                                     "detector score, track length), largest or center"),
+    "--face_cut_threshold": ("cut_threshold", "colour-histogram distance (0-1) that makes a "
+                                              "hard cut; tracks never cross one"),
+    "--face_keyframe_interval": ("keyframe_interval", "frames between detector runs, faces "
+                                                      "followed between (0: the detector's "
+                                                      "default)"),
 }
-_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS}
+_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS,
+            "face_select": SELECT_RULES}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g = parser.add_argument_group("faces", "detect, track and align the face in every frame "
                                          "(hicmae_jax/faces)")
   g.add_argument("--face", default="none", choices=DETECTORS,
-                 help="none: keep the frames as they are; dlib: store aligned face crops")
+                 help="none: keep the frames as they are; dlib (HOG) or dlib_cnn (CNN on key "
+                      "frames): store aligned face crops")
   defaults = FaceOptions()
   for flag, (field, text) in _FLAGS.items():
     default = getattr(defaults, field)
@@ -118,8 +144,9 @@ def define_absl_flags() -> None:
   """The same flags (names, defaults, help) for an absl binary (predict); read them back with
   from_absl_flags. A choice outside the allowed values is refused at parsing."""
   from absl import flags
-  flags.DEFINE_enum("face", "none", list(DETECTORS), "none: use the frames as they are; dlib: "
-                    "detect, track and align the face (the prepare face step)")
+  flags.DEFINE_enum("face", "none", list(DETECTORS), "none: use the frames as they are; dlib "
+                    "(HOG) or dlib_cnn (CNN on key frames): detect, track and align the face "
+                    "(the prepare face step)")
   defaults = FaceOptions()
   for flag, (field, text) in _FLAGS.items():
     default, name = getattr(defaults, field), flag[2:]

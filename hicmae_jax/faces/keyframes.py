@@ -1,0 +1,139 @@
+"""A slow detector made affordable: detect on key frames, follow the faces between them with
+dlib's correlation tracker, and check the tracker with the detector where it may have gone
+wrong.
+
+Key frames: the first and last frame of every shot and every `interval` frames in between.
+For two consecutive key frames a < b of a shot:
+- each face detected at a (the max_faces largest) is followed forwards to b. The tracker's
+  peak-to-sidelobe ratio (PSR) falling under min_psr stops it (covered, gone). If its box at
+  b overlaps a detection there (IoU >= match_iou), every frame between is confirmed;
+  otherwise the detector bisects the span (about log2(interval) more detections) for the
+  last frame where the tracked box still overlaps a detection, and the frames after it get
+  no box from this face.
+- each face detected at b that no forward track reached is followed backwards to a and
+  checked the same way (a face that came into view between the key frames).
+A tracked box scores its key frame's detection score. Landmarks are refitted on every frame
+afterwards, by the face step.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from hicmae_jax.faces.track import iou
+
+Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def key_frames(shot_start: int, shot_end: int, interval: int) -> list[int]:
+  """Key frames of the shot [shot_start, shot_end): its first, every interval, its last."""
+  keys = list(range(shot_start, shot_end, interval))
+  if keys[-1] != shot_end - 1:
+    keys.append(shot_end - 1)
+  return keys
+
+
+def _largest(boxes: np.ndarray, count: int) -> np.ndarray:
+  area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+  return np.argsort(-area, kind="stable")[:count]
+
+
+class _Schedule:
+  """The detector's results per frame (memoised) and the tracker's boxes per frame."""
+
+  def __init__(self, frames: np.ndarray, detect: Detect, min_psr: float, match_iou: float):
+    import dlib
+    self._dlib = dlib
+    self.frames, self.detect_fn = frames, detect
+    self.min_psr, self.match_iou = min_psr, match_iou
+    self.detected: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    self.tracked: dict[int, list[tuple[np.ndarray, float]]] = {}
+
+  def detect(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    if t not in self.detected:
+      boxes, scores = self.detect_fn(self.frames[t])
+      self.detected[t] = (np.asarray(boxes, np.float64).reshape(-1, 4),
+                          np.asarray(scores, np.float64).reshape(-1))
+    return self.detected[t]
+
+  def match(self, t: int, box: np.ndarray) -> int:
+    """Index of the detection at t that box overlaps most (>= match_iou), else -1."""
+    boxes, _ = self.detect(t)
+    if not len(boxes):
+      return -1
+    overlap = iou(box, boxes)
+    return int(np.argmax(overlap)) if overlap.max() >= self.match_iou else -1
+
+  def follow(self, start: int, box: np.ndarray, stop: int) -> dict[int, np.ndarray]:
+    """Boxes from start towards stop (either direction, stop included) until the PSR falls."""
+    tracker = self._dlib.correlation_tracker()
+    x0, y0, x1, y1 = box
+    tracker.start_track(self.frames[start], self._dlib.drectangle(x0, y0, x1, y1))
+    step = 1 if stop > start else -1
+    path = {}
+    for t in range(start + step, stop + step, step):
+      if tracker.update(self.frames[t]) < self.min_psr:
+        break
+      p = tracker.get_position()
+      path[t] = np.array([p.left(), p.top(), p.right(), p.bottom()])
+    return path
+
+  def confirm(self, start: int, box: np.ndarray, score: float, stop: int) -> int:
+    """Follows box from start to stop, keeps the confirmed part; -> the detection index at
+    stop it reached (-1 if none)."""
+    path = self.follow(start, box, stop)
+    step = 1 if stop > start else -1
+    reached = self.match(stop, path[stop]) if stop in path else -1
+    if reached >= 0:
+      good = stop
+    else:  # bisect between start (good) and the first frame not known good
+      bad = stop if stop in path else (max(path, key=lambda t: t * step) if path else start) + step
+      good = start
+      while abs(bad - good) > 1:
+        mid = (good + bad) // 2
+        if self.match(mid, path[mid]) >= 0:
+          good = mid
+        else:
+          bad = mid
+    for t in range(start + step, good + step, step):
+      self.tracked.setdefault(t, []).append((path[t], score))
+    return reached
+
+
+def detect_clip(frames: np.ndarray, detect: Detect, shots: np.ndarray, interval: int, *,
+                min_psr: float = 7.0, match_iou: float = 0.3, max_faces: int = 4
+                ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
+  """frames [T, H, W, 3] uint8, detect (frame -> boxes [K, 4], scores [K]), shot numbers
+  [T] -> per frame (boxes [K, 4], scores [K], tracked [K] bool), and how many frames the
+  detector ran on (module docstring)."""
+  sched = _Schedule(np.asarray(frames), detect, min_psr, match_iou)
+  shots = np.asarray(shots)
+  starts = np.flatnonzero(np.diff(shots, prepend=-1) != 0)
+  for start, end in zip(starts, np.append(starts[1:], len(shots))):
+    keys = key_frames(int(start), int(end), max(1, interval))
+    for a, b in zip(keys[:-1], keys[1:]):
+      boxes_a, scores_a = sched.detect(a)
+      reached = set()
+      for k in _largest(boxes_a, max_faces):
+        reached.add(sched.confirm(a, boxes_a[k], scores_a[k], b))
+      boxes_b, scores_b = sched.detect(b)
+      for k in _largest(boxes_b, max_faces):
+        if k not in reached:
+          sched.confirm(b, boxes_b[k], scores_b[k], a)
+    if len(keys) == 1:
+      sched.detect(keys[0])
+  return [_frame_boxes(sched, t) for t in range(len(shots))], len(sched.detected)
+
+
+def _frame_boxes(sched: _Schedule, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Detections at t (where the detector ran) and tracked boxes that add a face."""
+  boxes, scores = sched.detected.get(t, (np.zeros((0, 4)), np.zeros(0)))
+  rows = [(b, s, False) for b, s in zip(boxes, scores)]
+  for box, score in sched.tracked.get(t, []):
+    if not rows or iou(box, np.stack([r[0] for r in rows])).max() < 0.5:
+      rows.append((box, score, True))
+  if not rows:
+    return np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool)
+  return (np.stack([r[0] for r in rows]), np.array([r[1] for r in rows]),
+          np.array([r[2] for r in rows], bool))
