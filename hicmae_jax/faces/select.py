@@ -12,7 +12,7 @@ The main-face score of a track j in shot s (each part in [0, 1]):
   main_j     = 0.35 size_j + 0.25 centre_j + 0.15 detector_j + 0.25 length_j
 
 face_select "main" takes the highest main_j; but when other tracks have a similar size (median
-side within 15 % of the best's), the one of those tracked longest is kept, and the report
+side within 20 % of the best's), the one of those tracked longest is kept, and the report
 says so. "largest" takes the largest size_j, "center" the most central (centre_j); both break
 ties by length. The chosen track is then continued by the shot's later (or earlier) tracks
 that do not overlap it in time and start where it left off (box centres less than one box
@@ -31,7 +31,7 @@ from hicmae_jax.faces.tracks import FaceTrack
 
 SELECT_RULES = ("main", "largest", "center")
 WEIGHTS = {"size": 0.35, "centre": 0.25, "detector": 0.15, "length": 0.25}
-SIMILAR_SIZE = 0.85  # sides within 15 %: "similar size"
+SIMILAR_SIZE = 0.8  # sides within 20 % (HOG's box sides step by ~10-20 %): "similar size"
 _JOIN_SIDE_RATIO = 1.5
 
 
@@ -56,8 +56,8 @@ def score_tracks(tracks: Sequence[FaceTrack], shot_frames: int, height: int, wid
              "length": len(tr.frames) / max(shot_frames, 1)}
     main = sum(WEIGHTS[k] * v for k, v in parts.items())
     rows.append({"first_frame": tr.first, "last_frame": tr.last, "frames": len(tr.frames),
-                 "side": round(float(side), 1), **{k: round(v, 4) for k, v in parts.items()},
-                 "main": round(main, 4)})
+                 "side": round(float(side), 1), **{k: round(float(v), 4) for k, v in parts.items()},
+                 "main": round(float(main), 4)})
   return rows
 
 
