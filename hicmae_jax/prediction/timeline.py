@@ -40,13 +40,18 @@ def _title(pred: Prediction, window: float) -> str:
 
 
 def _shade_no_face(ax, pred: Prediction) -> None:
-  """Grey spans over the no_face windows (labelled once) and dotted lines at the cuts."""
-  labelled = False
+  """Grey over the no_face windows (their union, labelled once) and dotted lines at the
+  cuts."""
+  spans: list[list[float]] = []
   for w, used in zip(pred.windows, pred.used):
-    if not used:
-      ax.axvspan(w["start_seconds"], w["end_seconds"], color="0.6", alpha=0.35, lw=0,
-                 label=None if labelled else "no face")
-      labelled = True
+    if used:
+      continue
+    if spans and w["start_seconds"] <= spans[-1][1]:
+      spans[-1][1] = max(spans[-1][1], w["end_seconds"])
+    else:
+      spans.append([w["start_seconds"], w["end_seconds"]])
+  for k, (start, end) in enumerate(spans):
+    ax.axvspan(start, end, color="0.6", alpha=0.4, lw=0, label="no face" if k == 0 else None)
   face = pred.loaded.face
   for shot in (face.report.get("shots", []) if face is not None else [])[1:]:
     ax.axvline(shot["start_frame"] / pred.loaded.fps, color="0.3", ls=":", lw=1)
