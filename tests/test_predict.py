@@ -167,6 +167,7 @@ def test_bad_input_is_one_line(checkpoint, tmp_path):
                          videos=[str(tmp_path / "v.mp4")], class_names=["a", "b"])
 
 
+@pytest.mark.slow
 def test_windows_without_a_face_get_no_class(checkpoint, tmp_path):
   """A real face for 2 s, then the empty background for 2 s: the windows mostly without the
   face are no_face (no scores, out of the mean, counted), the annotated video has no face

@@ -15,8 +15,9 @@ a < b of a shot:
   checked the same way (a face that came into view between the key frames).
 Checks search only a region around the tracked box (REGION_SIDES times its side), not the
 whole frame, unless the whole frame was searched there anyway: on a 640x360 frame with a
-~70-110 px face that is 2-5x cheaper. The shot's last frame is searched in those regions
-only, so a face that comes into view after the shot's last whole-frame key frame is not found.
+~70-110 px face that is 2-5x cheaper. The shot's last frame is searched as a whole only when
+a face of the last whole-frame key frame was lost on the way (or it had none), so a new face
+that comes into view after that key frame, while the old ones stay, is not found.
 A tracked box scores its key frame's detection score. Landmarks are refitted on every frame
 afterwards, by the face step.
 """
@@ -113,8 +114,9 @@ class _Schedule:
       path[t] = np.array([p.left(), p.top(), p.right(), p.bottom()])
     return path
 
-  def confirm(self, start: int, box: np.ndarray, score: float, stop: int) -> None:
-    """Follows box from start to stop and keeps the confirmed part (module docstring)."""
+  def confirm(self, start: int, box: np.ndarray, score: float, stop: int) -> bool:
+    """Follows box from start to stop and keeps the confirmed part (module docstring); ->
+    whether it was confirmed all the way to stop."""
     path = self.follow(start, box, stop)
     step = 1 if stop > start else -1
     reached = self.match(stop, path[stop]) if stop in path else -1
@@ -131,6 +133,7 @@ class _Schedule:
           bad = mid
     for t in range(start + step, good + step, step):
       self.tracked.setdefault(t, []).append((path[t], score))
+    return reached >= 0
 
 
 def detect_clip(frames: np.ndarray, detect: Detect, shots: np.ndarray, interval: int, *,
@@ -149,10 +152,9 @@ def detect_clip(frames: np.ndarray, detect: Detect, shots: np.ndarray, interval:
       if b in whole:  # searched in full anyway: the forward checks reuse it
         sched.detect(b)
       boxes_a, scores_a = sched.detect(a)
-      for k in _largest(boxes_a, max_faces):
-        sched.confirm(a, boxes_a[k], scores_a[k], b)
-      if b not in whole:
-        continue
+      kept = [sched.confirm(a, boxes_a[k], scores_a[k], b) for k in _largest(boxes_a, max_faces)]
+      if b not in whole and kept and all(kept):
+        continue  # the shot's end, every face followed there: no whole-frame search
       boxes_b, scores_b = sched.detect(b)
       reached = {t for t in range(len(boxes_b)) if _reached(sched, b, boxes_b[t])}
       for k in _largest(boxes_b, max_faces):

@@ -75,6 +75,9 @@ def _pick(rows: list[dict], rule: str) -> tuple[int, str]:
   longest = max(similar, key=lambda i: (rows[i]["frames"], rows[i]["main"]))
   sides = ", ".join(f"{rows[i]['side']:.0f}" for i in similar)
   frames = ", ".join(str(rows[i]["frames"]) for i in similar)
+  if sum(rows[i]["frames"] == rows[longest]["frames"] for i in similar) > 1:
+    return longest, (f"{len(similar)} faces of similar size ({sides} px), tracked equally long "
+                     f"({frames} frames): kept the highest main score")
   return longest, (f"{len(similar)} faces of similar size ({sides} px): kept the one tracked "
                    f"longest ({frames} frames)")
 
