@@ -1,7 +1,8 @@
 r"""Face detectors side by side on in-the-wild-like test videos: dlib's HOG on every frame,
 dlib's CNN (MMOD) on every frame, and the CNN on key frames with the faces followed between
 them (--face=dlib_cnn). Prints ms per frame (the whole face step: detection, tracking,
-landmarks, alignment, warp) and how often the face was found, with the machine and the date.
+landmarks, alignment, warp), in CPU time of this process and in wall time (which other jobs
+on the machine inflate), and how often the face was found, with the machine and the date.
 
   taskset -c 0 python -m hicmae_jax.tools.benchmark_faces            # one core, built clips
   python -m hicmae_jax.tools.benchmark_faces --video=a.mp4,b.mp4 --intervals=15,30,60
@@ -81,11 +82,12 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
             ) -> dict:
   aligner = faces.FaceAligner(options)
   aligner(frames[:2])  # loads the models and warms the caches
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   result = aligner(frames)
-  seconds = time.perf_counter() - t0
+  seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
   rep = result.report
-  row = {"ms_per_frame": round(1000 * seconds / len(frames), 1),
+  row = {"cpu_ms_per_frame": round(1000 * cpu / len(frames), 1),
+         "wall_ms_per_frame": round(1000 * seconds / len(frames), 1),
          "detection_rate": round(rep.detection_rate, 3),
          "with_face": round(float(result.has_face.mean()), 3),
          "detector_frames": rep.detector_frames, "tracked_frames": rep.tracked_frames,
