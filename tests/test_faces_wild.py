@@ -214,3 +214,13 @@ def test_cnn_finds_the_squeezed_face_that_hog_misses():
   assert cnn.report.detection_rate >= 0.9 and cnn.report.detector_frames <= 4
   assert np.abs(box_centres(cnn)[cnn.has_face] - truth[cnn.has_face]).max() < 20
   assert step_lib.KEYFRAME_DEFAULTS["dlib_cnn"] > 1
+
+
+@pytest.mark.slow
+def test_benchmark_faces_prints_its_rows(capsys):
+  from hicmae_jax.tools import benchmark_faces
+  assert benchmark_faces.main(["--shot_frames=4", "--intervals=4",
+                               "--skip_cnn_every_frame"]) == 0
+  out = capsys.readouterr().out
+  assert "hog every frame" in out and "cnn key frames /4" in out and '"host"' in out
+  assert "cpu_ms_per_frame" in out and "found" in out

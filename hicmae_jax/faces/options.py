@@ -18,8 +18,9 @@ class FaceOptions:
 
   detector: "dlib" (HOG frontal face detector + shape predictor from the
     face-recognition-models package) or "dlib_cnn" (dlib's MMOD CNN detector from the same
-    package, on key frames, faces followed between them: keyframes.py). landmarks: 5 (default; dlib's own 5-point model) or 68
-    (the iBUG 300-W model, whose training data forbid commercial use).
+    package, on key frames, faces followed between them: keyframes.py). landmarks: 5
+    (default; dlib's own 5-point model) or 68 (the iBUG 300-W model, whose training data
+    forbid commercial use).
   face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
     like OpenFace's similarity scale: at 0.7 the eye centres are 0.4 of the crop apart and the
     eye line sits at 0.27 of its height (eyebrows to chin; see align.TEMPLATE).

@@ -7,8 +7,8 @@ clip holds the aligned crops as JPEG (quality 95, as prepare stores them), so th
 what it was fine-tuned on; the face track (per-frame transform and status) is kept for the
 pictures. Predictions never skip a whole input for want of a face (min_face_fraction does not
 apply here): frames without a face are marked (has_face) and the windows decide
-(windows.py: --min_window_face_fraction). The face step needs every decoded frame at once ([T, H, W, 3] uint8 in memory:
-about 0.9 GB per minute of 480x360 at 30 fps).
+(windows.py: --min_window_face_fraction). The face step needs every decoded frame at once
+([T, H, W, 3] uint8 in memory: about 0.9 GB per minute of 480x360 at 30 fps).
 """
 from __future__ import annotations
 
