@@ -3,8 +3,10 @@ dlib's correlation tracker, and check the tracker with the detector where it may
 wrong.
 
 Key frames: the first frame of every shot and every `interval` frames after it, where the
-detector searches the whole frame; and the shot's last frame. For two consecutive key frames
-a < b of a shot:
+detector searches the whole frame; and the shot's last frame. After a face is lost between
+key frames, the next whole-frame search comes interval / PROBE_PARTS frames after the loss,
+not at the next key frame, so that a face back from behind a hand is found again soon. For
+two consecutive key frames a < b of a shot:
 - each face detected at a (the max_faces largest) is followed forwards to b. The tracker's
   peak-to-sidelobe ratio (PSR) falling under min_psr stops it (covered, gone). If its box at
   b overlaps a detection there (IoU >= match_iou), every frame between is confirmed;
@@ -31,6 +33,7 @@ from hicmae_jax.faces.track import iou
 
 Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 REGION_SIDES = 3.0  # side of a checked region, in box sides
+PROBE_PARTS = 4  # after a face is lost, the next whole-frame search comes interval / 4 later
 _MIN_REGION = 120  # pixels: the CNN needs some context around a face
 
 
@@ -42,14 +45,6 @@ def region(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int
   cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
   x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
   return x0, y0, int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
-
-
-def key_frames(shot_start: int, shot_end: int, interval: int) -> list[int]:
-  """Key frames of the shot [shot_start, shot_end): its first, every interval, its last."""
-  keys = list(range(shot_start, shot_end, interval))
-  if keys[-1] != shot_end - 1:
-    keys.append(shot_end - 1)
-  return keys
 
 
 def _largest(boxes: np.ndarray, count: int) -> np.ndarray:
@@ -114,9 +109,9 @@ class _Schedule:
       path[t] = np.array([p.left(), p.top(), p.right(), p.bottom()])
     return path
 
-  def confirm(self, start: int, box: np.ndarray, score: float, stop: int) -> bool:
+  def confirm(self, start: int, box: np.ndarray, score: float, stop: int) -> int:
     """Follows box from start to stop and keeps the confirmed part (module docstring); ->
-    whether it was confirmed all the way to stop."""
+    the last frame confirmed (stop when it got all the way)."""
     path = self.follow(start, box, stop)
     step = 1 if stop > start else -1
     reached = self.match(stop, path[stop]) if stop in path else -1
@@ -133,35 +128,46 @@ class _Schedule:
           bad = mid
     for t in range(start + step, good + step, step):
       self.tracked.setdefault(t, []).append((path[t], score))
-    return reached >= 0
+    return good
 
 
 def detect_clip(frames: np.ndarray, detect: Detect, shots: np.ndarray, interval: int, *,
                 min_psr: float = 7.0, match_iou: float = 0.3, max_faces: int = 4
                 ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
   """frames [T, H, W, 3] uint8, detect (frame -> boxes [K, 4], scores [K]), shot numbers
-  [T] -> per frame (boxes [K, 4], scores [K], tracked [K] bool), and how many frames the
-  detector ran on (module docstring)."""
+  [T] -> per frame (boxes [K, 4], scores [K], tracked [K] bool), and how many times the
+  detector ran (module docstring)."""
   sched = _Schedule(np.asarray(frames), detect, min_psr, match_iou)
   shots = np.asarray(shots)
   starts = np.flatnonzero(np.diff(shots, prepend=-1) != 0)
   for start, end in zip(starts, np.append(starts[1:], len(shots))):
-    keys = key_frames(int(start), int(end), max(1, interval))
-    whole = set(range(int(start), int(end), max(1, interval)))  # searched in full
-    for a, b in zip(keys[:-1], keys[1:]):
-      if b in whole:  # searched in full anyway: the forward checks reuse it
-        sched.detect(b)
-      boxes_a, scores_a = sched.detect(a)
-      kept = [sched.confirm(a, boxes_a[k], scores_a[k], b) for k in _largest(boxes_a, max_faces)]
-      if b not in whole and kept and all(kept):
-        continue  # the shot's end, every face followed there: no whole-frame search
-      boxes_b, scores_b = sched.detect(b)
-      reached = {t for t in range(len(boxes_b)) if _reached(sched, b, boxes_b[t])}
-      for k in _largest(boxes_b, max_faces):
-        if k not in reached:
-          sched.confirm(b, boxes_b[k], scores_b[k], a)
-    sched.detect(keys[0])
+    _shot(sched, int(start), int(end) - 1, max(1, interval), max_faces)
   return [_frame_boxes(sched, t) for t in range(len(shots))], sched.runs
+
+
+def _shot(sched: _Schedule, start: int, last: int, interval: int, max_faces: int) -> None:
+  """One shot [start, last]: whole-frame key frames every interval (sooner after a loss),
+  faces followed forwards and backwards between them."""
+  probe = max(2, interval // PROBE_PARTS)
+  a = start
+  sched.detect(a)
+  while a < last:
+    b = min(a + interval, last)
+    whole = b != last  # the shot's last frame is searched whole only when needed
+    boxes_a, scores_a = sched.detect(a)
+    good = [sched.confirm(a, boxes_a[k], scores_a[k], b) for k in _largest(boxes_a, max_faces)]
+    lost = [g for g in good if g < b]
+    if lost and min(lost) + probe < b:  # look again soon: the face may be back
+      b, whole = min(lost) + probe, True
+    if not whole:
+      if good and not lost:
+        break  # every face followed to the shot's end
+      whole = True
+    boxes_b, scores_b = sched.detect(b)
+    for k in _largest(boxes_b, max_faces):
+      if not _reached(sched, b, boxes_b[k]):
+        sched.confirm(b, boxes_b[k], scores_b[k], a)
+    a = b
 
 
 def _reached(sched: _Schedule, t: int, box: np.ndarray) -> bool:
