@@ -202,6 +202,18 @@ def test_key_frames_follow_between_and_bisect_where_the_face_goes():
   assert np.nanmax(np.abs(box_centres(keyed)[visible] - truth[visible])) < 15
 
 
+def test_key_frames_look_again_soon_after_a_loss():
+  """Two covers between key frames 32 apart: after each loss the whole frame is searched a
+  quarter interval later, so the face between the covers (frames 12-19) is found."""
+  covered = tuple(range(8, 12)) + tuple(range(20, 24))
+  frames, _ = talking("obama", 40, (40, 80, 140), covered=covered)
+  keyed = faces.FaceAligner(faces.FaceOptions(face_size=48, max_hold_frames=2,
+                                              keyframe_interval=32))(frames)
+  visible = np.setdiff1d(np.arange(40), covered)
+  assert keyed.has_face[visible].all() and not keyed.has_face[list(covered)].any()
+  assert keyed.report.detector_frames < 20
+
+
 @pytest.mark.slow
 def test_cnn_finds_the_squeezed_face_that_hog_misses():
   """A face squeezed to 0.6 of its width (a profile-like view): HOG finds it in no frame,
