@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from hicmae_jax.faces import track as track_lib
-from hicmae_jax.faces.tracks import FaceTrack
+from hicmae_jax.faces.tracks import ShotTrack
 
 SELECT_RULES = ("main", "largest", "center")
 WEIGHTS = {"size": 0.35, "centre": 0.25, "detector": 0.15, "length": 0.25}
@@ -35,14 +35,14 @@ SIMILAR_SIZE = 0.8  # sides within 20 % (HOG's box sides step by ~10-20 %): "sim
 _JOIN_SIDE_RATIO = 1.5
 
 
-def _centre_term(tr: FaceTrack, height: int, width: int) -> float:
+def _centre_term(tr: ShotTrack, height: int, width: int) -> float:
   cx = (tr.boxes[:, 0] + tr.boxes[:, 2]) / 2
   cy = (tr.boxes[:, 1] + tr.boxes[:, 3]) / 2
   off = np.hypot(cx - (width - 1) / 2, cy - (height - 1) / 2) / (np.hypot(height, width) / 2)
   return float(np.clip(1 - off, 0, 1).mean())
 
 
-def score_tracks(tracks: Sequence[FaceTrack], shot_frames: int, height: int, width: int
+def score_tracks(tracks: Sequence[ShotTrack], shot_frames: int, height: int, width: int
                  ) -> list[dict]:
   """The parts and the main score of each track of one shot (module docstring)."""
   sides = np.array([tr.side for tr in tracks])
@@ -82,7 +82,7 @@ def _pick(rows: list[dict], rule: str) -> tuple[int, str]:
                    f"longest ({frames} frames)")
 
 
-def _joins(a: FaceTrack, b: FaceTrack) -> bool:
+def _joins(a: ShotTrack, b: ShotTrack) -> bool:
   """b continues a (b after a in time): b starts near where a ended, at a similar size."""
   end, start = a.boxes[-1], b.boxes[0]
   side = lambda box: np.sqrt(max(box[2] - box[0], 1e-9) * max(box[3] - box[1], 1e-9))
@@ -92,7 +92,7 @@ def _joins(a: FaceTrack, b: FaceTrack) -> bool:
           and max(sa, sb) <= _JOIN_SIDE_RATIO * min(sa, sb))
 
 
-def _chain(chosen: FaceTrack, others: Sequence[FaceTrack]) -> list[FaceTrack]:
+def _chain(chosen: ShotTrack, others: Sequence[ShotTrack]) -> list[ShotTrack]:
   """The chosen track and the tracks that continue it before and after (module docstring)."""
   chain = [chosen]
   for tr in sorted(others, key=lambda x: x.first):
@@ -114,7 +114,7 @@ class Selection:
   tracked: np.ndarray
 
 
-def choose(tracks: Sequence[FaceTrack], shots: np.ndarray, height: int, width: int,
+def choose(tracks: Sequence[ShotTrack], shots: np.ndarray, height: int, width: int,
            rule: str = "main") -> Selection:
   """One chain of tracks per shot -> the clip's Track (module docstring)."""
   if rule not in SELECT_RULES:

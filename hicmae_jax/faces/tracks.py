@@ -18,7 +18,7 @@ from hicmae_jax.faces.track import iou
 
 
 @dataclasses.dataclass
-class FaceTrack:
+class ShotTrack:
   """One face in one shot. frames [N] (ascending) where it was detected, boxes [N, 4],
   scores [N], tracked [N] (True where the box came from the correlation tracker between
   key frames, not from the detector itself)."""
@@ -61,7 +61,7 @@ def _unpack(det) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def build(detections: Detections, shots: np.ndarray, *, max_hold_frames: int,
-          track_iou: float) -> list[FaceTrack]:
+          track_iou: float) -> list[ShotTrack]:
   """Per-frame detections and shot numbers [T] -> the tracks, by first frame (module
   docstring)."""
   shots = np.asarray(shots)
@@ -92,7 +92,7 @@ def build(detections: Detections, shots: np.ndarray, *, max_hold_frames: int,
                      "tracked": []})
       _extend(active[-1], t, boxes[k], scores[k], tracked[k])
   done += active
-  tracks = [FaceTrack(d["shot"], np.asarray(d["frames"]), np.asarray(d["boxes"]),
+  tracks = [ShotTrack(d["shot"], np.asarray(d["frames"]), np.asarray(d["boxes"]),
                       np.asarray(d["scores"]), np.asarray(d["tracked"], bool)) for d in done]
   return sorted(tracks, key=lambda tr: (tr.first, tr.shot))
 
