@@ -4,8 +4,9 @@ wrong.
 
 Key frames: the first frame of every shot and every `interval` frames after it, where the
 detector searches the whole frame; and the shot's last frame. After a face is lost between
-key frames, the next whole-frame search comes interval / PROBE_PARTS frames after the loss,
-not at the next key frame, so that a face back from behind a hand is found again soon. For
+key frames, whole-frame searches come every interval / PROBE_PARTS frames for the next
+interval frames, not at the next key frame only, so that a face back from behind a hand is
+found again soon (at most PROBE_PARTS more searches per loss). For
 two consecutive key frames a < b of a shot:
 - each face detected at a (the max_faces largest) is followed forwards to b. The tracker's
   peak-to-sidelobe ratio (PSR) falling under min_psr stops it (covered, gone). If its box at
@@ -33,7 +34,7 @@ from hicmae_jax.faces.track import iou
 
 Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 REGION_SIDES = 3.0  # side of a checked region, in box sides
-PROBE_PARTS = 4  # after a face is lost, the next whole-frame search comes interval / 4 later
+PROBE_PARTS = 4  # after a face is lost, whole-frame searches every interval / 4 frames
 _MIN_REGION = 120  # pixels: the CNN needs some context around a face
 
 
@@ -149,16 +150,19 @@ def _shot(sched: _Schedule, start: int, last: int, interval: int, max_faces: int
   """One shot [start, last]: whole-frame key frames every interval (sooner after a loss),
   faces followed forwards and backwards between them."""
   probe = max(2, interval // PROBE_PARTS)
+  probing_until = -1  # after a loss: whole-frame searches every `probe` frames up to here
   a = start
   sched.detect(a)
   while a < last:
-    b = min(a + interval, last)
+    b = min(a + (probe if a < probing_until else interval), last)
     whole = b != last  # the shot's last frame is searched whole only when needed
     boxes_a, scores_a = sched.detect(a)
     good = [sched.confirm(a, boxes_a[k], scores_a[k], b) for k in _largest(boxes_a, max_faces)]
     lost = [g for g in good if g < b]
-    if lost and min(lost) + probe < b:  # look again soon: the face may be back
-      b, whole = min(lost) + probe, True
+    if lost:  # look again soon, and for an interval: the face may be back
+      probing_until = max(probing_until, min(lost) + interval)
+      if min(lost) + probe < b:
+        b, whole = min(lost) + probe, True
     if not whole:
       if good and not lost:
         break  # every face followed to the shot's end
