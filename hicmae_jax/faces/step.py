@@ -34,7 +34,7 @@ from hicmae_jax.faces.report import FaceReport
 
 # Frames between detector runs when keyframe_interval is 0 (chosen by tools/benchmark_faces:
 # README "Faces in the wild").
-KEYFRAME_DEFAULTS = {"dlib": 1, "dlib_cnn": 30}
+KEYFRAME_DEFAULTS = {"dlib": 1, "dlib_cnn": 60}
 PAD_COLOUR = (124, 116, 104)  # ImageNet mean (0.485, 0.456, 0.406) x 255, rounded
 
 
