@@ -183,6 +183,17 @@ def test_faces_of_similar_size_keep_the_one_tracked_longest():
   assert result.has_face.all()
 
 
+def test_small_faces_need_upsampling():
+  """A 50 px face: HOG at its default (upsample 0) finds it in no frame, so the clip is
+  skipped; --face_upsample=1 finds it in every frame."""
+  frames, truth = talking("obama", 6, (40, 80, 140), face_px=50)
+  plain = faces.FaceAligner(faces.FaceOptions(face_size=48))(frames)
+  assert plain.report.detected_frames == 0 and plain.crops is None
+  up = faces.FaceAligner(faces.FaceOptions(face_size=48, upsample=1))(frames)
+  assert up.report.detected_frames == 6 and up.has_face.all()
+  assert np.abs(box_centres(up) - truth).max() < 8
+
+
 # ------------------------------------------------------------------------------ key frames --
 
 def test_key_frames_follow_between_and_bisect_where_the_face_goes():
