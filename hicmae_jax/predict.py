@@ -20,8 +20,10 @@ and warns when the frames are not face crops. The JSON says which and why. Windo
 --window_seconds (default num_frames x sampling_rate / 25 fps: 2.56 s) start every
 --stride_seconds, the last one ending at the video's end; each is scored with the
 evaluation's input path, in batches. Per video: the mean of the window probabilities, its
-argmax and value (regression: the mean outputs). Class names from --class_names, --dataset,
-or the checkpoint's training config.
+argmax and value (regression: the mean outputs). With --face, a window whose frames show the
+face in fewer than --min_window_face_fraction (0.5) of them is no_face: no class, left out of
+the mean (counted in the JSON), grey on the timeline, "no face" in the annotated video. Class
+names from --class_names, --dataset, or the checkpoint's training config.
 
 Writes <output_dir>/<name>.json (all of it) and <name>.csv (one row per window) per input,
 and summary.json / summary.csv. --timeline=out.png: probabilities over time above the
@@ -64,6 +66,10 @@ _DATASET = flags.DEFINE_string("dataset", "", "Dataset preset whose class names 
                                "(crema_d, ravdess, mafw, ...).")
 _TIMELINE = flags.DEFINE_string("timeline", "", "Write the timeline picture here (PNG).")
 _ANNOTATE = flags.DEFINE_string("annotate", "", "Write the annotated video here (mp4).")
+_MIN_WINDOW_FACE = flags.DEFINE_float(
+    "min_window_face_fraction", 0.5, "With --face: a window whose frames have the face in "
+    "fewer than this share of them is reported as no_face, without a class, and left out of "
+    "the video's result.")
 face_options.define_absl_flags()
 flags.mark_flags_as_required(["output_dir"])
 
@@ -89,6 +95,9 @@ def main(argv):
   if _ANNOTATE.value and not _ANNOTATE.value.lower().endswith(".mp4"):
     raise cli.BadInput(f"--annotate={_ANNOTATE.value}: the annotated video is an mp4; give a "
                        f"path ending in .mp4")
+  if not 0.0 <= _MIN_WINDOW_FACE.value <= 1.0:
+    raise cli.BadInput(f"--min_window_face_fraction={_MIN_WINDOW_FACE.value} must be in "
+                       f"[0, 1]")
   face = face_options.from_absl_flags()
   runtime.setup_logging(None)
   summary = runner.predict_files(
@@ -98,7 +107,8 @@ def main(argv):
       dataset=_DATASET.value, face=face, face_mode=flags.FLAGS.face,
       window_seconds=_WINDOW.value,
       stride_seconds=_STRIDE.value, fps=_FPS.value, batch_size=_BATCH.value,
-      timeline=_TIMELINE.value, annotate=_ANNOTATE.value)
+      timeline=_TIMELINE.value, annotate=_ANNOTATE.value,
+      min_window_face_fraction=_MIN_WINDOW_FACE.value)
   print(json.dumps(summary, indent=2))
 
 

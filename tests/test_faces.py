@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from hicmae_jax import faces
-from hicmae_jax.faces import align, detector as detector_lib, track as track_lib
+from hicmae_jax.faces import (
+  align,
+  detector as detector_lib,
+  step as step_lib,
+  track as track_lib,
+)
 
 skimage_data = pytest.importorskip("skimage.data")
 dlib = pytest.importorskip("dlib")
@@ -130,25 +135,30 @@ def test_smoothing_keeps_constants_and_lines_and_never_blends_tracks():
   np.testing.assert_array_equal(align.smooth(jitter, seg, "none"), jitter)
 
 
-def test_tracking_prefers_continuity_and_holds_short_misses():
+def test_tracking_prefers_continuity_and_holds_only_between_detections():
+  from hicmae_jax.faces import tracks as tracks_lib
   a = np.array([[10, 10, 50, 50.0]])
   b = np.array([[200, 10, 240, 50.0]])
   none = (np.zeros((0, 4)), np.zeros(0))
   dets = [(a, [1.0]),                                # starts on the only face
-          (np.concatenate([a + 2, b]), [0.5, 2.0]),  # a stronger face elsewhere: continuity wins
-          none, none,                                # missed twice: held
-          (b, [2.0]),                                # only the other face: held (3rd)
-          (b, [2.0]),                                # hold budget (3) spent: a new track on b
-          none]
-  trk = track_lib.follow_main_face(dets, max_hold_frames=3, track_iou=0.3)
+          (np.concatenate([a + 2, b]), [0.5, 2.0]),  # a stronger face elsewhere: its own track
+          none, none,                                # missed twice
+          (a + 4, [1.0]),                            # back: frames 2-3 are held
+          none, none]                                # gone: nothing held after frame 4
+  found = tracks_lib.build(dets, np.zeros(7, np.int32), max_hold_frames=3, track_iou=0.3)
+  assert [list(t.frames) for t in found] == [[0, 1, 4], [1]]
+  np.testing.assert_array_equal(found[0].box_at(3), a[0] + 2)  # the last box is held
+  # A cut ends every track: the same box after it starts a new one.
+  found = tracks_lib.build([(a, [1.0])] * 4, np.array([0, 0, 1, 1]), max_hold_frames=3,
+                           track_iou=0.3)
+  assert [(t.shot, list(t.frames)) for t in found] == [(0, [0, 1]), (1, [2, 3])]
+  # The clip's track from the chosen tracks: detected, held between, missing after.
+  from hicmae_jax.faces import select
+  found = tracks_lib.build(dets, np.zeros(7, np.int32), max_hold_frames=3, track_iou=0.3)
+  trk = select.choose(found, np.zeros(7, np.int32), 240, 320, "main").track
   D, H, M = track_lib.DETECTED, track_lib.HELD, track_lib.MISSING
-  assert list(trk.status) == [D, D, H, H, H, D, H]
-  assert list(trk.segment) == [0, 0, 0, 0, 0, 1, 1]
-  np.testing.assert_array_equal(trk.boxes[2], a[0] + 2)  # the last box is held
-  np.testing.assert_array_equal(trk.boxes[5], b[0])
-  trk = track_lib.follow_main_face([none, (a, [1.0]), none, none], max_hold_frames=1,
-                                   track_iou=0.3)
-  assert list(trk.status) == [M, D, H, M] and list(trk.segment) == [-1, 0, 0, -1]
+  assert list(trk.status) == [D, D, H, H, D, M, M]
+  assert list(trk.segment) == [0, 0, 0, 0, 0, -1, -1] and np.isnan(trk.boxes[5:]).all()
 
 
 def test_options_reject_bad_values():
@@ -207,9 +217,10 @@ def test_clip_without_a_face_is_skipped_with_its_reason():
   assert result.crops is None and result.report.detected_frames == 0
   assert "face found in 0 of 6 frames" in result.report.skip_reason
   assert result.report.to_dict()["mean_score"] is None
-  # min_face_fraction 0 keeps it: the central square of every frame.
+  # min_face_fraction 0 keeps it, but no face, no crop: every frame is padding.
   kept = faces.FaceAligner(faces.FaceOptions(face_size=64, min_face_fraction=0.0))(frames)
   assert kept.crops.shape == (6, 64, 64, 3) and not kept.report.skip_reason
+  assert not kept.has_face.any() and (kept.crops == step_lib.PAD_COLOUR).all()
 
 
 def test_contact_sheet(tmp_path):

@@ -199,3 +199,55 @@ def test_default_auto_records_the_choice_and_restores_quietly(checkpoint, tmp_pa
   assert row["face_choice"] == {k: choice[k] for k in ("mode", "choice", "reason")}
   assert summary["results"][0]["name"] == "stage"
   assert any("--face=auto: align (the main face is small" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_windows_without_a_face_get_no_class(checkpoint, tmp_path):
+  """A real face for 2 s, then the empty background for 2 s: the windows mostly without the
+  face are no_face (no scores, out of the mean, counted), the annotated video has no face
+  box there; a video without any face gets no result at all."""
+  pytest.importorskip("dlib")
+  from tests import test_faces, test_faces_wild
+  frames, _ = test_faces_wild.talking("obama", 100, (40, 80, 140), gone=range(50, 100))
+  video = str(tmp_path / "half.mp4")
+  test_faces._write_clip(video, frames, 100 / 25)
+  out = tmp_path / "out"
+  summary = runner.predict_files(
+      checkpoint=checkpoint, output_dir=str(out), videos=[video],
+      face=FaceOptions(face_size=64), batch_size=4, stride_seconds=1.0,
+      timeline=str(tmp_path / "half.png"), annotate=str(tmp_path / "half_annotated.mp4"))
+  result = json.load(open(out / "half.json"))
+  rows = result["windows"]
+  # Windows [0, 2.56), [1, 3.56), [1.44, 4): the face is in frames 0-49.
+  assert [r["face_fraction"] for r in rows] == pytest.approx([50 / 64, 25 / 64, 14 / 64],
+                                                              abs=1e-4)
+  assert [r["status"] for r in rows] == ["ok", "no_face", "no_face"]
+  assert rows[1]["scores"] is None and rows[2]["top"] is None
+  video_result = result["video"]
+  assert video_result["windows_used"] == 1 and video_result["windows_no_face"] == 2
+  names = result["names"]
+  assert [video_result["probabilities"][n] for n in names] == pytest.approx(
+      [rows[0]["scores"][n] for n in names], abs=1e-12)
+  # The photo leaving changes most colours of the frame: a cut, listed with its seconds.
+  assert result["face"]["missing_frames"] == 50 and [s["start_seconds"] for s in
+                                                     result["shots"]] == [0.0, 2.0]
+  with open(out / "half.csv", newline="") as f:
+    csv_rows = list(csv.DictReader(f))
+  assert [r["status"] for r in csv_rows] == ["ok", "no_face", "no_face"]
+  assert csv_rows[2]["top"] == "" and csv_rows[2][names[0]] == ""
+  assert summary["results"][0]["windows_no_face"] == 2
+  import av
+  with av.open(str(tmp_path / "half_annotated.mp4")) as container:
+    decoded = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+  green = lambda f: ((f[..., 1] > 170) & (f[..., 0] < 120) & (f[..., 2] < 160)).sum()
+  assert green(decoded[10]) > 100 and green(decoded[80]) == 0
+
+  empty = str(tmp_path / "empty.mp4")
+  test_faces._write_clip(empty, frames[50:], 50 / 25)
+  summary = runner.predict_files(checkpoint=checkpoint, output_dir=str(tmp_path / "e"),
+                                 videos=[empty], face=FaceOptions(face_size=64), batch_size=4)
+  (res,) = summary["results"]
+  assert res["status"] == "no_face" and res["class"] is None and res["windows_used"] == 0
+  with open(tmp_path / "e" / "summary.csv", newline="") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["class"] == "" and row["windows_no_face"] == "1"

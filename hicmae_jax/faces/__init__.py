@@ -4,11 +4,14 @@ face-recognition-models); the stand-in for the OpenFace 2.2 step of the original
   aligner = faces.FaceAligner(faces.FaceOptions())   # or faces.get_aligner(options)
   result = aligner(frames)            # frames [T, H, W, 3] uint8
   result.crops                        # [T, 256, 256, 3] uint8, None when the clip is skipped
+  result.has_face                     # [T] bool: frames without the face are padding
   result.report                       # detection rate, held frames, mean score, skip reason
 
-Modules: options (settings and flags), detector (interface + registry), dlib_detector (the
-dlib back end), track (main face across frames), align (template, Umeyama fit, smoothing,
-warp), step (the whole step), preview (contact sheet PNG).
+Modules: options (settings and flags), detector (interface + registry), dlib_detector (dlib's
+HOG back end), dlib_cnn (dlib's MMOD CNN back end), shots (hard cuts), keyframes (a slow
+detector on key frames, faces followed between), tracks (every face within its shot), select
+(the face a shot is about), track (the clip's per-frame track), align (template, Umeyama fit,
+smoothing, warp), step (the whole step), report, preview (contact sheet PNG).
 """
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.faces.step import AlignedClip, FaceAligner, FaceReport, get_aligner

@@ -125,11 +125,3 @@ def warp(frame: np.ndarray, p: np.ndarray, face_size: int) -> np.ndarray:
       (face_size, face_size), Image.Transform.AFFINE, tuple(inv.reshape(-1)),
       resample=Image.Resampling.BILINEAR)
   return np.asarray(img)
-
-
-def centre_crop_params(height: int, width: int, face_size: int) -> np.ndarray:
-  """The similarity that maps the frame's central square onto the crop (used only when a
-  clip has no face at all and is kept anyway, min_face_fraction 0)."""
-  side = min(height, width)
-  s = face_size / side
-  return np.array([s, 0.0, -s * (width - side) / 2, -s * (height - side) / 2])

@@ -11,6 +11,7 @@ Boxes are [x0, y0, x1, y1].
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -38,6 +39,8 @@ class FaceDetector(Protocol):
 
 
 _FACTORIES: dict[str, Callable[..., FaceDetector]] = {}
+# The back ends shipped here, imported when first asked for (dlib loads in ~1 s).
+_BUILT_IN = {"dlib": "hicmae_jax.faces.dlib_detector", "dlib_cnn": "hicmae_jax.faces.dlib_cnn"}
 
 
 def register(name: str, factory: Callable[..., FaceDetector]) -> None:
@@ -47,10 +50,11 @@ def register(name: str, factory: Callable[..., FaceDetector]) -> None:
 
 def make_detector(name: str, *, landmarks: int = 5, upsample: int = 0) -> FaceDetector:
   """Builds a registered detector; ValueError names the known ones."""
-  if name == "dlib" and name not in _FACTORIES:
-    from hicmae_jax.faces import dlib_detector  # noqa: F401  registers itself on import
+  if name in _BUILT_IN and name not in _FACTORIES:
+    importlib.import_module(_BUILT_IN[name])  # registers itself on import
   if name not in _FACTORIES:
-    raise ValueError(f"unknown face detector {name!r}; known: {sorted(_FACTORIES) or ['dlib']}")
+    raise ValueError(f"unknown face detector {name!r}; known: "
+                     f"{sorted(set(_FACTORIES) | set(_BUILT_IN))}")
   detector = _FACTORIES[name](landmarks=landmarks, upsample=upsample)
   if detector.layout not in ALIGNMENT_POINTS:
     raise ValueError(f"detector {name!r} gives landmark layout {detector.layout!r}; "

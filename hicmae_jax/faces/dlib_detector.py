@@ -21,27 +21,31 @@ _MODEL_FILES = {5: ("shape_predictor_5_face_landmarks.dat", "dlib5"),
                 68: ("shape_predictor_68_face_landmarks.dat", "ibug68")}
 
 
-def model_path(landmarks: int) -> str:
-  """Path of the shape predictor file; the package is located, not imported (its __init__
-  imports pkg_resources, which new setuptools no longer ship)."""
-  if landmarks not in _MODEL_FILES:
-    raise ValueError(f"dlib landmarks must be one of {sorted(_MODEL_FILES)}, got {landmarks}")
+def package_file(name: str) -> str:
+  """Path of a model file of the face-recognition-models package; the package is located, not
+  imported (its __init__ imports pkg_resources, which new setuptools no longer ship)."""
   spec = importlib.util.find_spec("face_recognition_models")
   if spec is None or not spec.submodule_search_locations:
-    raise ImportError("face landmarks need the face-recognition-models package: "
+    raise ImportError("the dlib face step needs the face-recognition-models package: "
                       "pip install face-recognition-models==0.3.0")
-  path = os.path.join(list(spec.submodule_search_locations)[0], "models",
-                      _MODEL_FILES[landmarks][0])
+  path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models==0.3.0")
   return path
 
 
-def _import_dlib():
+def model_path(landmarks: int) -> str:
+  """Path of the shape predictor file."""
+  if landmarks not in _MODEL_FILES:
+    raise ValueError(f"dlib landmarks must be one of {sorted(_MODEL_FILES)}, got {landmarks}")
+  return package_file(_MODEL_FILES[landmarks][0])
+
+
+def import_dlib():
   try:
     import dlib
   except ImportError:
-    raise ImportError("--face=dlib needs dlib: pip install dlib-bin==20.0.1.post1") from None
+    raise ImportError("the dlib face step needs dlib: pip install dlib-bin==20.0.1.post1") from None
   return dlib
 
 
@@ -49,22 +53,22 @@ def _import_dlib():
 # 0.1-1 s, and neither changes when used.
 @functools.lru_cache(maxsize=None)
 def _hog_detector():
-  return _import_dlib().get_frontal_face_detector()
+  return import_dlib().get_frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=None)
 def _shape_predictor(landmarks: int):
-  return _import_dlib().shape_predictor(model_path(landmarks))
+  return import_dlib().shape_predictor(model_path(landmarks))
 
 
 class DlibDetector:
   """dlib's HOG + linear SVM frontal face detector and a shape predictor."""
 
-  def __init__(self, landmarks: int = 5, upsample: int = 0):
-    self._dlib = _import_dlib()
+  def __init__(self, landmarks: int = 5, upsample: int = 0, detector=None):
+    self._dlib = import_dlib()
     self._predictor = _shape_predictor(landmarks)
     self.layout = _MODEL_FILES[landmarks][1]
-    self._detector = _hog_detector()
+    self._detector = detector if detector is not None else _hog_detector()
     self.upsample = upsample
 
   def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-DETECTORS = ("none", "dlib")
+from hicmae_jax.faces.select import SELECT_RULES
+
+DETECTORS = ("none", "dlib", "dlib_cnn")
 # --face: "auto" looks at a few frames and runs the face step only when they are not face crops
 # already (faces/auto.py), with AUTO_DETECTOR and the other face flags.
 AUTO, AUTO_DETECTOR = "auto", "dlib"
 FACE_CHOICES = (AUTO,) + DETECTORS
 FACE_HELP = ("auto (default): a video whose sampled frames are face crops already is used as "
              "it is, any other is aligned (frames folders: as they are); none: the frames as "
-             "they are (a warning when they are not face crops); dlib: align every clip")
+             "they are (a warning when they are not face crops); dlib (HOG) or dlib_cnn (CNN on "
+             "key frames): detect, track and align every clip")
 LANDMARK_COUNTS = (5, 68)
 SMOOTHING_METHODS = ("centred", "ema", "none")
 
@@ -22,8 +25,10 @@ class FaceOptions:
   """How raw frames become aligned face crops (see hicmae_jax/faces/__init__.py).
 
   detector: "dlib" (HOG frontal face detector + shape predictor from the
-    face-recognition-models package). landmarks: 5 (default; dlib's own 5-point model) or 68
-    (the iBUG 300-W model, whose training data forbid commercial use).
+    face-recognition-models package) or "dlib_cnn" (dlib's MMOD CNN detector from the same
+    package, on key frames, faces followed between them: keyframes.py). landmarks: 5
+    (default; dlib's own 5-point model) or 68 (the iBUG 300-W model, whose training data
+    forbid commercial use).
   face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
     like OpenFace's similarity scale: at 0.7 the eye centres are 0.4 of the crop apart and the
     eye line sits at 0.27 of its height (eyebrows to chin; see align.TEMPLATE).
@@ -38,6 +43,13 @@ class FaceOptions:
     run forwards then backwards so it does not lag; ema_alpha is the weight of the new
     frame) or "none", over the transform parameters (a, b, tx, ty).
   min_face_fraction: a clip whose face is detected in fewer of its frames is skipped.
+  face_select: which face a shot is about: "main" (size, centrality, detector score and
+    track length; select.py), "largest" or "center".
+  cut_threshold: colour-histogram distance (0-1) between two frames from which a hard cut is
+    placed between them (shots.py); tracks never cross a cut. Above 1: no cuts.
+  keyframe_interval: frames between two runs of the detector, faces followed between them
+    (keyframes.py); 0: the detector's default (dlib: 1, every frame; dlib_cnn: see
+    step.KEYFRAME_DEFAULTS).
   """
   detector: str = "dlib"
   landmarks: int = 5
@@ -52,6 +64,9 @@ class FaceOptions:
   smoothing_window: int = 5
   ema_alpha: float = 0.5
   min_face_fraction: float = 0.5
+  face_select: str = "main"
+  cut_threshold: float = 0.4
+  keyframe_interval: int = 0
 
   def __post_init__(self):
     checks = [
@@ -69,6 +84,10 @@ class FaceOptions:
          "smoothing_window must be an odd number >= 1"),
         (0.0 < self.ema_alpha <= 1.0, "ema_alpha must be in (0, 1]"),
         (0.0 <= self.min_face_fraction <= 1.0, "min_face_fraction must be in [0, 1]"),
+        (self.face_select in SELECT_RULES, f"face_select must be one of {SELECT_RULES}"),
+        (self.cut_threshold > 0, "cut_threshold must be > 0 (above 1: no cuts)"),
+        (self.keyframe_interval >= 0, "keyframe_interval must be >= 0 (0: the detector's "
+                                      "default)"),
     ]
     for ok, message in checks:
       if not ok:
@@ -96,8 +115,16 @@ _FLAGS = {
     "--face_ema_alpha": ("ema_alpha", "weight of the new frame in the exponential average"),
     "--min_face_fraction": ("min_face_fraction", "skip clips whose face is found in fewer of "
                                                  "their frames"),
+    "--face_select": ("face_select", "the face a shot is about: main (size, centrality, "
+                                     "detector score, track length), largest or center"),
+    "--face_cut_threshold": ("cut_threshold", "colour-histogram distance (0-1) that makes a "
+                                              "hard cut; tracks never cross one"),
+    "--face_keyframe_interval": ("keyframe_interval", "frames between detector runs, faces "
+                                                      "followed between (0: the detector's "
+                                                      "default)"),
 }
-_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS}
+_CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS,
+            "face_select": SELECT_RULES}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,10 +11,15 @@ import numpy as np
 class FaceReport:
   """What the face step found in one clip.
 
-  detection_rate: frames with a detected face / frames. held_frames: frames where the
-  last box was held over a miss. missing_frames: frames outside any track (transform
-  borrowed from the nearest frame). mean_score: mean detector score over detected frames
-  (NaN when none). tracks: how many times a track started. skip_reason: "" when kept.
+  detection_rate: frames with a detected face / frames (with key frames: the detector's
+  own detections and the tracker's boxes it confirmed, tracked_frames of them). held_frames:
+  frames between two detections of the face where its last box was held. missing_frames:
+  frames without a face: no crop is made from them (padded; see step.py). mean_score: mean
+  detector score over detected frames (NaN when none). tracks: how many face tracks were
+  kept. shots: [{shot, start_frame, end_frame}] from the cut detection. detector_frames:
+  frames the detector ran on. selection: per shot, its faces' scores and the one kept
+  (select.py), with a note when faces of similar size were decided by track length.
+  skip_reason: "" when kept.
   """
   num_frames: int
   detected_frames: int
@@ -23,6 +28,10 @@ class FaceReport:
   mean_score: float
   tracks: int
   skip_reason: str = ""
+  tracked_frames: int = 0
+  detector_frames: int = 0
+  shots: list = dataclasses.field(default_factory=list)
+  selection: list = dataclasses.field(default_factory=list)
 
   @property
   def detection_rate(self) -> float:
@@ -56,7 +65,9 @@ def summarise(reports: Mapping[str, dict], options: dict) -> dict:
       "held_frames": sum(r["held_frames"] for r in rows),
       "missing_frames": sum(r["missing_frames"] for r in rows),
       "mean_score": round(score_sum / detected, 4) if detected else None,
-      "per_clip": {k: reports[k] for k in sorted(reports)},
+      # Per clip without the per-shot selection tables (dataset_info.json stays small).
+      "per_clip": {k: {f: v for f, v in reports[k].items() if f != "selection"}
+                   for k in sorted(reports)},
   }
 
 

@@ -1,7 +1,8 @@
 """The annotated video of one input (mp4 through PyAV): every source frame, with the aligned
 face crop's outline (with --face: green where the face was detected, yellow where its box was
-held, grey where the nearest frame's transform stands in) and the running top class (the mean
-of the windows covering the frame) with its probability.
+held) and the running top class (the mean of the used windows covering the frame) with its
+probability; "no face" on frames without a face and where every window covering the frame is
+no_face.
 
 H.264 in yuv420p at the source's frame rate (frames cropped to even sizes by at most one pixel
 row / column). Audio: a video's own AAC or MP3 track is copied as it is; otherwise (frames +
@@ -67,13 +68,16 @@ def _draw(frame: np.ndarray, pred: Prediction, t: int, font) -> np.ndarray:
   img = Image.fromarray(frame)
   draw = ImageDraw.Draw(img)
   face = pred.loaded.face
-  if face is not None and t < len(face.params):
+  seen = face is None or (t < len(face.has_face) and bool(face.has_face[t]))
+  if face is not None and seen:
     outline = [tuple(p) for p in face.crop_outline(t)]
     width = max(2, round(min(img.size) / 160))
     draw.line(outline + outline[:1], fill=_STATUS_COLOURS.get(int(face.status[t]),
                                                               (150, 150, 150)), width=width)
-  scores = pred.window_scores_at(t)
-  if pred.task == "classification":
+  scores = pred.window_scores_at(t) if seen else None
+  if scores is None:
+    text = "no face"
+  elif pred.task == "classification":
     top = int(scores.argmax())
     text = f"{pred.names[top]} {scores[top]:.0%}"
   else:

@@ -5,8 +5,10 @@ exactly as `prepare` reads them (`representations.features.raw_clip`). With face
 prepare face step runs on the decoded frames (`faces.get_aligner(options)(frames)`) and the
 clip holds the aligned crops as JPEG (quality 95, as prepare stores them), so the model reads
 what it was fine-tuned on; the face track (per-frame transform and status) is kept for the
-pictures. The face step needs every decoded frame at once ([T, H, W, 3] uint8 in memory:
-about 0.9 GB per minute of 480x360 at 30 fps).
+pictures. Predictions never skip a whole input for want of a face (min_face_fraction does not
+apply here): frames without a face are marked (has_face) and the windows decide
+(windows.py: --min_window_face_fraction). The face step needs every decoded frame at once
+([T, H, W, 3] uint8 in memory: about 0.9 GB per minute of 480x360 at 30 fps).
 """
 from __future__ import annotations
 
@@ -84,12 +86,13 @@ def expand(videos: Sequence[str], frames_dir: str = "", wav: str = "") -> list[S
 @dataclasses.dataclass(frozen=True)
 class FaceTrack:
   """What the face step found, per source frame: params [T, 4] (the smoothed frame->crop
-  similarity), status [T] (faces.track MISSING / DETECTED / HELD); face_size; report (the
-  FaceReport as a dict)."""
+  similarity, NaN without a face), status [T] (faces.track MISSING / DETECTED / HELD),
+  has_face [T] bool; face_size; report (the FaceReport as a dict, with its shots)."""
   params: np.ndarray
   status: np.ndarray
   face_size: int
   report: dict
+  has_face: np.ndarray
 
   def crop_outline(self, t: int) -> np.ndarray:
     """The aligned crop's square in frame pixel coordinates [4, 2] at frame t: the region the
@@ -197,18 +200,15 @@ def _load_aligned(source: Source, face: FaceOptions, default_fps: float,
   if abs(audio_s - video_s) > clip_loader.MAX_AV_MISMATCH_SECONDS:
     log.warning("%s: audio %.2f s and video %.2f s differ; windows take the audio by relative "
                 "position, as the evaluation does", source.path, audio_s, video_s)
-  aligned = _aligner(face)(pixels)
-  if aligned.crops is None:
-    raise ValueError(f"{source.path}: no face: {aligned.report.skip_reason} (lower "
-                     f"--min_face_fraction, or pass --face=none to use the frames as they "
-                     f"are)")
-  log.info("%s: face found in %d of %d frames (%d held)", source.path,
-           aligned.report.detected_frames, aligned.report.num_frames,
-           aligned.report.held_frames)
+  aligned = _aligner(dataclasses.replace(face, min_face_fraction=0.0))(pixels)
+  rep = aligned.report
+  log.info("%s: face found in %d of %d frames (%d held, %d without a face), %d shots",
+           source.path, rep.detected_frames, rep.num_frames, rep.held_frames,
+           rep.missing_frames, len(rep.shots))
   clip = schema.Clip(
       clip_id=source.name, frames=[video_io.encode_jpeg(c, JPEG_QUALITY) for c in aligned.crops],
       frame_format="jpeg", height=face.face_size, width=face.face_size, audio=pcm,
       fps=fps if source.is_video else 0.0, source_video=source.path, source_audio=source.wav)
-  track = FaceTrack(aligned.params, aligned.track.status, face.face_size,
-                    aligned.report.to_dict())
+  track = FaceTrack(aligned.params, aligned.track.status, face.face_size, rep.to_dict(),
+                    aligned.has_face)
   return Loaded(source, clip, fps, tuple(pixels.shape[1:3]), track)

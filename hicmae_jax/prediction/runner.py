@@ -23,15 +23,26 @@ def per_input_path(path: str, name: str, several: bool) -> str:
   return f"{base}_{name}{ext}"
 
 
+def _result_text(video: dict[str, Any], task: str) -> str:
+  if video["status"] == "no_face":
+    return "no face in any window: no result"
+  if task == "classification":
+    return f"{video['class']} ({video['probability']:.1%})"
+  return ", ".join(f"{n} {v:.3f}" for n, v in video["outputs"].items())
+
+
 def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (),
                   frames_dir: str = "", wav: str = "", step: int | None = None, config=None,
                   class_names: Sequence[str] = (), dataset: str = "",
                   face: FaceOptions | None = None, face_mode: str = "",
                   window_seconds: float = 0.0,
                   stride_seconds: float = 1.0, fps: float = 25.0, batch_size: int = 0,
-                  timeline: str = "", annotate: str = "") -> dict[str, Any]:
+                  timeline: str = "", annotate: str = "",
+                  min_window_face_fraction: float = 0.5) -> dict[str, Any]:
   """Predicts on every input; writes <output_dir>/<name>.{json,csv}, summary.{json,csv} and
-  the optional pictures; returns the summary. face_mode: the --face value (inputs.load)."""
+  the optional pictures; returns the summary. face_mode: the --face value (inputs.load). With
+  face options, windows with the face in fewer than min_window_face_fraction of their frames
+  are no_face (windows.py)."""
   t0 = time.time()
   sources = inputs.expand(videos, frames_dir, wav)
   predictor = model.load_predictor(checkpoint, step, config=config, class_names=class_names,
@@ -51,7 +62,7 @@ def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (
     choice = {k: loaded.face_choice[k] for k in ("mode", "choice", "reason")}
     log.info("[%d/%d] --face=%s: %s (%s)", k, len(sources), choice["mode"], choice["choice"],
              choice["reason"])
-    pred = windows.predict(predictor, loaded, opts)
+    pred = windows.predict(predictor, loaded, opts, min_window_face_fraction)
     files = outputs.write(pred, header, output_dir)
     if timeline:
       from hicmae_jax.prediction import timeline as timeline_lib
@@ -66,10 +77,9 @@ def predict_files(*, checkpoint: str, output_dir: str, videos: Sequence[str] = (
                  "num_windows": len(pred.windows),
                  "duration_seconds": round(loaded.duration, 4), "face_choice": choice,
                  "video": video, "files": files})
-    what = (f"{video['class']} ({video['probability']:.1%})" if pred.task == "classification"
-            else ", ".join(f"{n} {v:.3f}" for n, v in video["outputs"].items()))
-    log.info("[%d/%d] %s: %d windows of %.2f s -> %s (%.1f s)", k, len(sources), source.name,
-             len(pred.windows), window_seconds, what, time.time() - t_file)
+    log.info("[%d/%d] %s: %d windows of %.2f s (%d without a face) -> %s (%.1f s)", k,
+             len(sources), source.name, len(pred.windows), window_seconds,
+             video["windows_no_face"], _result_text(video, pred.task), time.time() - t_file)
   summary_files = outputs.write_summary(rows, predictor.names, predictor.task, output_dir)
   return {"inputs": len(rows), "task": predictor.task, "names": predictor.names,
           "window_seconds": window_seconds, "stride_seconds": stride_seconds,

@@ -1,6 +1,7 @@
 """The timeline picture of one input (PNG): the window probabilities over time (regression: the
 outputs), above the log-mel spectrogram of the whole soundtrack, above a strip of the frames
-the model reads (the aligned face crops with --face).
+the model reads (the aligned face crops with --face). Windows without a face (no_face) are
+shaded grey and have no points; hard cuts are dotted lines.
 
 The spectrogram is the Kaldi fbank the model's audio comes from (data/audio.py: 128 mel bins,
 10 ms hop, natural log), drawn with matplotlib's imshow on a time axis in seconds and a mel-bin
@@ -25,6 +26,36 @@ def thumbnail_frames(num_frames: int, count: int = NUM_THUMBNAILS) -> list[int]:
   return [int((k + 0.5) * num_frames / count) for k in range(count)]
 
 
+def _title(pred: Prediction, window: float) -> str:
+  name, used = pred.loaded.source.name, int(pred.used.sum())
+  skipped = len(pred.windows) - used
+  note = f", {skipped} without a face (grey)" if skipped else ""
+  if pred.mean is None:
+    return f"{name}: no face in any of {len(pred.windows)} windows: no result"
+  if pred.task == "classification":
+    return (f"{name}: {pred.names[pred.top]} ({pred.mean[pred.top]:.0%} mean over {used} "
+            f"windows of {window:.2f} s{note})")
+  return f"{name}: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(pred.names, pred.mean)) + note
+
+
+def _shade_no_face(ax, pred: Prediction) -> None:
+  """Grey over the no_face windows (their union, labelled once) and dotted lines at the
+  cuts."""
+  spans: list[list[float]] = []
+  for w, used in zip(pred.windows, pred.used):
+    if used:
+      continue
+    if spans and w["start_seconds"] <= spans[-1][1]:
+      spans[-1][1] = max(spans[-1][1], w["end_seconds"])
+    else:
+      spans.append([w["start_seconds"], w["end_seconds"]])
+  for k, (start, end) in enumerate(spans):
+    ax.axvspan(start, end, color="0.6", alpha=0.4, lw=0, label="no face" if k == 0 else None)
+  face = pred.loaded.face
+  for shot in (face.report.get("shots", []) if face is not None else [])[1:]:
+    ax.axvline(shot["start_frame"] / pred.loaded.fps, color="0.3", ls=":", lw=1)
+
+
 def save(pred: Prediction, path: str, *, num_mel_bins: int = 128) -> None:
   """Draws and writes the timeline of one prediction."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -45,17 +76,12 @@ def save(pred: Prediction, path: str, *, num_mel_bins: int = 128) -> None:
             color=f"C{c % 10}")
   half = (pred.windows[0]["end_seconds"] - pred.windows[0]["start_seconds"]) / 2
   ax.set_xlim(0, duration)
+  _shade_no_face(ax, pred)
+  ax.set_ylabel(("probability" if pred.task == "classification" else "output")
+                + "\n(at window centres)")
   if pred.task == "classification":
     ax.set_ylim(0, 1)
-    ax.set_ylabel("probability\n(at window centres)")
-    top = pred.names[pred.top]
-    title = f"{loaded.source.name}: {top} ({pred.mean[pred.top]:.0%} mean over " \
-            f"{len(pred.windows)} windows of {2 * half:.2f} s)"
-  else:
-    ax.set_ylabel("output\n(at window centres)")
-    title = f"{loaded.source.name}: " + ", ".join(
-        f"{n} {v:.3f}" for n, v in zip(pred.names, pred.mean))
-  ax.set_title(title, fontsize=10)
+  ax.set_title(_title(pred, 2 * half), fontsize=10)
   ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   ax.grid(alpha=0.3)
   ax.tick_params(labelbottom=False)

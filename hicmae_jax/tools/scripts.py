@@ -111,6 +111,12 @@ def benchmark_export() -> None:
   _argv(binary.main)
 
 
+def benchmark_faces() -> None:
+  """hicmae-benchmark-faces: python -m hicmae_jax.tools.benchmark_faces."""
+  from hicmae_jax.tools import benchmark_faces as binary
+  _argv(binary.main)
+
+
 def aot_compile() -> None:
   """hicmae-aot-compile: python -m hicmae_jax.tools.aot_compile."""
   from hicmae_jax.tools import aot_compile as binary
