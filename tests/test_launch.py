@@ -54,3 +54,18 @@ def test_tpu_pod_dry_run_prints_gcloud_commands():
                  "--config=configs/pretrain_base.py", "--workdir=gs://b/x")
   assert "gcloud compute tpus tpu-vm create" in out
   assert "--worker=all" in out and "hicmae_jax.main" in out and "gs://b/x" in out
+
+
+def test_tpu_pod_multislice_dry_run_checks_the_compile_and_spans_the_slices():
+  out = _dry_run("launch/tpu_pod.sh", "--dry-run", "--aot_check", "--num_slices=2",
+                 "--zone=us-east5-b", "--type=v5e-16", "--config=configs/pretrain_base.py",
+                 "--workdir=gs://b/x", "--", "--config.model.dtype=bfloat16")
+  lines = out.splitlines()
+  aot = [line for line in lines if "hicmae_jax.tools.aot_compile" in line]
+  assert aot and "--topology=v5e-16" in aot[0] and "--num_slices=2" in aot[0]
+  assert "--config.model.dtype=bfloat16" in aot[0] and "dcn_data=2" in aot[0]
+  assert lines.index(aot[0]) < min(i for i, line in enumerate(lines) if "gcloud" in line)
+  assert any("queued-resources create" in x and "--node-count=2" in x for x in lines)
+  starts = [x for x in lines if "hicmae_jax.main" in x]
+  assert len(starts) == 2 and all("--config.mesh.dcn_data=2" in x for x in starts)
+  assert any("hicmae-0" in x for x in starts) and any("hicmae-1" in x for x in starts)
