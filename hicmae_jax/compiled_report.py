@@ -26,6 +26,8 @@ _OP_NAME = re.compile(r'op_name="(?P<op_name>[^"]*)"')
 _SOURCE = re.compile(r'source_file="(?P<file>[^"]*)"\s+source_line=(?P<line>\d+)')
 _GROUPS_LIST = re.compile(r"replica_groups=\{(?P<groups>\{[\d,]*\}(?:,\{[\d,]*\})*)\}")
 _CHANNEL = re.compile(r"channel_id=(?P<id>\d+)")
+# The TPU compiler's form: replica_groups=mesh['axis_0'=1,'axis_1'=16] {'axis_1'}
+_GROUPS_MESH = re.compile(r"replica_groups=mesh\[(?P<axes>[^\]]*)\]\s*\{(?P<used>[^}]*)\}")
 _GROUPS_IOTA = re.compile(r"replica_groups=\[(?P<n>\d+),(?P<size>\d+)\]<=")
 
 
@@ -106,6 +108,13 @@ def _async_result(type_text: str, kind: str) -> str:
 
 
 def _group_size(line: str) -> int | None:
+  m = _GROUPS_MESH.search(line)
+  if m:
+    sizes = dict(re.findall(r"'([^']+)'=(\d+)", m.group("axes")))
+    size = 1
+    for axis in re.findall(r"'([^']+)'", m.group("used")):
+      size *= int(sizes.get(axis, 1))
+    return size
   m = _GROUPS_IOTA.search(line)
   if m:
     return int(m.group("size"))

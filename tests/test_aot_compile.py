@@ -41,6 +41,8 @@ HLO = """\
   %all-reduce.2 = f32[256,64]{1,0} all-reduce(f32[256,64]{1,0} %x), channel_id=2, replica_groups={{0,1,2,3}}, to_apply=%add, metadata={op_name="jit(step_fn)/transpose(jvp(Encoder))/dot_general"}
   %all-reduce-start.3 = (f32[4]{0}, bf16[6]{0}) all-reduce-start(f32[4]{0} %a, bf16[6]{0} %b), replica_groups={{0,1}}, to_apply=%add
   ROOT %cp = (f32[4]{0}, f32[4]{0}, u32[], u32[]) collective-permute-start(f32[4]{0} %y), source_target_pairs={{0,1}}
+  %all-gather.7 = f32[16,2,32]{2,1,0:T(2,128)} all-gather(%param_0.9), channel_id=206, replica_groups=mesh['axis_0'=1,'axis_1'=16,'axis_2'=1] {'axis_1'}, dimensions={0}
+  %all-gather.8 = f32[16,2,32]{2,1,0:T(2,128)S(1)} all-gather(%param_0.10), channel_id=206, replica_groups=mesh['axis_0'=1,'axis_1'=16,'axis_2'=1] {'axis_1'}, dimensions={0}
   %fusion.4 = f32[8]{0} fusion(f32[8]{0} %all-gather.9), kind=kLoop
 """
 
@@ -49,12 +51,16 @@ def test_collectives_are_read_from_hlo():
   found = compiled_report.parse_collectives(HLO)
   assert [(c["kind"], c["result_bytes"], c["group_size"]) for c in found] == [
       ("all-gather", 8 * 512 * 2, 4), ("all-reduce", 256 * 64 * 4, 4),
-      ("all-reduce", 4 * 4 + 6 * 2, 2), ("collective-permute", 16, 1)]
+      ("all-reduce", 4 * 4 + 6 * 2, 2), ("collective-permute", 16, 1),
+      ("all-gather", 16 * 2 * 32 * 4, 16), ("all-gather", 16 * 2 * 32 * 4, 16)]
   assert found[0]["sent_bytes"] == 8 * 512 * 2 * 3 // 4       # ring all-gather
   assert found[1]["sent_bytes"] == 256 * 64 * 4 * 2 * 3 // 4  # ring all-reduce
   assert found[0]["source"] == "contrastive_negatives/dot_general"
   summary = compiled_report.summarise_collectives(found)
-  assert summary["all-reduce"]["count"] == 2 and summary["all-gather"]["count"] == 1
+  assert summary["all-reduce"]["count"] == 2
+  # the TPU compiler's copies of one collective (one channel id) count once
+  assert summary["all-gather"]["count"] == 2 and summary["all-gather"]["instructions"] == 3
+  assert summary["all-gather"]["result_bytes"] == 8 * 512 * 2 + 16 * 2 * 32 * 4
 
 
 def test_roofline_and_fit():

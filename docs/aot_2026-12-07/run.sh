@@ -14,13 +14,18 @@ run() {  # name, then the tool's flags
 P=configs/pretrain_base.py
 F=configs/finetune_crema_d.py
 bf16=--config.model.dtype=bfloat16
-run pretrain_v5e-16_bf16 --config=$P --topology=v5e-16 $bf16
-run pretrain_v4-16_bf16 --config=$P --topology=v4-16 $bf16
-run pretrain_v6e-16_bf16 --config=$P --topology=v6e-16 $bf16
-run pretrain_v5p-16_bf16 --config=$P --topology=v5p-16 $bf16
-run finetune_v5e-8_bf16 --config=$F --topology=v5e-8 $bf16
-run pretrain_v5e-16_f32 --config=$P --topology=v5e-16
-run pretrain_v5e-16_bf16_remat --config=$P --topology=v5e-16 $bf16 --config.model.remat=True
-run pretrain_v5e-16_bf16_fsdp16 --config=$P --topology=v5e-16 $bf16 --config.mesh.data=1 --config.mesh.fsdp=16
-run pretrain_v5e-256_bf16_b256 --config=$P --topology=v5e-256 $bf16 --config.global_batch_size=256
-run pretrain_v5e-16_bf16_x2slices --config=$P --topology=v5e-16 --num_slices=2 $bf16 --config.global_batch_size=160
+lane=${1:-all}  # two lanes run side by side on the 2 cores: a, b
+if [[ $lane != b ]]; then
+  run pretrain_v5e-16_bf16 --config=$P --topology=v5e-16 $bf16
+  run pretrain_v4-16_bf16 --config=$P --topology=v4-16 $bf16
+  run pretrain_v6e-16_bf16 --config=$P --topology=v6e-16 $bf16
+  run pretrain_v5e-16_f32 --config=$P --topology=v5e-16
+  run pretrain_v5e-256_bf16_b256 --config=$P --topology=v5e-256 $bf16 --config.global_batch_size=256
+fi
+if [[ $lane != a ]]; then
+  run finetune_v5e-8_bf16 --config=$F --topology=v5e-8 $bf16
+  run pretrain_v5p-16_bf16 --config=$P --topology=v5p-16 $bf16
+  run pretrain_v5e-16_bf16_remat --config=$P --topology=v5e-16 $bf16 --config.model.remat=True
+  run pretrain_v5e-16_bf16_fsdp16 --config=$P --topology=v5e-16 $bf16 --config.mesh.data=1 --config.mesh.fsdp=16
+  run pretrain_v5e-32_bf16_x2slices --config=$P --topology=v5e-16 --num_slices=2 $bf16
+fi
