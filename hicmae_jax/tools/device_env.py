@@ -17,16 +17,19 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 from absl import flags
 
 from hicmae_jax import accelerators, cli, host_info
 
-_EXPECT = flags.DEFINE_enum("expect", "any", ["any", "gpu", "cpu"], "Backend this machine "
-                            "must have (exit 1 otherwise).")
-_OUTPUT = flags.DEFINE_string("output", "", "JSON report path ('' = none).")
+
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_enum("expect", "any", ["any", "gpu", "cpu"], "Backend this machine must have "
+                    "(exit 1 otherwise).", flag_values=values)
+  flags.DEFINE_string("output", "", "JSON report path ('' = none).", flag_values=values)
+
 
 CUDA_HINT = ('pip install "jax[cuda12]==0.10.2" (or jax[cuda13]; BUILD.md, "NVIDIA GPU"), then '
              'python -c "import jax; print(jax.devices())"')
@@ -98,19 +101,22 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
   return lines
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag")
-  if _OUTPUT.value:
-    cli.check_output_file(_OUTPUT.value, "--output")
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> int:
+  if args.output:
+    cli.check_output_file(args.output, "--output")
   report = describe()
-  failure = check(report, _EXPECT.value)
-  report["expect"], report["passed"] = _EXPECT.value, failure is None
+  failure = check(report, args.expect)
+  report["expect"], report["passed"] = args.expect, failure is None
   print("\n".join(summary_lines(report)), flush=True)
-  if _OUTPUT.value:
+  if args.output:
     from hicmae_jax import io_utils
-    io_utils.write_json(_OUTPUT.value, report)
-    print(f"report: {_OUTPUT.value}", file=sys.stderr)
+    io_utils.write_json(args.output, report)
+    print(f"report: {args.output}", file=sys.stderr)
   if failure:
     print(f"error: {failure}", file=sys.stderr)
     return 1
@@ -118,4 +124,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  sys.exit(main())

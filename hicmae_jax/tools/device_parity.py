@@ -1,6 +1,6 @@
 r"""One batch's loss on the accelerator against the same batch's loss on the CPU.
 
-  python -m hicmae_jax.tools.device_parity [--config=configs/test_pretrain.py] \
+  python -m hicmae_jax.tools.device_parity [--config=configs/test_pretrain.py[:finetune]] \
       [--batch_size=4] [--tolerance=2e-2] [--accelerator_dtype=bfloat16] [--output=parity.json]
 
 The weights are initialised once, on the CPU, from config.seed (the trainer's state builder,
@@ -24,28 +24,31 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from hicmae_jax import cli, experiments, host_info, sharding, train, train_state
 from hicmae_jax.models.options import dtype_from_name, geometry
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/test_pretrain.py",
-                                          "Experiment config file (pre-training or fine-tuning).",
-                                          lock_config=False)
-_BATCH = flags.DEFINE_integer("batch_size", 4, "Clips in the batch.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the batch (numpy) and of the masks.")
-_TOLERANCE = flags.DEFINE_float("tolerance", 2e-2, "Largest relative difference of the two "
-                                "losses that passes (default: a bfloat16 budget).")
-_ACC_DTYPE = flags.DEFINE_string("accelerator_dtype", "bfloat16", "model.dtype on the default "
-                                 "device.")
-_CPU_DTYPE = flags.DEFINE_string("cpu_dtype", "float32", "model.dtype on the CPU.")
-_OUTPUT = flags.DEFINE_string("output", "", "JSON report path ('' = none).")
+
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("config", "configs/test_pretrain.py", "Experiment config file[:arg] "
+                      "(pre-training or fine-tuning; configs/demo.py:pretrain names a run).",
+                      flag_values=values)
+  flags.DEFINE_integer("batch_size", 4, "Clips in the batch.", flag_values=values)
+  flags.DEFINE_integer("seed", 0, "Seed of the batch (numpy) and of the masks.",
+                       flag_values=values)
+  flags.DEFINE_float("tolerance", 2e-2, "Largest relative difference of the two losses that "
+                     "passes (default: a bfloat16 budget).", flag_values=values)
+  flags.DEFINE_string("accelerator_dtype", "bfloat16", "model.dtype on the default device.",
+                      flag_values=values)
+  flags.DEFINE_string("cpu_dtype", "float32", "model.dtype on the CPU.", flag_values=values)
+  flags.DEFINE_string("output", "", "JSON report path ('' = none).", flag_values=values)
+
 
 # The mesh of one device: the loss runs unsharded on each side.
 _ONE_DEVICE = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "dcn_data": 1})
@@ -197,15 +200,18 @@ def run(config, batch_size: int, seed: int, tolerance: float, output: str = "",
   return 0
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag")
-  if experiments.nested_experiments(_CONFIG.value):
-    raise cli.BadInput("the config nests several runs: name one, e.g. "
-                       "--config=configs/demo.py:pretrain")
-  return run(_CONFIG.value, _BATCH.value, _SEED.value, _TOLERANCE.value, _OUTPUT.value,
-             _ACC_DTYPE.value, _CPU_DTYPE.value)
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> int:
+  config = experiments.load_config_file(args.config)
+  if experiments.nested_experiments(config):  # the demo's: its pre-training run unless named
+    config = experiments.experiment_for_kind(config, args.config.partition(":")[2] or "pretrain")
+  return run(config, args.batch_size, args.seed, args.tolerance, args.output,
+             args.accelerator_dtype, args.cpu_dtype)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  sys.exit(main())

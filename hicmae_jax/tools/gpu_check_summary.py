@@ -14,15 +14,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from absl import flags
 
 from hicmae_jax import cli, io_utils
 
-_OUT = flags.DEFINE_string("out", None, "The folder launch/gpu_check.sh wrote.")
-_MODE = flags.DEFINE_enum("mode", "gpu", ["gpu", "cpu"], "The mode the script ran in.")
-flags.mark_flag_as_required("out")
+
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("out", None, "The folder launch/gpu_check.sh wrote.", flag_values=values,
+                      required=True)
+  flags.DEFINE_enum("mode", "gpu", ["gpu", "cpu"], "The mode the script ran in.",
+                    flag_values=values)
+
 
 # The script's steps in order, and the report each one writes into the folder.
 STEPS = ("environment", "benchmark", "synthetic_split", "input_pipeline", "parity")
@@ -154,20 +158,23 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
   return lines
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag")
-  summary = summarise(_OUT.value, _MODE.value)
-  path = os.path.join(_OUT.value, "summary.json")
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> int:
+  summary = summarise(args.out, args.mode)
+  path = os.path.join(args.out, "summary.json")
   io_utils.write_json(path, summary)
   print("\n".join(summary_lines(summary)), flush=True)
   print(f"summary: {path}")
   if not summary["passed"]:
-    print(f"error: gpu_check failed: {', '.join(summary['failed'])} (logs in {_OUT.value})",
+    print(f"error: gpu_check failed: {', '.join(summary['failed'])} (logs in {args.out})",
           file=sys.stderr)
     return 1
   return 0
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  sys.exit(main())
