@@ -41,6 +41,11 @@ def test_benchmark_reports_every_figure(tmp_path):
   assert pipe["stages_records_per_s_one_core"] > 0
   assert r["balance"]["input_processes_needed_per_device"] > 0
   assert r["balance"]["input_cores_needed_per_device"] > 0
+  fed = r["step_with_input"]
+  bound = (1 + benchmark.INPUT_BOUND_MARGIN) * fed["step_s_fixed_batch"]
+  assert isinstance(fed["input_bound"], bool)
+  if abs(fed["step_s_with_input"] - bound) > 1e-3:  # the figures are rounded to 0.1 ms
+    assert fed["input_bound"] == (fed["step_s_with_input"] > bound)
   # every figure names its machine
   assert r["host"]["cpu"] and r["host"]["cores"] >= 1 and r["date"]
 

@@ -40,6 +40,9 @@ from hicmae_jax.models.options import check_attention_impl, dtype_from_name, geo
 KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0, "L4": 121.0,
                      "TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0,
                      "TPU v6": 918.0}
+# The step is input-bound when the step fed by its pipeline is more than this fraction slower
+# than the same step on a fixed batch (the margin absorbs timing noise of a few steps).
+INPUT_BOUND_MARGIN = 0.1
 
 
 # ------------------------------------------------------------------------- analytic FLOPs --
@@ -224,7 +227,8 @@ def bench_step_with_input(config, split_dir: str, batch: int, steps: int,
                           warmup: int) -> dict[str, Any]:
   """The training step fed by the config's own pipeline (in this process, worker_count 0, as
   the trainer's loop: next batch, then dispatch the step) against the same compiled step on one
-  fixed batch from that pipeline: what the input costs the step on this machine."""
+  fixed batch from that pipeline: what the input costs the step on this machine, and whether
+  the step is input-bound (more than INPUT_BOUND_MARGIN slower with its input)."""
   with config.unlocked():
     config.global_batch_size = batch
     config.data.train_dir = split_dir
@@ -253,7 +257,8 @@ def bench_step_with_input(config, split_dir: str, batch: int, steps: int,
           "video_bytes_per_batch": bytes_video,
           "step_s_fixed_batch": round(timed["fixed_batch"], 4),
           "step_s_with_input": round(timed["with_input"], 4),
-          "input_overhead_s": round(timed["with_input"] - timed["fixed_batch"], 4)}
+          "input_overhead_s": round(timed["with_input"] - timed["fixed_batch"], 4),
+          "input_bound": timed["with_input"] > (1 + INPUT_BOUND_MARGIN) * timed["fixed_batch"]}
 
 
 def load_experiment(spec: str):

@@ -185,6 +185,24 @@ def matmul_throughput() -> None:
   _argv(binary.main)
 
 
+def device_env() -> None:
+  """hicmae-device-env: python -m hicmae_jax.tools.device_env."""
+  from hicmae_jax.tools import device_env as binary
+  _argv(binary.main)
+
+
+def device_parity() -> None:
+  """hicmae-device-parity: python -m hicmae_jax.tools.device_parity."""
+  from hicmae_jax.tools import device_parity as binary
+  _argv(binary.main)
+
+
+def gpu_check_summary() -> None:
+  """hicmae-gpu-check-summary: python -m hicmae_jax.tools.gpu_check_summary."""
+  from hicmae_jax.tools import gpu_check_summary as binary
+  _argv(binary.main)
+
+
 def torch_standin_step() -> None:
   """hicmae-torch-standin-step: python -m hicmae_jax.tools.torch_standin_step (needs torch)."""
   from hicmae_jax import cli
