@@ -239,8 +239,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   difference is undone and each patch un-normalised with its own statistics."""
   import jax.numpy as jnp
 
-  from hicmae_jax import pixels as hicmae_pixels, targets
-  from hicmae_jax.representations import reconstruction
+  from hicmae_jax import pixels as hicmae_pixels, reconstruction, targets
   rng = np.random.default_rng(0)
   pixels = rng.uniform(size=(2, 4, 32, 32, 3)).astype(np.float32)  # [B, T, H, W, C]
   video = jnp.asarray((pixels - np.array(hicmae_pixels.IMAGENET_MEAN, np.float32))
