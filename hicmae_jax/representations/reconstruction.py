@@ -7,11 +7,9 @@ from __future__ import annotations
 import itertools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from hicmae_jax.models import params as params_lib
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.reconstruction import make_reconstruct_fn, reconstruction_figure
 from hicmae_jax.representations import features, figures
@@ -32,7 +30,7 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
                      "--frames_dir=<folder> --wav=<file>")
   if num_clips < 1:
     raise ValueError(f"--num_clips={num_clips} must be >= 1")
-  weights = features.load_weights(checkpoint, step,
+  weights = weights_lib.load_weights(checkpoint, step,
                            model_hint=config)
   if weights.kind != "pretrain":
     raise ValueError(f"{checkpoint} is a {weights.kind} checkpoint: it has no decoders to "
@@ -57,14 +55,7 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   rows = [r for r, _, _ in views]
   video_in = np.stack([v for _, v, _ in views])
   audio_in = np.stack([a for _, _, a in views])
-  model = nnx.eval_shape(lambda: PretrainModel(weights.model, rngs=nnx.Rngs(0)))
-  view = params_lib.ParamsView(model)
-  template = view.flat(model)
-  missing = sorted(set(template) - set(weights.params))
-  if missing:
-    raise ValueError(f"the checkpoint lacks {len(missing)} tensors of the pre-training model, "
-                     f"e.g. {missing[:5]}")
-  params = {k: jnp.asarray(weights.params[k], template[k].dtype) for k in template}
+  view, params = weights_lib.bind(weights, PretrainModel)
   fn = make_reconstruct_fn(view, frame_difference=frame_difference)
   out = jax.device_get(fn(params, video_in, audio_in, jax.random.key(seed)))
   labels = [r["clip_id"] + (f" @{r['start_seconds']:.1f}s" if window_seconds else "")

@@ -26,18 +26,18 @@ from absl import flags
 from flax import nnx
 
 from hicmae_jax import cli, host_info
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.representations import features
 from hicmae_jax.sharing import onnx_export, pretrained, stablehlo
 
 
-def random_finetuned(size: str, num_classes: int = 6) -> features.Weights:
+def random_finetuned(size: str, num_classes: int = 6) -> weights_lib.Weights:
   cfg = sizes.model_config(size)
   cfg.num_classes = num_classes
   model = FinetuneModel(cfg, rngs=nnx.Rngs(params=0))
   flat = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
-  return features.Weights("finetune", cfg, flat, {"random_init_seed": 0})
+  return weights_lib.Weights("finetune", cfg, flat, {"random_init_seed": 0})
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -71,7 +71,7 @@ def _main(args: flags.FlagValues) -> int:
     session = ort.InferenceSession(os.path.join(tmp, "onnx", onnx_export.ONNX_FILENAME),
                                    providers=["CPUExecutionProvider"])
   convert_seconds = time.time() - t0
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
   forward = jax.jit(pretrained.forward(view, ("logits", "feature")))
   specs = stablehlo.input_specs(weights.model)
   rng = np.random.default_rng(0)
