@@ -289,3 +289,10 @@ def test_a_run_exports_with_its_results_and_evaluates_the_same(tmp_path):
   again = eval_main.evaluate_checkpoint(config, out, results_path=str(tmp_path / "b.json"))
   for key in ("uar", "war", "confusion_matrix", "num_samples"):
     assert again[key] == ours[key], key
+  # A .pth of the same weights is evaluated too (bound as feature export and predict bind it).
+  from hicmae_jax.checkpoints import conversion
+  pth = str(tmp_path / "ft.pth")
+  conversion.export_to_torch(os.path.join(workdir, "checkpoints"), pth)
+  from_pth = eval_main.evaluate_checkpoint(config, pth, results_path=str(tmp_path / "c.json"))
+  for key in ("uar", "war", "confusion_matrix", "num_samples"):
+    assert from_pth[key] == ours[key], key
