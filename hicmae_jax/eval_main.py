@@ -1,4 +1,5 @@
-r"""Eval binary: restores a checkpoint (ours or a converted original) and evaluates it.
+r"""Eval binary: restores a checkpoint (ours, a converted or exported one, or a .pth) and
+evaluates it.
 
   python -m hicmae_jax.eval_main --config=configs/finetune_crema_d.py --checkpoint=DIR \
       --config.data.test_dir=/data/crema_d/fold1/test [--results=out.json] \
@@ -24,7 +25,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, paths, runtime, sharding
-from hicmae_jax.checkpoints import safetensors_io
+from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -32,8 +33,8 @@ from hicmae_jax.models.classifier import FinetuneModel
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint folder (a run's workdir, its "
-                                  "checkpoints/ folder, a converted checkpoint, or a folder of "
-                                  "tools.export --format=safetensors).")
+                                  "checkpoints/ folder, a converted checkpoint, a folder of "
+                                  "tools.export --format=safetensors, or a fine-tuned .pth).")
 _STEP = flags.DEFINE_integer("step", None, "Step to restore (default: latest).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["val", "test"], "Which split of the config to use.")
 _RESULTS = flags.DEFINE_string("results", "", "Where to write the JSON results (default: "
@@ -54,10 +55,12 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   Writes the report (JSON), its confusion matrix (PNG) and the per-clip predictions (CSV,
   `predictions_path`, default beside the report: clip_predictions.py)."""
   config, directory, split_dir = check_inputs(config, checkpoint, step, split, results_path)
-  exported = safetensors_io.looks_exported(directory)
-  if exported:  # a folder of tools.export: config.json + model.safetensors, no Orbax
-    meta, raw = safetensors_io.read_folder(directory)
-    step = int(meta.get("step") or 0)
+  weights = None
+  if paths.isfile(directory) or safetensors_io.looks_exported(directory):
+    # An original .pth or a folder of tools.export (no Orbax): read whole, bound below.
+    weights = weights_lib.load_weights(directory, model_hint=config)
+    meta = {"kind": weights.kind, "model": weights.model.to_dict()}
+    step = int(weights.source.get("step") or 0)
   else:
     step, meta = checkpointing.read_meta(directory, step)
   if meta.get("kind") == "pretrain":
@@ -83,12 +86,9 @@ def evaluate_checkpoint(config, checkpoint: str, *, step=None, split="test", res
   view = params_lib.ParamsView(model)
   abstract = {params_lib.key_of(p): v for p, v in params_lib.flat_params(model).items()}
   shardings = sharding.tree_shardings(abstract, mesh)
-  if exported:
-    missing = sorted(set(abstract) - set(raw))
-    if missing:
-      raise ValueError(f"{directory}: model.safetensors lacks {len(missing)} tensor(s) of the "
-                       f"fine-tuning model ({', '.join(missing[:5])}): export it again")
-    params = jax.device_put({k: raw[k] for k in abstract}, shardings)
+  if weights is not None:
+    _, flat = weights_lib.bind(weights)  # every tensor of the fine-tuning model, or refused
+    params = jax.device_put({k: flat[k] for k in abstract}, shardings)
   else:
     mngr = checkpointing.manager(directory, read_only=True)
     params = checkpointing.restore(mngr, step, params_target=checkpointing.abstract_like(
@@ -131,11 +131,12 @@ def check_inputs(config, checkpoint: str, step: int | None, split: str, results_
 
 
 def checkpoint_folder(checkpoint: str, step: int | None = None) -> str:
-  """The folder holding the step folders: `checkpoint` itself or its checkpoints/."""
-  if checkpoint.endswith(".pth") and paths.isfile(checkpoint):
-    raise cli.BadInput(f"--checkpoint={checkpoint} is an original PyTorch file: convert it "
-                       f"first (python -m hicmae_jax.tools.convert_checkpoint --input="
-                       f"{checkpoint} --output=<folder>) and evaluate the folder")
+  """The folder holding the step folders (`checkpoint` itself or its checkpoints/), an exported
+  folder, or a .pth file as given."""
+  if checkpoint.endswith((".pth", ".pt")) and paths.isfile(checkpoint):
+    if step is not None:
+      raise cli.BadInput(f"--step={step}: {checkpoint} is a .pth (one step); leave --step out")
+    return checkpoint  # read as feature export and predict read it (checkpoints/weights.py)
   if not paths.isdir(checkpoint):
     raise cli.BadInput(f"--checkpoint={checkpoint}: no such folder; give a run's workdir, its "
                        f"checkpoints/ folder, a converted checkpoint or an exported folder")

@@ -203,7 +203,8 @@ class EvaluationJob(periodic.Job):
 
 
 def evaluation_job(config, ctx: periodic.Context) -> EvaluationJob | None:
-  """periodic.REGISTRY entry: the job of a run with a val or a test split."""
+  """A fine-tuning run's evaluation job (train.TASKS) when it has a val or a test split. It
+  uses every field of the Context (checkpoints of the best weights need meta and shardings)."""
   if not (config.data.val_dir or config.data.test_dir):
     return None
   return EvaluationJob(config, ctx)

@@ -1,35 +1,25 @@
-"""Periodic jobs of a training run (evaluation, pictures), looked up by name.
+"""Periodic jobs of a training run (evaluation, pictures): what one is and when it runs.
 
 The trainer runs, after step s, every job with `every_steps` dividing s; when the run ends it
-merges each job's `finish` into results.json. A job is built from the config by a factory
-named in REGISTRY ("module:function"), which returns None when the config turns it off, as
-big_vision builds its evaluators. Which jobs a kind of run has is the `jobs` entry of its
-task (train.TASKS).
-
-The registry names modules instead of importing them: a job may live above the trainer (the
-reconstruction figure is in hicmae_jax.representations, which itself imports the trainer), and
-importing it here would make the trainer depend on it. It is imported when a run asks for it.
+merges each job's `finish` into results.json. A job is built by a plain factory,
+factory(config, ctx) -> Job | None (None when the config turns it off, as big_vision builds
+its evaluators); which factories a kind of run has is the `jobs` entry of its task
+(train.TASKS: evaluate.evaluation_job, reconstruction.reconstruction_job). Each factory hands
+its job only the Context fields the job uses.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# name -> "module:factory"; factory(config, ctx: Context) -> Job | None.
-REGISTRY = {
-    "evaluation": "hicmae_jax.evaluate:evaluation_job",
-    "reconstruction": "hicmae_jax.representations.reconstruction:make_training_hook",
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-  """What the trainer hands its jobs.
+  """What the trainer hands the job factories; each passes its job only the fields it uses.
 
   meta: the run's checkpoint meta (kind, model and full config), for checkpoints a job writes.
   resumed: True when the run continues from its own workdir's checkpoint (not a fresh start).
@@ -63,16 +53,13 @@ class Job(abc.ABC):
     """Releases what the job holds (e.g. a checkpoint manager); called after the loop."""
 
 
-def build(names, config, ctx: Context) -> list[Job]:
-  """The jobs `names` (REGISTRY keys) that the config turns on."""
+def build(factories, config, ctx: Context) -> list[Job]:
+  """The jobs of `factories` (factory(config, ctx) -> Job | None) that the config turns on."""
   jobs = []
-  for name in names:
-    if name not in REGISTRY:
-      raise ValueError(f"unknown periodic job {name!r}; registered: {sorted(REGISTRY)}")
-    module, factory = REGISTRY[name].split(":")
-    job = getattr(importlib.import_module(module), factory)(config, ctx)
+  for factory in factories:
+    job = factory(config, ctx)
     if job is not None:
-      log.info("periodic job %s: every %s steps", name, job.every_steps or "-")
+      log.info("periodic job %s: every %s steps", type(job).__name__, job.every_steps or "-")
       jobs.append(job)
   return jobs
 

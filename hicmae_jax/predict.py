@@ -70,7 +70,7 @@ _MIN_WINDOW_FACE = flags.DEFINE_float(
     "min_window_face_fraction", 0.5, "With --face: a window whose frames have the face in "
     "fewer than this share of them is reported as no_face, without a class, and left out of "
     "the video's result.")
-face_options.define_absl_flags()
+face_options.define_flags()
 flags.mark_flags_as_required(["output_dir"])
 
 
@@ -98,7 +98,7 @@ def main(argv):
   if not 0.0 <= _MIN_WINDOW_FACE.value <= 1.0:
     raise cli.BadInput(f"--min_window_face_fraction={_MIN_WINDOW_FACE.value} must be in "
                        f"[0, 1]")
-  face = face_options.from_absl_flags()
+  face = face_options.from_flags()
   runtime.setup_logging(None)
   summary = runner.predict_files(
       checkpoint=checkpoint, output_dir=_OUTPUT_DIR.value,

@@ -2,8 +2,8 @@
 
 Sections: config -> data -> tasks (what differs between the kinds, chosen once) -> step ->
 state -> start (the resume order) -> loop (logging, checkpoints, periodic jobs, preemption) ->
-run. Periodic jobs (fine-tuning evaluation, the reconstruction figure) are built by name from
-`periodic.py`'s registry: this module imports nothing from hicmae_jax.representations.
+run. Periodic jobs (fine-tuning evaluation, the reconstruction figure) are plain factories in the
+task table, from evaluate.py and reconstruction.py (both below this module).
 """
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ from flax import nnx
 from hicmae_jax import (
   checkpointing,
   device_augment,
+  evaluate,
   io_utils,
   objectives,
   optim,
   paths,
   periodic,
   preemption,
+  reconstruction,
   runtime,
   sharding,
   train_state,
@@ -123,18 +125,18 @@ class Task:
 
   repeated_sampling: an epoch is num_clips * data.num_repeats clips (pre-training's repeated
     sampling), else num_clips.
-  jobs: the periodic jobs (periodic.REGISTRY names) the kind can have; each one's config keys
-    turn it on or off.
+  jobs: the factories of the periodic jobs the kind can have, factory(config, ctx) -> Job |
+    None: each one's config keys turn it on or off.
   """
   loss: Callable
   repeated_sampling: bool
-  jobs: tuple[str, ...]
+  jobs: tuple[Callable, ...]
 
 
 TASKS = {
-    "pretrain": Task(_pretrain_loss, True, ("reconstruction",)),
-    "finetune": Task(_finetune_loss, False, ("evaluation",)),
-    "linear_probe": Task(_finetune_loss, False, ("evaluation",)),
+    "pretrain": Task(_pretrain_loss, True, (reconstruction.reconstruction_job,)),
+    "finetune": Task(_finetune_loss, False, (evaluate.evaluation_job,)),
+    "linear_probe": Task(_finetune_loss, False, (evaluate.evaluation_job,)),
 }
 
 # One home each, in train_state; named here too for the callers that know them as train.*.

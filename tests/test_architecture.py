@@ -27,8 +27,8 @@ LAYERS = (
     ("checkpoints", {"checkpointing", "checkpoints"}),
     ("training and evaluation", {"objectives", "optim", "sharding", "writers", "metrics",
                                  "clip_predictions", "periodic", "config_validation",
-                                 "runtime", "compiled_report", "train_state", "train",
-                                 "evaluate", "demo"}),
+                                 "runtime", "compiled_report", "train_state",
+                                 "reconstruction", "evaluate", "train", "demo"}),
     ("uses of a trained model", {"representations", "prediction", "crossval", "sharing"}),
     # hicmae_jax: the package's __init__ (from_pretrained, imported on first use).
     ("binaries and tools", {"main", "eval_main", "predict", "tools", "hicmae_jax"}),
@@ -38,7 +38,7 @@ LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 # functions too.
 LAYER4_ORDER = ("objectives", "optim", "sharding", "writers", "metrics", "clip_predictions",
                 "periodic", "config_validation", "runtime", "compiled_report", "train_state",
-                "train", "evaluate", "demo")
+                "reconstruction", "evaluate", "train", "demo")
 
 
 def _modules():

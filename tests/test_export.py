@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import hicmae_jax
-from hicmae_jax.checkpoints import safetensors_io
+from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
 from hicmae_jax.data import synthetic
 from hicmae_jax.models.sizes import model_config_for_tests
 from hicmae_jax.prediction import model as prediction_model, runner
@@ -35,7 +35,7 @@ def _inputs(batch, seed=0):
 
 def _reference(weights, outputs=("logits", "feature")):
   """Our own jitted forward of the weights (the exports must give its numbers)."""
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
   fn = jax.jit(pretrained.forward(view, outputs))
   return lambda video, audio: [np.asarray(x) for x in fn(params, video, audio)]
 
@@ -55,7 +55,7 @@ def folder(finetuned, tmp_path_factory):
 
 
 def test_safetensors_round_trip_is_bit_identical(finetuned, folder):
-  weights = features.load_weights(finetuned, model_hint=HINT)
+  weights = weights_lib.load_weights(finetuned, model_hint=HINT)
   stored = load_file(os.path.join(folder, "model.safetensors"))  # any safetensors reader
   assert sorted(stored) == sorted(weights.params)
   for name, value in weights.params.items():
@@ -104,7 +104,7 @@ def test_predict_reads_an_exported_folder(finetuned, folder, tmp_path):
 
 
 def test_stablehlo_runs_without_hicmae_jax(finetuned, tmp_path):
-  weights = features.load_weights(finetuned, model_hint=HINT)
+  weights = weights_lib.load_weights(finetuned, model_hint=HINT)
   out = str(tmp_path / "stablehlo")
   summary = exporter.export_model(checkpoint=finetuned, output=out, format="stablehlo",
                                   config=HINT, platforms=["cpu", "cuda", "tpu"])
@@ -160,7 +160,7 @@ def test_pretraining_checkpoint_exports_its_encoders(data_dir, tmp_path):
   hint = model_config_for_tests()
   out = str(tmp_path / "pretrain")
   exporter.export_model(checkpoint=pth, output=out, format="safetensors", config=hint)
-  weights = features.load_weights(pth, model_hint=hint)
+  weights = weights_lib.load_weights(pth, model_hint=hint)
   model = hicmae_jax.from_pretrained(out)
   assert model.outputs == ("feature",) and model.names == []
   assert "no classifier" in open(os.path.join(out, "README.md")).read()
@@ -248,7 +248,7 @@ def test_onnx_matches_our_logits(finetuned, tmp_path):
                                  providers=["CPUExecutionProvider"])
   video, audio = _inputs(2, seed=7)
   logits, feature = session.run(["logits", "feature"], {"video": video, "audio": audio})
-  want = _reference(features.load_weights(finetuned, model_hint=HINT))(video, audio)
+  want = _reference(weights_lib.load_weights(finetuned, model_hint=HINT))(video, audio)
   np.testing.assert_allclose(logits, want[0], rtol=0, atol=1e-5)
   np.testing.assert_allclose(feature, want[1], rtol=0, atol=1e-5)
 
@@ -289,3 +289,10 @@ def test_a_run_exports_with_its_results_and_evaluates_the_same(tmp_path):
   again = eval_main.evaluate_checkpoint(config, out, results_path=str(tmp_path / "b.json"))
   for key in ("uar", "war", "confusion_matrix", "num_samples"):
     assert again[key] == ours[key], key
+  # A .pth of the same weights is evaluated too (bound as feature export and predict bind it).
+  from hicmae_jax.checkpoints import conversion
+  pth = str(tmp_path / "ft.pth")
+  conversion.export_to_torch(os.path.join(workdir, "checkpoints"), pth)
+  from_pth = eval_main.evaluate_checkpoint(config, pth, results_path=str(tmp_path / "c.json"))
+  for key in ("uar", "war", "confusion_matrix", "num_samples"):
+    assert from_pth[key] == ours[key], key

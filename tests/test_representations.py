@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import learning_check as learning_check_config
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.representations import embedding, features, probe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,7 @@ def test_reduced_learning_check(check):
   # The random baseline is exactly where that pre-training started.
   model = train.build_model(check.config, check.config.seed)
   start = params_lib.ParamsView(model).flat(model)
-  baseline = features.random_weights(check.config.model, check.config.seed).params
+  baseline = weights_lib.random_weights(check.config.model, check.config.seed).params
   assert start.keys() == baseline.keys()
   for k in start:
     np.testing.assert_array_equal(np.asarray(start[k]), baseline[k], err_msg=k)
@@ -111,7 +112,7 @@ def test_export_sees_what_evaluation_sees(check):
   assert [r["label"] for r, _, _ in views] == batch["label"].tolist()
 
   # The feature, derived by hand from the pre-training model's modules.
-  w = features.load_weights(check.pretrain)
+  w = weights_lib.load_weights(check.pretrain)
   abstract = nnx.eval_shape(lambda: PretrainModel(w.model, rngs=nnx.Rngs(0)))
   view = params_lib.ParamsView(abstract)
 
@@ -178,7 +179,7 @@ def test_export_from_an_original_pth(check, tmp_path):
   from hicmae_jax.tools import convert_checkpoint
   pth = str(tmp_path / "pretrain.pth")
   convert_checkpoint.export_to_torch(check.pretrain, pth)
-  ours, original = features.load_weights(check.pretrain), features.load_weights(pth,
+  ours, original = weights_lib.load_weights(check.pretrain), weights_lib.load_weights(pth,
                                                                   model_hint=check.config.model)
   assert original.kind == "pretrain"
   assert ours.params.keys() == original.params.keys()
@@ -239,8 +240,7 @@ def test_reconstruction_maps_targets_back_to_pixels():
   difference is undone and each patch un-normalised with its own statistics."""
   import jax.numpy as jnp
 
-  from hicmae_jax import pixels as hicmae_pixels, targets
-  from hicmae_jax.representations import reconstruction
+  from hicmae_jax import pixels as hicmae_pixels, reconstruction, targets
   rng = np.random.default_rng(0)
   pixels = rng.uniform(size=(2, 4, 32, 32, 3)).astype(np.float32)  # [B, T, H, W, C]
   video = jnp.asarray((pixels - np.array(hicmae_pixels.IMAGENET_MEAN, np.float32))
@@ -283,9 +283,9 @@ def test_reconstruct_command(check, tmp_path, monkeypatch):
   mse = check.results["summary"]["test_reconstruction_mse"]["pretrained"]
   assert np.mean(out["mse_audio"]) == pytest.approx(mse["audio"], abs=1e-3)
   assert np.mean(out["mse_video"]) == pytest.approx(mse["video"], abs=1e-3)
-  tuned = features.load_weights(check.pretrain)
+  tuned = weights_lib.load_weights(check.pretrain)
   tuned.kind = "finetune"
-  monkeypatch.setattr(features, "load_weights", lambda *a, **k: tuned)
+  monkeypatch.setattr(weights_lib, "load_weights", lambda *a, **k: tuned)
   with pytest.raises(ValueError, match="no decoders"):
     reconstruction_png(checkpoint="fine-tuned", output=png, split_dir=check.test_dir)
 
@@ -408,14 +408,14 @@ def test_windows_and_bad_inputs(check, tmp_path):
   np.testing.assert_array_equal(whole.frame_ids, ids)  # the evaluation sampler
 
   with pytest.raises(ValueError, match="no checkpoint given"):
-    features.load_weights("")
+    weights_lib.load_weights("")
   with pytest.raises(FileNotFoundError, match="not found"):
-    features.load_weights(str(tmp_path / "missing"))
+    weights_lib.load_weights(str(tmp_path / "missing"))
   (tmp_path / "notes.txt").write_text("x")
   with pytest.raises(ValueError, match=r"\.pth"):
-    features.load_weights(str(tmp_path / "notes.txt"))
+    weights_lib.load_weights(str(tmp_path / "notes.txt"))
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-    features.load_weights(str(tmp_path))
+    weights_lib.load_weights(str(tmp_path))
   with pytest.raises(ValueError, match="needs --wav"):
     features.raw_clip(frames_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="--video"):
@@ -434,6 +434,6 @@ def test_windows_and_bad_inputs(check, tmp_path):
     features.load_features(str(tmp_path))
   with pytest.raises(ValueError, match="stride_seconds needs"):
     features.ClipOptions(stride_seconds=1.0).validate()
-  extractor = features.FeatureExtractor(features.random_weights(check.config.model, 0))
+  extractor = features.FeatureExtractor(weights_lib.random_weights(check.config.model, 0))
   with pytest.raises(ValueError, match="do not fit the model"):
     extractor(np.zeros((1, 16, 64, 64, 3), np.float32), np.zeros((1, 64, 128), np.float32))

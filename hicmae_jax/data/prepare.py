@@ -32,7 +32,6 @@ command line.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import os
@@ -40,7 +39,9 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from hicmae_jax import faces, paths
+from absl import flags
+
+from hicmae_jax import cli, faces, paths
 from hicmae_jax.data import (
   clip_loader,
   datasets,
@@ -355,86 +356,83 @@ def prepare_split(split_file: str, output_dir: str, split: str, *, root: str = "
   return info
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(
-      prog="python -m hicmae_jax.data.prepare",
-      description="Write ArrayRecord shards of audio-visual clips from a split file.")
-  p.add_argument("--split_file", required=True,
-                 help="`<frames_dir_or_video> <audio_wav|-> <label...>` per line")
-  p.add_argument("--output_dir", required=True, help="shards go to <output_dir>/<split>/")
-  p.add_argument("--split", default="",
-                 help="split name (default: the split file's name without extension)")
-  p.add_argument("--root", default="", help="folder that relative paths resolve against")
-  p.add_argument("--dataset", default="custom",
-                 help=f"preset for class names / label type: {', '.join(datasets.PRESETS)}, "
-                      f"or custom")
-  p.add_argument("--label_type", default=None, choices=LABEL_TYPES,
-                 help="default: the preset's, else class")
-  p.add_argument("--class_names", default="", help="comma-separated, in label-index order")
-  p.add_argument("--num_shards", type=int, default=None,
-                 help="number of shards (overrides --clips_per_shard)")
-  p.add_argument("--clips_per_shard", type=int, default=256)
-  p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1,
-                 help="processes, one shard each at a time (default: all CPUs)")
-  p.add_argument("--jpeg_quality", type=int, default=95,
-                 help="JPEG quality for frames decoded from video files")
-  p.add_argument("--max_side", type=int, default=0,
-                 help="shrink video frames so the longer side is at most this (0: keep); "
-                      "frames folders always keep their source bytes; with --face the crops "
-                      "are --face_size")
-  p.add_argument("--crop", default="",
-                 help="r0,r1,c0,c1: store only these rows and columns of every frame "
-                      "(re-encoded JPEG). Pre-training on VoxCeleb2: 0,160,32,192, the "
-                      "config's fixed_crop, done once here instead of every step")
-  p.add_argument("--frame_size", type=int, default=0,
-                 help="resize every frame to this square (PIL bilinear, re-encoded JPEG at "
-                      "--jpeg_quality), the pipelines' resize done once: for fine-tuning "
-                      "train splits, 160. Keep 0 for splits you evaluate against the "
-                      "original's numbers: their source bytes decode to its very pixels")
-  p.add_argument("--verify_frames", default="decode", choices=video_io.VERIFY_MODES,
-                 help="decode: decode every source frame once to catch corrupt files; "
-                      "markers: decode the first, check the rest for complete start/end "
-                      "markers (faster)")
-  p.add_argument("--max_av_mismatch_seconds", type=float,
-                 default=clip_loader.MAX_AV_MISMATCH_SECONDS,
-                 help="skip videos whose audio and frames last this much apart (0: no check)")
-  face_options.add_arguments(p)
-  p.add_argument("--preview", type=int, default=0,
-                 help="with --face: contact sheet PNG of this many clips (frame with box and "
-                      "landmarks, aligned crop)")
-  p.add_argument("--preview_file", default="",
-                 help="where the contact sheet goes (default <output_dir>/<split>/"
-                      "face_preview.png)")
-  return p.parse_args(argv)
+def _define_flags(values: flags.FlagValues) -> None:
+  def string(name, default, text, **kw):
+    flags.DEFINE_string(name, default, text, flag_values=values, **kw)
+
+  def integer(name, default, text, **kw):
+    flags.DEFINE_integer(name, default, text, flag_values=values, **kw)
+
+  string("split_file", None, "`<frames_dir_or_video> <audio_wav|-> <label...>` per line",
+         required=True)
+  string("output_dir", None, "shards go to <output_dir>/<split>/", required=True)
+  string("split", "", "split name (default: the split file's name without extension)")
+  string("root", "", "folder that relative paths resolve against")
+  string("dataset", "custom", f"preset for class names / label type: "
+                              f"{', '.join(datasets.PRESETS)}, or custom")
+  flags.DEFINE_enum("label_type", None, list(LABEL_TYPES), "default: the preset's, else class",
+                    flag_values=values)
+  string("class_names", "", "comma-separated, in label-index order")
+  integer("num_shards", None, "number of shards (overrides --clips_per_shard)")
+  integer("clips_per_shard", 256, "clips written into one shard")
+  integer("num_workers", os.cpu_count() or 1,
+          "processes, one shard each at a time (default: all CPUs)")
+  integer("jpeg_quality", 95, "JPEG quality for frames decoded from video files")
+  integer("max_side", 0, "shrink video frames so the longer side is at most this (0: keep); "
+                         "frames folders always keep their source bytes; with --face the "
+                         "crops are --face_size")
+  string("crop", "", "r0,r1,c0,c1: store only these rows and columns of every frame "
+                     "(re-encoded JPEG). Pre-training on VoxCeleb2: 0,160,32,192, the config's "
+                     "fixed_crop, done once here instead of every step")
+  integer("frame_size", 0, "resize every frame to this square (PIL bilinear, re-encoded JPEG "
+                           "at --jpeg_quality), the pipelines' resize done once: for "
+                           "fine-tuning train splits, 160. Keep 0 for splits you evaluate "
+                           "against the original's numbers: their source bytes decode to its "
+                           "very pixels")
+  flags.DEFINE_enum("verify_frames", "decode", list(video_io.VERIFY_MODES),
+                    "decode: decode every source frame once to catch corrupt files; markers: "
+                    "decode the first, check the rest for complete start/end markers (faster)",
+                    flag_values=values)
+  flags.DEFINE_float("max_av_mismatch_seconds", clip_loader.MAX_AV_MISMATCH_SECONDS,
+                     "skip videos whose audio and frames last this much apart (0: no check)",
+                     flag_values=values)
+  face_options.define_flags(values)
+  integer("preview", 0, "with --face: contact sheet PNG of this many clips (frame with box "
+                        "and landmarks, aligned crop)")
+  string("preview_file", "", "where the contact sheet goes (default <output_dir>/<split>/"
+                             "face_preview.png)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = _parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code:
+  0, 1 when no clip could be written, 2 for bad input."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _crop_flag(text: str) -> tuple[int, ...] | None:
+  """--crop's r0,r1,c0,c1 (None when empty); BadInput names the flag."""
+  try:
+    crop = tuple(int(v) for v in text.split(",")) if text.strip() else None
+    if crop is not None and len(crop) != 4:
+      raise ValueError
+  except ValueError:
+    raise cli.BadInput(f"--crop={text}: expected four integers r0,r1,c0,c1 "
+                       f"(e.g. 0,160,32,192)") from None
+  return crop
+
+
+def _main(args: flags.FlagValues) -> int:
   if args.dataset != "custom":
     try:
       datasets.get_preset(args.dataset)
     except KeyError as e:
-      print(f"error: {e.args[0]}", file=sys.stderr)
-      return 2
+      raise cli.BadInput(e.args[0]) from None
   split = args.split or os.path.splitext(os.path.basename(args.split_file))[0]
   class_names = [c.strip() for c in args.class_names.split(",") if c.strip()]
-  try:
-    face = face_options.from_arguments(args)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  face = face_options.from_flags(args)
   if args.preview and face is None:
-    print("error: --preview shows face crops: add --face=dlib (or leave --face=auto)",
-          file=sys.stderr)
-    return 2
-  try:
-    crop = tuple(int(v) for v in args.crop.split(",")) if args.crop.strip() else None
-    if crop is not None and len(crop) != 4:
-      raise ValueError
-  except ValueError:
-    print(f"error: --crop={args.crop}: expected four integers r0,r1,c0,c1 "
-          f"(e.g. 0,160,32,192)", file=sys.stderr)
-    return 2
+    raise cli.BadInput("--preview shows face crops: add --face=dlib (or leave --face=auto)")
+  crop = _crop_flag(args.crop)
   try:
     prepare_split(
         args.split_file, args.output_dir, split, root=args.root, label_type=args.label_type,
@@ -445,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verify_frames=args.verify_frames, face=face,
         max_av_mismatch_seconds=args.max_av_mismatch_seconds, crop=crop,
         frame_size=args.frame_size, face_mode=args.face)
-  except PrepareError as e:
+  except PrepareError as e:  # the input was read: no clip could be written (exit 1)
     print(f"error: {e}", file=sys.stderr)
     return 1
   if args.preview:

@@ -1,9 +1,11 @@
 """The face step's settings: one frozen dataclass (its defaults are the documented values) and
-the command-line flags that fill it, shared by every tool that runs the step."""
+the absl flags that fill it (defined once, in any FlagValues), shared by every tool that runs
+the step."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
+
+from absl import flags
 
 from hicmae_jax.faces.select import SELECT_RULES
 
@@ -127,51 +129,28 @@ _CHOICES = {"landmarks": LANDMARK_COUNTS, "smoothing": SMOOTHING_METHODS,
             "face_select": SELECT_RULES}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds --face and the flags above (defaults: FaceOptions') to a tool's parser."""
-  g = parser.add_argument_group("faces", "detect, track and align the face in every frame "
-                                         "(hicmae_jax/faces)")
-  g.add_argument("--face", default=AUTO, choices=FACE_CHOICES, help=FACE_HELP)
-  defaults = FaceOptions()
-  for flag, (field, text) in _FLAGS.items():
-    default = getattr(defaults, field)
-    g.add_argument(flag, type=type(default), default=default, choices=_CHOICES.get(field),
-                   help=f"{text} (default {default})")
-
-
-def from_arguments(args: argparse.Namespace) -> FaceOptions | None:
-  """FaceOptions from parsed flags (None for --face=none; auto's align step for --face=auto);
-  ValueError names a bad value."""
-  if args.face == "none":
-    return None
-  return FaceOptions(detector=AUTO_DETECTOR if args.face == AUTO else args.face, **{
-      field: getattr(args, flag[2:]) for flag, (field, _) in _FLAGS.items()})
-
-
-def define_absl_flags() -> None:
-  """The same flags (names, defaults, help) for an absl binary (predict); read them back with
-  from_absl_flags. A choice outside the allowed values is refused at parsing."""
-  from absl import flags
-  flags.DEFINE_enum("face", AUTO, list(FACE_CHOICES), FACE_HELP)
+def define_flags(values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines --face and the flags above (names, defaults: FaceOptions', help) in `values`
+  (a binary's own FlagValues, or absl's global FLAGS); read them back with from_flags. A
+  choice outside the allowed values is refused at parsing."""
+  flags.DEFINE_enum("face", AUTO, list(FACE_CHOICES), FACE_HELP, flag_values=values)
   defaults = FaceOptions()
   for flag, (field, text) in _FLAGS.items():
     default, name = getattr(defaults, field), flag[2:]
-    help_text = f"{text} (with --face)"
+    help_text = f"{text} (with --face; default {default})"
     if field in _CHOICES and isinstance(default, str):
-      flags.DEFINE_enum(name, default, list(_CHOICES[field]), help_text)
+      flags.DEFINE_enum(name, default, list(_CHOICES[field]), help_text, flag_values=values)
     elif isinstance(default, int):
-      flags.DEFINE_integer(name, default, help_text)
+      flags.DEFINE_integer(name, default, help_text, flag_values=values)
     elif isinstance(default, float):
-      flags.DEFINE_float(name, default, help_text)
+      flags.DEFINE_float(name, default, help_text, flag_values=values)
     else:
-      flags.DEFINE_string(name, default, help_text)
+      flags.DEFINE_string(name, default, help_text, flag_values=values)
 
 
-def from_absl_flags() -> FaceOptions | None:
-  """FaceOptions from the flags of define_absl_flags (None for --face=none; auto's align step
-  for --face=auto). The mode itself is flags.FLAGS.face."""
-  from absl import flags
-  values = flags.FLAGS
+def from_flags(values: flags.FlagValues = flags.FLAGS) -> FaceOptions | None:
+  """FaceOptions from the parsed flags of define_flags (None for --face=none; auto's align
+  step for --face=auto); ValueError names a bad value. The mode itself is `values.face`."""
   if values.face == "none":
     return None
   return FaceOptions(detector=AUTO_DETECTOR if values.face == AUTO else values.face, **{

@@ -2,7 +2,7 @@
 the logits, as the evaluation computes them) or regression outputs, with the names of its
 classes or targets.
 
-Every checkpoint kind the feature export reads works (`representations.features.load_weights`:
+Every checkpoint kind the feature export reads works (`representations.weights_lib.load_weights`:
 a run's workdir, its checkpoints/ folder, a converted folder, or an original .pth read
 directly); it must be fine-tuned: a pre-trained model has no classifier.
 
@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from hicmae_jax import metrics
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.data import datasets, schema
-from hicmae_jax.representations import features
 
 log = logging.getLogger(__name__)
-FINETUNED_KINDS = ("finetune", "linear_probe")
+FINETUNED_KINDS = weights_lib.FINETUNED_KINDS
 
 
 def _split_names(split_dir: str, task: str) -> list[str]:
@@ -108,7 +108,7 @@ def load_predictor(checkpoint: str, step: int | None = None, *, config=None,
                    sampling_rate: int = 0) -> Predictor:
   """Reads a fine-tuned checkpoint (config: an experiment config for a .pth that records no
   model config; its data.sampling_rate and eval_batch_size are used too)."""
-  weights = features.load_weights(checkpoint, step, model_hint=config)
+  weights = weights_lib.load_weights(checkpoint, step, model_hint=config)
   if weights.kind not in FINETUNED_KINDS:
     raise ValueError(f"--checkpoint={checkpoint} is a {weights.kind} checkpoint: it has no "
                      f"classifier. Fine-tune it first (python -m hicmae_jax.main with "
@@ -131,7 +131,7 @@ def load_predictor(checkpoint: str, step: int | None = None, *, config=None,
   if not batch_size:
     batch_size = (experiment.eval_batch_size if experiment is not None
                   else train_config.get("eval_batch_size", 32))
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
 
   @jax.jit
   def run(params, video, audio):

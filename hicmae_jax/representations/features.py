@@ -31,7 +31,6 @@ Output folder (`write_features` / `load_features`):
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import json
@@ -44,18 +43,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from flax import nnx
 
-from hicmae_jax import checkpointing, experiments, io_utils, paths
-from hicmae_jax.checkpoints import mapping, original, safetensors_io, transfer
+from hicmae_jax import experiments, io_utils, paths
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.data import clip_loader, sampling, schema, split_reader, stages, video_io
 from hicmae_jax.data.options import AudioOptions, VideoOptions
 from hicmae_jax.data.split_file import SplitEntry
-from hicmae_jax.models import params as params_lib
-from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.models.hicmae import PretrainModel
 
 log = logging.getLogger(__name__)
 
@@ -67,116 +61,7 @@ PIECES = ("video_hff", "audio_hff", "fused_video", "fused_audio", "video_layers"
           "audio_layers")
 
 
-# ---------------------------------------------------------------------------------- weights --
-
-@dataclasses.dataclass
-class Weights:
-  """A model's parameters and where they came from.
-
-  kind: "pretrain" | "finetune" | "linear_probe" (a checkpoint's kind) or "random";
-  model: the model config (ml_collections); params: flat {dotted name: array};
-  source: JSON-able description (checkpoint path and step, or the init seed)."""
-  kind: str
-  model: Any
-  params: dict[str, np.ndarray]
-  source: dict[str, Any]
-
-
-def _model_config(raw: dict) -> ml_collections.ConfigDict:
-  raw = dict(raw, hierarchy_layers=tuple(raw.get("hierarchy_layers", ())))  # JSON gave a list
-  return ml_collections.ConfigDict(raw)
-
-
-def load_weights(checkpoint: str, step: int | None = None, *, model_hint=None) -> Weights:
-  """Reads a checkpoint: a run's workdir, its checkpoints/ folder, a converted checkpoint
-  folder (`tools.convert_checkpoint`) or a .pth (read in memory, `checkpoints.original`).
-
-  Our checkpoints carry their model config. For a .pth, what the tensors do not record (head
-  counts, hierarchy layers, input sizes) comes from the file itself (our export carries our
-  model config, the original's full checkpoints their training args), else from
-  `model_hint` (a model config, or an experiment config: nested ones give the experiment of
-  the file's kind); with neither the read is refused, naming what is missing."""
-  if not checkpoint:
-    raise ValueError("no checkpoint given: pass --checkpoint=<workdir, checkpoint folder or "
-                     ".pth> (or --random_init for the untrained baseline)")
-  if not paths.exists(checkpoint):
-    raise FileNotFoundError(f"checkpoint {checkpoint!r} not found: pass a run's workdir, its "
-                            f"checkpoints/ folder, a converted checkpoint folder or an "
-                            f"original .pth file")
-  if not paths.is_remote(checkpoint) and safetensors_io.looks_exported(checkpoint):
-    return exported_weights(checkpoint)
-  if paths.isfile(checkpoint):
-    if not checkpoint.endswith((".pth", ".pt")):
-      raise ValueError(f"checkpoint {checkpoint!r} is a file but not a .pth: pass an original "
-                       f"PyTorch checkpoint or one of our checkpoint folders")
-    read = original.read_original(checkpoint, config=model_hint)
-    return Weights(read.kind, read.model, {k: np.asarray(v) for k, v in read.params.items()},
-                   {"checkpoint": paths.absolute(checkpoint), "step": None,
-                    **read.meta["source"]})
-  step, meta, raw = checkpointing.read_params(checkpoint, step)
-  directory = checkpointing.resolve_checkpoint_dir(checkpoint)
-  if "model" not in meta or "kind" not in meta:
-    raise ValueError(f"{directory} step {step}: the checkpoint's meta has no model config / "
-                     f"kind; it was not written by this code or its converter")
-  return Weights(meta["kind"], _model_config(meta["model"]),
-                 {k: np.asarray(v) for k, v in raw.items()},
-                 {"checkpoint": paths.absolute(directory), "step": int(step),
-                  "config": meta.get("config")})
-
-
-def exported_weights(folder: str) -> Weights:
-  """The weights of a folder written by `tools.export --format=safetensors`; source["config"]
-  holds what a training config would give the readers (class names, sampling rate, batch)."""
-  config, params = safetensors_io.read_folder(folder)
-  train_like = {"data": {"sampling_rate": config.get("sampling_rate", 4)},
-                "eval_batch_size": config.get("eval_batch_size", 32)}
-  return Weights(config["kind"], _model_config(config["model"]), params,
-                 {"checkpoint": os.path.abspath(folder), "step": config.get("step"),
-                  "format": "safetensors", "config": train_like,
-                  "class_names": list(config.get("class_names") or []),
-                  "target_names": list(config.get("target_names") or [])})
-
-
-def model_params(weights: Weights, *, seed: int = 0
-                 ) -> tuple[params_lib.ParamsView, dict[str, jax.Array]]:
-  """The fine-tuning model of `weights` (`feature_model_config`) as (view, params): a
-  fine-tuned checkpoint gives every tensor, any other its encoders and fusion encoder (the
-  rest keeps its initial values, see the module docstring). `view.merge(params)` is the model;
-  every reader (features, predictions, from_pretrained, the exports) builds it here."""
-  cfg = feature_model_config(weights.model)
-  model = FinetuneModel(cfg, rngs=nnx.Rngs(params=seed))
-  view = params_lib.ParamsView(model)
-  required = (transfer.ALL if weights.kind in ("finetune", "linear_probe")
-              else transfer.SHARED_PREFIXES)
-  try:
-    moved = transfer.transfer_by_name(weights.params, view.flat(model), required=required)
-  except mapping.MappingError as e:
-    raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
-                     f"not fit the fine-tuning model of their config: {e}") from e
-  if moved.missing:
-    log.info("feature model: %d tensors from the %s weights; at their initial values: %s",
-             len(moved.loaded), weights.kind, ", ".join(moved.missing))
-  return view, {k: jnp.asarray(v) for k, v in moved.params.items()}
-
-
-def random_weights(model_cfg, seed: int) -> Weights:
-  """The pre-training model's initial parameters for `seed`: what pre-training starts from."""
-  model = PretrainModel(model_cfg, rngs=nnx.Rngs(params=seed))
-  flat = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
-  return Weights("random", copy.deepcopy(model_cfg), flat, {"random_init_seed": int(seed)})
-
-
-def feature_model_config(model_cfg):
-  """The fine-tuning model config that reads a checkpoint's encoders (a pre-training config
-  has no classes: a 1-output head is built and never used)."""
-  cfg = copy.deepcopy(model_cfg)
-  with cfg.unlocked():
-    if cfg.task == "classification" and cfg.num_classes <= 0:
-      cfg.num_classes = 1
-    if cfg.task == "regression" and cfg.num_targets <= 0:
-      cfg.num_targets = 1
-  return cfg
-
+# ------------------------------------------------------------------------------- features --
 
 class FeatureExtractor:
   """Runs the fine-tuning model's feature path with given weights.
@@ -185,10 +70,10 @@ class FeatureExtractor:
   float32 numpy [B, ...]}: "feature" [B, F] and, with per_layer, the pieces of PIECES that the
   model has. One compile per batch shape."""
 
-  def __init__(self, weights: Weights, *, per_layer: bool = False, seed: int = 0):
+  def __init__(self, weights: weights_lib.Weights, *, per_layer: bool = False, seed: int = 0):
     self.weights = weights
-    self.model_cfg = feature_model_config(weights.model)
-    view, self.params = model_params(weights, seed=seed)
+    self.model_cfg = weights_lib.finetune_model_config(weights.model)
+    view, self.params = weights_lib.bind(weights, seed=seed)
     self.per_layer = per_layer
 
     @jax.jit
@@ -553,9 +438,9 @@ def export_features(*, output_dir: str, checkpoint: str = "", step: int | None =
     if config is None:
       raise ValueError("--random_init needs --config (its model and seed)")
     experiment = experiments.experiment_for_kind(config, "pretrain")
-    weights = random_weights(experiment.model, experiment.seed)
+    weights = weights_lib.random_weights(experiment.model, experiment.seed)
   else:
-    weights = load_weights(checkpoint, step, model_hint=config)
+    weights = weights_lib.load_weights(checkpoint, step, model_hint=config)
     experiment = (experiments.experiment_for_kind(config, weights.kind) if config is not None
                   else None)
   train_config = weights.source.pop("config", None) or {}

@@ -7,12 +7,7 @@ import numpy as np
 from PIL import Image
 
 from hicmae_jax import io_utils
-
-
-def figure_to_rgb(fig) -> np.ndarray:
-  """Renders a matplotlib Figure (Agg canvas) -> uint8 [H, W, 3]."""
-  fig.canvas.draw()
-  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+from hicmae_jax.reconstruction import figure_to_rgb  # the training job renders with it too
 
 
 def png_bytes(rgb: np.ndarray, *, palette: bool = True) -> bytes:

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from hicmae_jax import io_utils, paths, train
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.data import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
@@ -76,8 +77,8 @@ def run(config, workdir: str) -> dict[str, Any]:
   if "preempted_at_step" in pretrained:
     return pretrained
   times["pretrain_s"] = round(time.time() - t0, 1)
-  weights = {"pretrained": features.load_weights(pre_dir),
-             "random": features.random_weights(config.model, config.seed)}
+  weights = {"pretrained": weights_lib.load_weights(pre_dir),
+             "random": weights_lib.random_weights(config.model, config.seed)}
   # 2. features of both models, inputs built once
   t1 = time.time()
   sets = _features(config, workdir, weights)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from hicmae_jax.representations import features
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.sharing import model_card, pretrained
 
 FORMATS = ("safetensors", "stablehlo", "onnx")
@@ -15,7 +15,7 @@ def export_model(*, checkpoint: str, output: str, format: str,  # noqa: A002 - t
                  platforms: Sequence[str] = ("cpu",), class_names: Sequence[str] = (),
                  dataset: str = "", for_hub: bool = False,
                  licence: str = model_card.LICENCE, overwrite: bool = False) -> dict[str, Any]:
-  """Exports `checkpoint` (any checkpoint features.load_weights reads, or an exported folder)
+  """Exports `checkpoint` (any checkpoint weights_lib.load_weights reads, or an exported folder)
   as `format` into `output`; returns a JSON-able summary."""
   t0 = time.time()
   if format not in FORMATS:
@@ -28,7 +28,7 @@ def export_model(*, checkpoint: str, output: str, format: str,  # noqa: A002 - t
         checkpoint, output, step=step, model_hint=config, class_names=class_names,
         dataset=dataset, for_hub=for_hub, licence=licence, overwrite=overwrite)
     return dict(summary, seconds=round(time.time() - t0, 1))
-  weights = features.load_weights(checkpoint, step, model_hint=config)
+  weights = weights_lib.load_weights(checkpoint, step, model_hint=config)
   names = pretrained.export_config(weights, class_names=class_names, dataset=dataset).get(
       "class_names") or []
   if format == "stablehlo":

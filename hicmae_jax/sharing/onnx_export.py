@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from hicmae_jax.representations import features
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.sharing import pretrained, stablehlo
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,14 @@ def check(onnx_bytes: bytes, jax_fn, specs, outputs, *, seed: int = 0,
           "provider": "CPUExecutionProvider"}
 
 
-def export_onnx(weights: features.Weights, output: str, *, outputs: Sequence[str] = (),
+def export_onnx(weights: weights_lib.Weights, output: str, *, outputs: Sequence[str] = (),
                 names: Sequence[str] = (), overwrite: bool = False) -> dict[str, Any]:
   """Converts, checks and writes `output`/{model.onnx, model.onnx.json}; returns the
   metadata."""
   outputs = pretrained.outputs_for(weights, outputs)
   _converter()  # before any work: is it installed?
   stablehlo.check_output(output, overwrite)
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
   forward = pretrained.forward(view, outputs)
   fn = lambda video, audio: forward(params, video, audio)  # noqa: E731 - weights inside
   specs = stablehlo.input_specs(weights.model)

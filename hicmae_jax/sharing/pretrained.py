@@ -2,9 +2,9 @@
 `hicmae_jax.from_pretrained(folder)`.
 
 Every checkpoint the feature export reads can be exported (a run's workdir, its checkpoints/
-or best_val/ folder, a converted folder, an original .pth): `representations.features.
-load_weights` reads it and `features.model_params` builds the model, for this module, the
-predictor and the feature export alike. A fine-tuned checkpoint gives logits and features, a
+or best_val/ folder, a converted folder, an original .pth): `checkpoints.weights.load_weights`
+reads it and `checkpoints.weights.bind` builds the model, for this module, the predictor and
+the feature export alike. A fine-tuned checkpoint gives logits and features, a
 pre-training one its encoders' features.
 """
 from __future__ import annotations
@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from hicmae_jax import paths
-from hicmae_jax.checkpoints import safetensors_io
+from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
 from hicmae_jax.prediction import model as prediction_model
-from hicmae_jax.representations import features
 from hicmae_jax.sharing import model_card
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ OUTPUTS = ("logits", "feature")
 FINETUNED_KINDS = prediction_model.FINETUNED_KINDS
 
 
-def outputs_for(weights: features.Weights, asked: Sequence[str] = ()) -> tuple[str, ...]:
+def outputs_for(weights: weights_lib.Weights, asked: Sequence[str] = ()) -> tuple[str, ...]:
   """The outputs an export gives: `asked`, else logits and feature for a fine-tuned model and
   feature for pre-trained encoders. Logits asked of a pre-training checkpoint are refused."""
   asked = tuple(asked) or (OUTPUTS if weights.kind in FINETUNED_KINDS else ("feature",))
@@ -72,7 +71,7 @@ def run_results(checkpoint: str) -> dict[str, Any] | None:
   return None
 
 
-def export_config(weights: features.Weights, *, class_names: Sequence[str] = (),
+def export_config(weights: weights_lib.Weights, *, class_names: Sequence[str] = (),
                   dataset: str = "") -> dict[str, Any]:
   """config.json's content (without the "weights" entry safetensors_io adds)."""
   from hicmae_jax import __version__
@@ -105,8 +104,8 @@ def export_safetensors(checkpoint: str, output: str, *, step: int | None = None,
   """A checkpoint -> `output`/{model.safetensors, config.json, README.md}; returns a summary.
   Every parameter of the checkpoint is written as it is (a pre-training one keeps its
   decoders: the folder is a complete copy of the checkpoint)."""
-  weights = features.load_weights(checkpoint, step, model_hint=model_hint)
-  features.model_params(weights)  # the weights fit the model of their config: checked now
+  weights = weights_lib.load_weights(checkpoint, step, model_hint=model_hint)
+  weights_lib.bind(weights)  # the weights fit the model of their config: checked now
   config = export_config(weights, class_names=class_names, dataset=dataset)
   train = weights.source.get("config")
   num_params = int(sum(np.asarray(v).size for v in weights.params.values()))
@@ -125,13 +124,13 @@ def export_safetensors(checkpoint: str, output: str, *, step: int | None = None,
 @dataclasses.dataclass
 class Pretrained:
   """A loaded model: `model` (the fine-tuning FinetuneModel, weights in), `weights`
-  (features.Weights, what FeatureExtractor and the exports take), `names` (classes or
+  (weights_lib.Weights, what FeatureExtractor and the exports take), `names` (classes or
   targets; [] for pre-trained encoders), `config` (config.json).
 
   `__call__(video [B, T, S, S, 3] uint8 or normalised float32, audio [B, A, M] normalised
   fbank)` -> {"logits": float32 [B, C] (fine-tuned only), "feature": float32 [B, F]}."""
   model: Any
-  weights: features.Weights
+  weights: weights_lib.Weights
   names: list[str]
   config: dict[str, Any]
   outputs: tuple[str, ...]
@@ -148,8 +147,8 @@ def from_pretrained(folder: str) -> Pretrained:
   what `predict --model`, `--checkpoint` of the readers and the feature export accept."""
   if paths.is_remote(folder) or not safetensors_io.looks_exported(folder):
     safetensors_io.read_config(folder)  # names what is missing (no config.json, ...)
-  weights = features.load_weights(folder)
-  view, params = features.model_params(weights)
+  weights = weights_lib.load_weights(folder)
+  view, params = weights_lib.bind(weights)
   outputs = outputs_for(weights)
   config = safetensors_io.read_config(folder)
   names = list(config.get("class_names") or config.get("target_names") or [])

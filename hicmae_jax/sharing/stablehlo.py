@@ -26,9 +26,8 @@ import numpy as np
 from jax import export as jax_export
 
 from hicmae_jax import pixels
-from hicmae_jax.checkpoints import safetensors_io
+from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
 from hicmae_jax.data import audio as audio_lib
-from hicmae_jax.representations import features
 from hicmae_jax.sharing import pretrained
 
 ARTIFACT_FILENAME = "model.stablehlo"
@@ -67,14 +66,14 @@ def parse_platforms(text: str | Sequence[str]) -> tuple[str, ...]:
   return names
 
 
-def export_artifact(weights: features.Weights, output: str, *, outputs: Sequence[str] = (),
+def export_artifact(weights: weights_lib.Weights, output: str, *, outputs: Sequence[str] = (),
                     platforms: Sequence[str] = ("cpu",), names: Sequence[str] = (),
                     overwrite: bool = False) -> dict[str, Any]:
   """Lowers the forward of `weights` for `platforms` with a symbolic batch and writes the
   artifact and its metadata into `output`; returns the metadata."""
   outputs = pretrained.outputs_for(weights, outputs)
   check_output(output, overwrite)
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
   fn = pretrained.forward(view, outputs)
   cfg = weights.model
   (b,) = jax_export.symbolic_shape("b")

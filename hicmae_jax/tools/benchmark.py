@@ -17,7 +17,6 @@ device needs at the measured step rate.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -30,7 +29,16 @@ import numpy as np
 from absl import flags as absl_flags
 from flax import nnx
 
-from hicmae_jax import evaluate, experiments, host_info, masking, runtime, sharding, train
+from hicmae_jax import (
+  cli,
+  evaluate,
+  experiments,
+  host_info,
+  masking,
+  runtime,
+  sharding,
+  train,
+)
 from hicmae_jax.data import stage_timing
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
@@ -324,40 +332,49 @@ def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | 
   return best
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", required=True,
-                 help="config file[:arg]; demo: configs/demo.py:pretrain")
-  p.add_argument("--what", default="step", help="comma list of step,eval,pipeline or all")
-  p.add_argument("--batch_size", type=int, default=2)
-  p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--peak_tflops", type=float, default=0.0)
-  p.add_argument("--dtype", default="", help="override model.dtype (e.g. bfloat16)")
-  p.add_argument("--attention_impl", default="",
-                 help="override model.attention_impl: native | xla | cudnn (fused, GPU)")
-  p.add_argument("--remat", action="store_true")
-  p.add_argument("--find_max_batch", action="store_true")
-  p.add_argument("--memory_limit_gib", type=float, default=0.0,
-                 help="per-device budget for --find_max_batch where the device reports none")
-  p.add_argument("--memory_batch", type=int, default=0,
-                 help="also report the compiled step's peak memory at this global batch (the "
-                      "original's per-GPU batch is 40), without and with remat")
-  p.add_argument("--split_dir", default="", help="prepared split for the pipeline benchmark")
-  p.add_argument("--worker_counts", default="0,1,2")
-  p.add_argument("--pipeline_batches", type=int, default=10)
-  p.add_argument("--stage_records", type=int, default=8, help="records timed per stage")
-  p.add_argument("--compilation_cache_dir", default="",
-                 help="JAX's persistent compilation cache (local or gs://; the config's "
-                      "compilation_cache_dir): a second run's compile_s is the cache load")
-  p.add_argument("--float_augment", default="", choices=("", "auto", "host", "device"),
-                 help="override data.finetune_float_augment: 'device' times the fine-tuning "
-                      "pipeline an accelerator host runs (the float steps in the train step)")
-  p.add_argument("--out", default="benchmark.json")
-  return p
+def _define_flags(values: absl_flags.FlagValues) -> None:
+  def string(name, default, text, **kw):
+    absl_flags.DEFINE_string(name, default, text, flag_values=values, **kw)
+
+  def integer(name, default, text):
+    absl_flags.DEFINE_integer(name, default, text, flag_values=values)
+
+  def number(name, default, text):
+    absl_flags.DEFINE_float(name, default, text, flag_values=values)
+
+  def switch(name, text):
+    absl_flags.DEFINE_bool(name, False, text, flag_values=values)
+
+  string("config", None, "config file[:arg]; demo: configs/demo.py:pretrain", required=True)
+  string("what", "step", "comma list of step,eval,pipeline or all")
+  integer("batch_size", 2, "global batch of the timed steps")
+  integer("steps", 10, "timed steps")
+  integer("warmup", 2, "untimed steps first")
+  number("peak_tflops", 0.0, "the device's peak for the MFU (0: from the device's name)")
+  string("dtype", "", "override model.dtype (e.g. bfloat16)")
+  string("attention_impl", "", "override model.attention_impl: native | xla | cudnn (fused, "
+                               "GPU)")
+  switch("remat", "rematerialise the blocks (config.model.remat)")
+  switch("find_max_batch", "double the batch until the compiled step no longer fits")
+  number("memory_limit_gib", 0.0, "per-device budget for --find_max_batch where the device "
+                                  "reports none")
+  integer("memory_batch", 0, "also report the compiled step's peak memory at this global batch "
+                             "(the original's per-GPU batch is 40), without and with remat")
+  string("split_dir", "", "prepared split for the pipeline benchmark")
+  string("worker_counts", "0,1,2", "grain worker processes to time the pipeline with")
+  integer("pipeline_batches", 10, "batches timed per worker count")
+  integer("stage_records", 8, "records timed per stage")
+  string("compilation_cache_dir", "", "JAX's persistent compilation cache (local or gs://; the "
+                                      "config's compilation_cache_dir): a second run's "
+                                      "compile_s is the cache load")
+  absl_flags.DEFINE_enum("float_augment", "", ["", "auto", "host", "device"],
+                         "override data.finetune_float_augment: 'device' times the fine-tuning "
+                         "pipeline an accelerator host runs (the float steps in the train "
+                         "step)", flag_values=values)
+  string("out", "benchmark.json", "where the JSON report goes")
 
 
-def _config_and_sections(a: argparse.Namespace):
+def _config_and_sections(a: absl_flags.FlagValues):
   """(the experiment config with the command's overrides, the sections to run); bad values
   raise ValueError naming them, before anything compiles."""
   config = load_experiment(a.config)
@@ -395,7 +412,7 @@ def _balance(report: dict[str, Any]) -> dict[str, Any]:
   return balance
 
 
-def run_benchmarks(config, what: set[str], a: argparse.Namespace) -> dict[str, Any]:
+def run_benchmarks(config, what: set[str], a: absl_flags.FlagValues) -> dict[str, Any]:
   fresh = config.copy_and_resolve_references
   runtime.use_compilation_cache(config.get("compilation_cache_dir", ""))
   report: dict[str, Any] = {"device": str(jax.devices()[0].device_kind),
@@ -425,10 +442,12 @@ def run_benchmarks(config, what: set[str], a: argparse.Namespace) -> dict[str, A
 
 
 def main(argv=None) -> int:
-  a = _parser().parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(a: absl_flags.FlagValues) -> int:
   absl.logging.set_verbosity(absl.logging.WARNING)
-  if not absl_flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
-    absl_flags.FLAGS.mark_as_parsed()
   try:
     config, what = _config_and_sections(a)
   except (ValueError, FileNotFoundError) as e:

@@ -12,7 +12,6 @@ the figure is the median of --repeats runs divided by the batch. Prints JSON wit
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -23,21 +22,22 @@ import time
 
 import jax
 import numpy as np
+from absl import flags
 from flax import nnx
 
-from hicmae_jax import host_info
+from hicmae_jax import cli, host_info
+from hicmae_jax.checkpoints import weights as weights_lib
 from hicmae_jax.models import params as params_lib, sizes
 from hicmae_jax.models.classifier import FinetuneModel
-from hicmae_jax.representations import features
 from hicmae_jax.sharing import onnx_export, pretrained, stablehlo
 
 
-def random_finetuned(size: str, num_classes: int = 6) -> features.Weights:
+def random_finetuned(size: str, num_classes: int = 6) -> weights_lib.Weights:
   cfg = sizes.model_config(size)
   cfg.num_classes = num_classes
   model = FinetuneModel(cfg, rngs=nnx.Rngs(params=0))
   flat = {k: np.asarray(v) for k, v in params_lib.ParamsView(model).flat(model).items()}
-  return features.Weights("finetune", cfg, flat, {"random_init_seed": 0})
+  return weights_lib.Weights("finetune", cfg, flat, {"random_init_seed": 0})
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -50,12 +50,19 @@ def _median_seconds(run, repeats: int) -> float:
   return statistics.median(times)
 
 
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_enum("size", "tiny", sorted(sizes.SIZES), "model size", flag_values=values)
+  flags.DEFINE_string("batches", "1,16", "comma-separated batch sizes", flag_values=values)
+  flags.DEFINE_integer("repeats", 3, "timed runs per engine and batch (the median is kept)",
+                       lower_bound=1, flag_values=values)
+
+
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", default="tiny", choices=sorted(sizes.SIZES))
-  parser.add_argument("--batches", default="1,16")
-  parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> int:
   import onnxruntime as ort
   weights = random_finetuned(args.size)
   t0 = time.time()
@@ -64,7 +71,7 @@ def main(argv=None) -> int:
     session = ort.InferenceSession(os.path.join(tmp, "onnx", onnx_export.ONNX_FILENAME),
                                    providers=["CPUExecutionProvider"])
   convert_seconds = time.time() - t0
-  view, params = features.model_params(weights)
+  view, params = weights_lib.bind(weights)
   forward = jax.jit(pretrained.forward(view, ("logits", "feature")))
   specs = stablehlo.input_specs(weights.model)
   rng = np.random.default_rng(0)

@@ -17,7 +17,6 @@ face step's own detection rate is known.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -25,8 +24,9 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
-from hicmae_jax import faces, host_info
+from hicmae_jax import cli, faces, host_info
 
 _PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "faces")
 # Face centre (x, y) and HOG box side in each photo (tests/data/FIXTURES.md).
@@ -97,15 +97,25 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
   return row
 
 
+def _define_flags(values: flags.FlagValues) -> None:
+  flags.DEFINE_string("video", "", "comma-separated videos (default: built clip)",
+                      flag_values=values)
+  flags.DEFINE_string("photos", os.path.normpath(_PHOTOS), "folder of face photos the built "
+                      "clip is made of", flag_values=values)
+  flags.DEFINE_integer("shot_frames", 30, "frames per shot of the built clip",
+                       flag_values=values)
+  flags.DEFINE_string("intervals", "15,30,60", "key-frame intervals to time",
+                      flag_values=values)
+  flags.DEFINE_bool("skip_cnn_every_frame", False, "leave out the slowest row (~1-2 s a frame)",
+                    flag_values=values)
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--video", default="", help="comma-separated videos (default: built clip)")
-  p.add_argument("--photos", default=os.path.normpath(_PHOTOS))
-  p.add_argument("--shot_frames", type=int, default=30)
-  p.add_argument("--intervals", default="15,30,60", help="key-frame intervals to time")
-  p.add_argument("--skip_cnn_every_frame", action="store_true",
-                 help="leave out the slowest row (~1-2 s a frame)")
-  args = p.parse_args(argv)
+  """The command line (argv without the program name; None: sys.argv[1:]) -> the exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(args: flags.FlagValues) -> int:
   from hicmae_jax.data import video_io
   clips = ([(v, video_io.decode_video(v)[0], None) for v in args.video.split(",") if v]
            or [("built", *build_clip(args.photos, args.shot_frames))])

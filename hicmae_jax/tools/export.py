@@ -55,7 +55,7 @@ def main(argv):
       step=_STEP.value, config=_CONFIG.value, outputs=_OUTPUTS.value,
       platforms=_PLATFORMS.value, class_names=_CLASS_NAMES.value, dataset=_DATASET.value,
       for_hub=_FOR_HUB.value, licence=_LICENSE.value, overwrite=_OVERWRITE.value),
-      errors=(FileNotFoundError, FileExistsError, ValueError))
+      bad_input=(FileNotFoundError, FileExistsError, ValueError))
 
 
 if __name__ == "__main__":

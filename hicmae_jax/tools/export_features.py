@@ -60,7 +60,7 @@ _PER_LAYER = flags.DEFINE_bool("per_layer", False, "Also write per-layer pooled 
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Clips per forward pass (0: the config's "
                               "eval_batch_size, else 32).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Only the first N clips of the split (0: all).")
-face_options.define_absl_flags()
+face_options.define_flags()
 flags.mark_flags_as_required(["output_dir"])
 
 
@@ -74,7 +74,7 @@ def main(argv):
       video=_VIDEO.value, frames_dir=_FRAMES_DIR.value, wav=_WAV.value, label=_LABEL.value,
       clip_id=_CLIP_ID.value, window_seconds=_WINDOW.value, stride_seconds=_STRIDE.value,
       fps=_FPS.value, per_layer=_PER_LAYER.value, batch_size=_BATCH.value,
-      limit=_LIMIT.value, face=face_options.from_absl_flags(), face_mode=flags.FLAGS.face))
+      limit=_LIMIT.value, face=face_options.from_flags(), face_mode=flags.FLAGS.face))
 
 
 if __name__ == "__main__":

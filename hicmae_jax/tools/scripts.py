@@ -27,7 +27,7 @@ def _absl(binary) -> None:
 
 def _argv(main) -> None:
   """A binary whose `python -m` block is `sys.exit(main())`: its main parses sys.argv itself
-  (flags of its own through cli.run_own; prepare and benchmark: argparse)."""
+  (flags of its own through cli.run_own)."""
   sys.exit(main())
 
 
