@@ -32,29 +32,6 @@ from ml_collections import config_flags
 from hicmae_jax import accelerators, cli, experiments, losses
 from hicmae_jax.models import hicmae
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
-                                          lock_config=True)
-_TOPOLOGY = flags.DEFINE_string("topology", None, "TPU slice: v4-32, v5e-256, v5p-128, v6e-64 "
-                                "(MaxText names) or a topology such as v5e:4x4, v4:2x2x2; or "
-                                "GPUs: h100-8, h200-16 (8 a node).")
-_NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice): "
-                                   "data parallel across them (config.mesh.dcn_data).")
-_STEPS = flags.DEFINE_list("steps", ["train", "eval"], "What to compile: train (the config's "
-                           "kind), eval (fine-tuning kinds: the evaluation forward).")
-_OUTPUT = flags.DEFINE_string("output", "", "JSON report path ('' = none).")
-_FIND_MAX_BATCH = flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch "
-                                    "(a multiple of the chip count) whose train step fits.")
-_HBM_GIB = flags.DEFINE_float("hbm_gib", 0.0, "Memory per chip to plan for, in GiB (default: "
-                               "the chip's HBM; less leaves headroom).")
-_FRAME_SIZE = flags.DEFINE_integer("frame_size", 224, "Side of the stored frames the pipeline "
-                                   "reads (prepare's frames: 224, or --frame_size=160).")
-_DUMP_HLO = flags.DEFINE_string("dump_hlo", "", "Folder for the compiled programs' HLO text "
-                                "(<step>.hlo.txt), to read what the collectives come from.")
-_LIBTPU = flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was installed with pip "
-                              "--target (default: $HICMAE_LIBTPU_DIR, then "
-                              "~/.cache/hicmae_jax/libtpu).")
-flags.mark_flags_as_required(["config", "topology"])
-
 # The all-gathers a data-parallel step needs, by name scope: the contrastive loss's negatives
 # (a group of contrastive_group_size clips spans devices), exchanged as the pooled features.
 # Everything else a pure data-parallel step exchanges is the gradients' all-reduce.
@@ -206,12 +183,12 @@ def compile_eval(spec, mesh, example: dict[str, Any], batch: int):
 
 
 def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_clip: float,
-              seconds: float, name: str = "") -> dict[str, Any]:
+              seconds: float, name: str = "", dump_hlo: str = "") -> dict[str, Any]:
   """Memory, FLOPs, collectives and roofline of one compiled program, per chip."""
   from hicmae_jax import compiled_report as cr
-  if _DUMP_HLO.present and _DUMP_HLO.value and name:
-    os.makedirs(_DUMP_HLO.value, exist_ok=True)
-    with open(os.path.join(_DUMP_HLO.value, f"{name}.hlo.txt"), "w") as f:
+  if dump_hlo and name:
+    os.makedirs(dump_hlo, exist_ok=True)
+    with open(os.path.join(dump_hlo, f"{name}.hlo.txt"), "w") as f:
       f.write(compiled.as_text())
   mem = cr.memory(compiled) or {}
   cost = cr.cost(compiled)
@@ -284,8 +261,8 @@ def check_batch(batch: int, num_chips: int, flag: str = "--config.global_batch_s
 
 
 def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str],
-        frame_size: int, max_batch: bool, libtpu_path: str, hbm_gib: float = 0.0
-        ) -> dict[str, Any]:
+        frame_size: int, max_batch: bool, libtpu_path: str, hbm_gib: float = 0.0,
+        dump_hlo: str = "") -> dict[str, Any]:
   from hicmae_jax import sharding
   devices = topology_devices(tpu_slice, num_slices, libtpu_path)
   num_chips = len(devices)
@@ -322,14 +299,15 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
   if "train" in steps:
     report["train"] = report_of(compiled, chip, batch=batch, num_chips=num_chips,
                                 model_flops_per_clip=3 * _per_clip_flops(config),
-                                seconds=seconds, name="train")
+                                seconds=seconds, name="train",
+                                dump_hlo=dump_hlo)
   if "eval" in steps and "eval" in examples:
     eval_batch = int(config.eval_batch_size)
     check_batch(eval_batch, num_chips, "--config.eval_batch_size")
     compiled_eval, seconds = compile_eval(spec, mesh, examples["eval"], eval_batch)
     report["eval"] = report_of(compiled_eval, chip, batch=eval_batch, num_chips=num_chips,
                                model_flops_per_clip=_per_clip_flops(config), seconds=seconds,
-                               name="eval")
+                               name="eval", dump_hlo=dump_hlo)
   if max_batch:
     print("searching the largest global batch that fits ...", flush=True)
     report["max_global_batch"] = find_max_batch(config, mesh, examples["train"], chip,
@@ -393,38 +371,68 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
   return lines
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise cli.BadInput(f"unexpected argument {argv[1]!r}: every input is a flag")
+def _define_flags(values: flags.FlagValues) -> None:
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True,
+                                  flag_values=values)
+  flags.DEFINE_string("topology", None, "TPU slice: v4-32, v5e-256, v5p-128, v6e-64 (MaxText "
+                      "names) or a topology such as v5e:4x4, v4:2x2x2; or GPUs: h100-8, h200-16 "
+                      "(8 a node).", flag_values=values, required=True)
+  flags.DEFINE_integer("num_slices", 1, "Slices joined over DCN (multi-slice): data parallel "
+                       "across them (config.mesh.dcn_data).", flag_values=values)
+  flags.DEFINE_list("steps", ["train", "eval"], "What to compile: train (the config's kind), "
+                    "eval (fine-tuning kinds: the evaluation forward).", flag_values=values)
+  flags.DEFINE_string("output", "", "JSON report path ('' = none).", flag_values=values)
+  flags.DEFINE_bool("find_max_batch", False, "Search the largest global batch (a multiple of "
+                    "the chip count) whose train step fits.", flag_values=values)
+  flags.DEFINE_float("hbm_gib", 0.0, "Memory per chip to plan for, in GiB (default: the "
+                     "chip's HBM; less leaves headroom).", flag_values=values)
+  flags.DEFINE_integer("frame_size", 224, "Side of the stored frames the pipeline reads "
+                       "(prepare's frames: 224, or --frame_size=160).", flag_values=values)
+  flags.DEFINE_string("dump_hlo", "", "Folder for the compiled programs' HLO text "
+                      "(<step>.hlo.txt), to read what the collectives come from.",
+                      flag_values=values)
+  flags.DEFINE_string("libtpu_dir", "", "Folder where libtpu was installed with pip --target "
+                      "(default: $HICMAE_LIBTPU_DIR, then ~/.cache/hicmae_jax/libtpu).",
+                      flag_values=values)
+
+
+def main(argv=None) -> int:
+  """The command line (argv without the program name; None: sys.argv[1:]) -> exit code."""
+  return cli.run_own(_define_flags, _main, argv, doc=__doc__)
+
+
+def _main(values: flags.FlagValues) -> int:
   try:
-    tpu_slice = accelerators.parse_slice(_TOPOLOGY.value)
+    tpu_slice = accelerators.parse_slice(values.topology)
   except ValueError as e:
     raise cli.BadInput(str(e)) from e
-  if _NUM_SLICES.value < 1:
-    raise cli.BadInput(f"--num_slices={_NUM_SLICES.value}: give 1 or more slices")
-  unknown = sorted(set(_STEPS.value) - {"train", "eval"})
+  if values.num_slices < 1:
+    raise cli.BadInput(f"--num_slices={values.num_slices}: give 1 or more slices")
+  unknown = sorted(set(values.steps) - {"train", "eval"})
   if unknown:
     raise cli.BadInput(f"--steps: unknown {unknown}; allowed: train, eval")
-  config = _CONFIG.value
+  config = values.config
+  if config is None:
+    raise cli.BadInput("--config is required, e.g. --config=configs/pretrain_base.py")
   if experiments.nested_experiments(config):
     raise cli.BadInput("the config nests several runs: name one, e.g. "
                        "--config=configs/demo.py:pretrain")
   if tpu_slice.platform == "cuda":
-    if _NUM_SLICES.value != 1:
+    if values.num_slices != 1:
       raise cli.BadInput("--num_slices is for TPU slices; give GPUs as whole nodes: h100-16")
     use_cuda_compiler()
     libtpu_path = ""
   else:
-    libtpu_path = find_libtpu(_LIBTPU.value)
-  report = run(config, tpu_slice, _NUM_SLICES.value, list(_STEPS.value), _FRAME_SIZE.value,
-               _FIND_MAX_BATCH.value, libtpu_path, _HBM_GIB.value)
+    libtpu_path = find_libtpu(values.libtpu_dir)
+  report = run(config, tpu_slice, values.num_slices, list(values.steps), values.frame_size,
+               values.find_max_batch, libtpu_path, values.hbm_gib, values.dump_hlo)
   print("\n".join(summary_lines(report)), flush=True)
-  if _OUTPUT.value:
+  if values.output:
     from hicmae_jax import io_utils
-    io_utils.write_json(_OUTPUT.value, report)
-    print(f"report: {_OUTPUT.value}", file=sys.stderr)
+    io_utils.write_json(values.output, report)
+    print(f"report: {values.output}", file=sys.stderr)
   return 0
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  sys.exit(main())

@@ -120,7 +120,7 @@ def benchmark_faces() -> None:
 def aot_compile() -> None:
   """hicmae-aot-compile: python -m hicmae_jax.tools.aot_compile."""
   from hicmae_jax.tools import aot_compile as binary
-  _absl(binary)
+  _argv(binary.main)
 
 
 def export_features() -> None:
