@@ -167,6 +167,14 @@ def test_pretraining_checkpoint_exports_its_encoders(data_dir, tmp_path):
   video, audio = _inputs(2)
   want = features.FeatureExtractor(weights)(video, audio)["feature"]
   assert np.array_equal(model(video, audio)["feature"], want)
+  # the encoders as a StableHLO artifact: the same features without the model code
+  artifact = str(tmp_path / "pretrain_stablehlo")
+  summary = exporter.export_model(checkpoint=pth, output=artifact, format="stablehlo",
+                                  config=hint)
+  assert summary["outputs"] == ["feature"]
+  exported, _ = stablehlo.load(artifact)
+  (got,) = exported.call(video, audio)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-6)
   with pytest.raises(ValueError, match="pre.*no classifier, so no logits.*--outputs=feature"):
     exporter.export_model(checkpoint=out, output=str(tmp_path / "x"), format="stablehlo",
                           outputs=["logits"])
