@@ -22,6 +22,7 @@ import numpy as np
 from hicmae_jax import pixels
 
 ERASE_MODES = ("pixel", "rand", "const")
+MIX_PARTNER_SCOPE = "mix_partner"
 
 
 def linear_taps_table(max_in: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,6 +103,12 @@ def erase(video: jax.Array, boxes: jax.Array, seeds: jax.Array, mode: str = "pix
     clip, box, seed = args
     return jax.lax.cond(box[2] > 0, fill, lambda c, *_: c, clip, box, seed)
 
+  if jax.sharding.get_abstract_mesh().size > 1:
+    # The batch is split over devices: a loop over it would make every device gather every
+    # clip (275 MB a step for fine-tuning Base at batch 56 on v5e-8, tools/aot_compile), so
+    # each example draws its noise and keeps it only where erased (same values: the noise is
+    # keyed per example).
+    return jax.vmap(lambda c, b, k: jnp.where(b[2] > 0, fill(c, b, k), c))(video, boxes, seeds)
   return jax.lax.map(one, (video, boxes, seeds))
 
 
@@ -112,7 +119,10 @@ def mix(video: jax.Array, weights: jax.Array, boxes: jax.Array, block: int) -> j
   video float32 [B, T, H, W, C]; weights float32 [B, 2] (lam, 1 - lam); boxes int32 [B, 4]
   (yl, yh, xl, xh; an empty box: Mixup with the weights, a non-empty one: CutMix)."""
   b = video.shape[0]
-  partner = video.reshape((b // block, block) + video.shape[1:])[:, ::-1].reshape(video.shape)
+  # Named: a block spans the process's devices, so partners are exchanged between them (a
+  # collective-permute; tools/aot_compile allows it by this name).
+  with jax.named_scope(MIX_PARTNER_SCOPE):
+    partner = video.reshape((b // block, block) + video.shape[1:])[:, ::-1].reshape(video.shape)
   lam = weights[:, 0].reshape(-1, 1, 1, 1, 1)
   rest = weights[:, 1].reshape(-1, 1, 1, 1, 1)
   mixed = video * lam + partner * rest

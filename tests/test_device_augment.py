@@ -54,6 +54,23 @@ def test_flip_and_erase():
     device_augment.erase(video, boxes, seeds, "blur")
 
 
+@pytest.mark.parametrize("mode", ["pixel", "rand", "const"])
+def test_erase_on_a_split_batch_equals_the_loop(mode):
+  """Under a mesh of several devices (the train step's) erasing is vectorised instead of a
+  loop over the batch (a loop would gather every clip on every device: tests/test_aot_compile
+  checks the compiled step): same values."""
+  rng = np.random.default_rng(1)
+  video = frames.normalize(np.stack([_clip(rng) for _ in range(4)]))
+  boxes = np.array([[2, 3, 5, 7], [0, 0, 0, 0], [1, 1, 3, 2], [0, 0, 0, 0]], np.int32)
+  seeds = np.array([11, 12, 13, 14], np.int32)
+  loop = np.asarray(jax.jit(lambda v: device_augment.erase(v, boxes, seeds, mode))(video))
+
+  def split(v):
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((2,), ("data",))):
+      return device_augment.erase(v, boxes, seeds, mode)
+  np.testing.assert_array_equal(np.asarray(jax.jit(split)(video)), loop)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_mix_equals_host_mixup_cutmix(seed):
   """Both methods (the seeds cover Mixup and CutMix), pairs within blocks of the batch."""
