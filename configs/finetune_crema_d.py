@@ -6,6 +6,10 @@
       --config.init_from=/ckpt/hicmae_base_converted
 
 Paper result (HiCMAE-B, audio+video): UAR 84.91, WAR 84.89 (averaged over 5 folds).
+
+On TPU: --config.model.dtype=bfloat16; batch 56 fits a v5e-8 slice data-parallel (4.5 GiB of
+16 per chip; BUILD.md's table, tools/aot_compile). The batch must split over the chips (56:
+8 chips; 16 chips need e.g. --config.global_batch_size=64).
 """
 from configs import common
 
