@@ -159,7 +159,9 @@ def test_two_slices_compile_with_data_parallelism_across_them(tmp_path):
      "--config.global_batch_size=6 does not split over the 4 chips"),
     (["--topology=v5e:2x2", "--config.mesh.fsdp=3", "--config.mesh.data=1"],
      "does not tile the 4 devices"),
-    (["--topology=v5e:2x2", "--steps=train,backward"], "--steps: unknown ['backward']")])
+    (["--topology=v5e:2x2", "--steps=train,backward"], "--steps: unknown ['backward']"),
+    (["--topology=v5e:2x2", "--steps=train", "--hbm_gib=0.01"],
+     "the train step does not fit v5e:2x2")])
 def test_bad_input_is_one_line(args, expected):
   if "v9" not in args[0]:
     _require_libtpu()

@@ -431,6 +431,14 @@ def _main(values: flags.FlagValues) -> int:
     from hicmae_jax import io_utils
     io_utils.write_json(values.output, report)
     print(f"report: {values.output}", file=sys.stderr)
+  fit = (report.get("train") or {}).get("fit") or {}
+  if fit and not fit["fits"]:  # the report is written first: it says where the bytes go
+    over = -fit["headroom_bytes"] / 2**30
+    raise cli.BadInput(
+        f"the train step does not fit {tpu_slice.name}: {over:.2f} GiB per chip over its "
+        f"{fit['hbm_bytes'] / 2**30:.1f} GiB; use --config.model.remat=True, "
+        f"--config.mesh.fsdp=<chips> --config.mesh.data=1, --config.model.dtype=bfloat16 or "
+        f"a smaller --config.global_batch_size (--find_max_batch finds the largest)")
   return 0
 
 
