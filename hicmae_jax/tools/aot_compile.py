@@ -263,6 +263,8 @@ def check_batch(batch: int, num_chips: int, flag: str = "--config.global_batch_s
 def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str],
         frame_size: int, max_batch: bool, libtpu_path: str, hbm_gib: float = 0.0,
         dump_hlo: str = "") -> dict[str, Any]:
+  import jax
+
   from hicmae_jax import sharding
   devices = topology_devices(tpu_slice, num_slices, libtpu_path)
   num_chips = len(devices)
@@ -292,10 +294,9 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
   compiled, spec, seconds = compile_train(config.copy_and_resolve_references(), mesh,
                                           examples["train"], batch)
   report["parameters"] = spec.param_count()
-  report["param_bytes_per_chip"] = sum(
-      _shard_bytes(x) for x in jax_leaves(spec.abstract["params"]))
-  report["param_bytes_total"] = sum(int(x.size) * x.dtype.itemsize
-                                    for x in jax_leaves(spec.abstract["params"]))
+  params = jax.tree.leaves(spec.abstract["params"])
+  report["param_bytes_per_chip"] = sum(_shard_bytes(x) for x in params)
+  report["param_bytes_total"] = sum(int(x.size) * x.dtype.itemsize for x in params)
   if "train" in steps:
     report["train"] = report_of(compiled, chip, batch=batch, num_chips=num_chips,
                                 model_flops_per_clip=3 * _per_clip_flops(config),
@@ -314,11 +315,6 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
                                                 num_chips, batch)
     report["max_batch_search"] = {str(b): p for b, p in sorted(SEARCHED.items())}
   return report
-
-
-def jax_leaves(tree):
-  import jax
-  return jax.tree.leaves(tree)
 
 
 def _shard_bytes(x) -> int:
