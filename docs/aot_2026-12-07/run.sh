@@ -20,7 +20,8 @@ if [[ $lane != b ]]; then
   run pretrain_v4-16_bf16 --config=$P --topology=v4-16 $bf16
   run pretrain_v6e-16_bf16 --config=$P --topology=v6e-16 $bf16
   run pretrain_v5e-16_f32 --config=$P --topology=v5e-16
-  run pretrain_v5e-256_bf16_b256 --config=$P --topology=v5e-256 $bf16 --config.global_batch_size=256
+  # 256 does not split into groups of 40 (the tool says so): 1280 is 5 a chip
+  run pretrain_v5e-256_bf16_b1280 --config=$P --topology=v5e-256 $bf16 --config.global_batch_size=1280 --steps=train
 fi
 if [[ $lane != a ]]; then
   run finetune_v5e-8_bf16 --config=$F --topology=v5e-8 $bf16
