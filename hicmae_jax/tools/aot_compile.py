@@ -84,6 +84,11 @@ def use_cuda_compiler(folder: str = "") -> None:
   if not shutil.which("ptxas"):
     raise cli.BadInput("ptxas (CUDA's assembler) is not on PATH: install the CUDA toolkit, or "
                        "pip install nvidia-cuda-nvcc-cu13 and put its bin/ on PATH")
+  # With no GPU XLA cannot autotune Triton GEMM tiles (Base fails: "Couldn't find output
+  # tile sizes"), so GEMMs go to cuBLAS, as on a GPU where autotuning picks it.
+  if "xla_gpu_enable_triton_gemm" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_gpu_enable_triton_gemm=false").strip()
   import jax
   jax.config.update("jax_platforms", "cpu")  # the host's backend; the GPUs are compile-only
 
