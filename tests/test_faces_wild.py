@@ -17,6 +17,7 @@ from PIL import Image
 
 from hicmae_jax import faces
 from hicmae_jax.faces import shots as shots_lib, step as step_lib, track as track_lib
+from hicmae_jax.tools import benchmark_faces
 
 dlib = pytest.importorskip("dlib")
 
@@ -44,14 +45,8 @@ def background(tint, seed=0, h=H, w=W) -> np.ndarray:
 def place(frame, name, face_px, x, y, squeeze=1.0) -> np.ndarray:
   """frame with the photo pasted so that its face (side face_px, width x squeeze) is at
   (x, y)."""
-  (cx, cy), side = PHOTOS[name]
-  photo = _photo(name)
-  k = face_px / side
-  img = photo.resize((round(photo.width * k * squeeze), round(photo.height * k)),
-                     Image.Resampling.BILINEAR)
-  canvas = Image.fromarray(frame)
-  canvas.paste(img, (round(x - cx * k * squeeze), round(y - cy * k)))
-  return np.asarray(canvas)
+  centre, side = PHOTOS[name]
+  return benchmark_faces.paste_face(frame, _photo(name), centre, side, face_px, x, y, squeeze)
 
 
 def cover(frame, x, y, face_px) -> np.ndarray:

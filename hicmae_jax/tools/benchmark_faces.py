@@ -35,8 +35,15 @@ _FACES = {"obama.jpg": ((129, 94), 104), "biden.jpg": ((117, 94), 104),
 
 
 def _place(frame, photo, face_px, x, y, squeeze=1.0):
+  centre, side = _FACES[os.path.basename(photo.filename)]
+  return paste_face(frame, photo, centre, side, face_px, x, y, squeeze)
+
+
+def paste_face(frame, photo, centre, side, face_px, x, y, squeeze=1.0) -> np.ndarray:
+  """frame [H, W, 3] uint8 with the PIL `photo` pasted, scaled so that its face (centred at
+  `centre`, `side` px wide in the photo) is face_px wide (x squeeze) and centred at (x, y)."""
   from PIL import Image
-  (cx, cy), side = _FACES[os.path.basename(photo.filename)]
+  cx, cy = centre
   k = face_px / side
   img = photo.resize((round(photo.width * k * squeeze), round(photo.height * k)),
                      Image.Resampling.BILINEAR)
