@@ -40,7 +40,8 @@ class FaceDetector(Protocol):
 
 _FACTORIES: dict[str, Callable[..., FaceDetector]] = {}
 # The back ends shipped here, imported when first asked for (dlib loads in ~1 s).
-_BUILT_IN = {"dlib": "hicmae_jax.faces.dlib_detector", "dlib_cnn": "hicmae_jax.faces.dlib_cnn"}
+_BUILT_IN = {"dlib": "hicmae_jax.faces.dlib_detector", "dlib_cnn": "hicmae_jax.faces.dlib_cnn",
+             "mmod_jax": "hicmae_jax.faces.mmod_detector"}
 
 
 def register(name: str, factory: Callable[..., FaceDetector]) -> None:

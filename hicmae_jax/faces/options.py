@@ -9,7 +9,7 @@ from absl import flags
 
 from hicmae_jax.faces.select import SELECT_RULES
 
-DETECTORS = ("none", "dlib", "dlib_cnn")
+DETECTORS = ("none", "dlib", "dlib_cnn", "mmod_jax")
 # --face: "auto" looks at a few frames and runs the face step only when they are not face crops
 # already (faces/auto.py), with AUTO_DETECTOR and the other face flags.
 AUTO, AUTO_DETECTOR = "auto", "dlib"
