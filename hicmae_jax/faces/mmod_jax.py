@@ -78,13 +78,13 @@ def _resize_plan(src_n: int, dst_n: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _resize(img: jnp.ndarray, rows: int, cols: int) -> jnp.ndarray:
-  """[B, h, w, C] -> [B, rows, cols, C], dlib's bilinear formula."""
+  """[B, h, w, C] -> [B, rows, cols, C], dlib's bilinear resize (its corners' weights
+  (1-fy)(1-fx), ... applied rows first: equal up to float rounding, ~1e-7, and ~1/3 cheaper)."""
   top, bottom, fy = _resize_plan(img.shape[1], rows)
   left, right, fx = _resize_plan(img.shape[2], cols)
   fy, fx = fy[None, :, None, None], fx[None, None, :, None]
-  upper, lower = img[:, top], img[:, bottom]
-  tl, tr, bl, br = upper[:, :, left], upper[:, :, right], lower[:, :, left], lower[:, :, right]
-  return (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
+  by_rows = (1 - fy) * img[:, top] + fy * img[:, bottom]
+  return (1 - fx) * by_rows[:, :, left] + fx * by_rows[:, :, right]
 
 
 def tiled_input(frames: jnp.ndarray, mean_rgb: jnp.ndarray, rects: tuple,
@@ -116,12 +116,30 @@ def fold(net: mmod_weights.MmodNet) -> list[dict]:
   return convs
 
 
+def _single_filter_conv(x: jnp.ndarray, w: jnp.ndarray, padding: tuple[int, int]) -> jnp.ndarray:
+  """A stride-1 convolution with one output channel, w [kh, kw, C, 1]: one matmul to the
+  kh*kw taps, then the shifted taps summed (XLA:CPU runs the direct form ~4x slower)."""
+  kh, kw = w.shape[:2]
+  (py, px), (h, wd) = padding, x.shape[1:3]
+  taps = jnp.einsum("bhwc,ct->bhwt", x, w[..., 0].reshape(kh * kw, -1).T)
+  taps = jnp.pad(taps, ((0, 0), (py, py), (px, px), (0, 0)))
+  oh, ow = h + 2 * py - kh + 1, wd + 2 * px - kw + 1
+  out = 0.0
+  for dy in range(kh):
+    for dx in range(kw):
+      out = out + taps[:, dy:dy + oh, dx:dx + ow, dy * kw + dx]
+  return out[..., None]
+
+
 def _network(x: jnp.ndarray, weights: list, convs: list[dict]) -> jnp.ndarray:
   """[B, rows, cols, 3] -> scores [B, rows', cols']."""
   for (w, b), conv in zip(weights, convs):
     py, px = conv["padding"]
-    x = jax.lax.conv_general_dilated(x, w, conv["stride"], ((py, py), (px, px)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    if w.shape[-1] == 1 and conv["stride"] == (1, 1):
+      x = _single_filter_conv(x, w, (py, px)) + b
+    else:
+      x = jax.lax.conv_general_dilated(x, w, conv["stride"], ((py, py), (px, px)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
     if conv["relu"]:
       x = jax.nn.relu(x)
   return x[..., 0]

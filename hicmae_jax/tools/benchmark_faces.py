@@ -1,8 +1,10 @@
 r"""Face detectors side by side on in-the-wild-like test videos: dlib's HOG on every frame,
 dlib's CNN (MMOD) on every frame, and the CNN on key frames with the faces followed between
-them (--face=dlib_cnn). Prints ms per frame (the whole face step: detection, tracking,
-landmarks, alignment, warp), in CPU time of this process and in wall time (which other jobs
-on the machine inflate), and how often the face was found, with the machine and the date.
+them (--face=dlib_cnn); the same CNN run by JAX (--face=mmod_jax) every frame and on key
+frames, and the time its first call at a frame size takes (compilation). Prints ms per frame
+(the whole face step: detection, tracking, landmarks, alignment, warp), in CPU time of this
+process and in wall time (which other jobs on the machine inflate), and how often
+the face was found, with the machine and the date.
 
   taskset -c 0 python -m hicmae_jax.tools.benchmark_faces            # one core, built clips
   python -m hicmae_jax.tools.benchmark_faces --video=a.mp4,b.mp4 --intervals=15,30,60
@@ -88,6 +90,11 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
             ) -> dict:
   aligner = faces.FaceAligner(options)
   aligner(frames[:2])  # loads the models and warms the caches
+  first = None
+  if options.detector == "mmod_jax":  # compiles once per frame and region size: timed apart
+    c0 = time.process_time()
+    aligner(frames)
+    first = round(1000 * (time.process_time() - c0) / len(frames), 1)
   t0, c0 = time.perf_counter(), time.process_time()
   result = aligner(frames)
   seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -98,10 +105,32 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
          "with_face": round(float(result.has_face.mean()), 3),
          "detector_frames": rep.detector_frames, "tracked_frames": rep.tracked_frames,
          "shots": len(rep.shots)}
+  if first is not None:
+    row["first_run_cpu_ms_per_frame"] = first
   if visible is not None:
     row["found"] = round(float(result.has_face[visible].mean()), 3)
     row["false"] = int(result.has_face[~visible].sum())
   return row
+
+
+def first_call_seconds(clips) -> dict:
+  """Wall and CPU seconds of --face=mmod_jax's first detection at each clip's frame size (the
+  compilation; later calls at that size reuse it)."""
+  from hicmae_jax.faces import mmod_jax
+  from hicmae_jax.faces.dlib_detector import package_file
+  net = mmod_jax.MmodJax(mmod_jax.load(package_file("mmod_human_face_detector.dat")).net)
+  seconds = {}
+  for _, frames, _ in clips:
+    t0, c0 = time.perf_counter(), time.process_time()
+    net.detect(frames[:1])
+    first = (time.perf_counter() - t0, time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    net.detect(frames[:1])
+    seconds[f"{frames.shape[2]}x{frames.shape[1]}"] = {
+        "first_wall_s": round(first[0], 2), "first_cpu_s": round(first[1], 2),
+        "next_wall_s": round(time.perf_counter() - t0, 3),
+        "next_cpu_s": round(time.process_time() - c0, 3)}
+  return seconds
 
 
 def _define_flags(values: flags.FlagValues) -> None:
@@ -115,6 +144,8 @@ def _define_flags(values: flags.FlagValues) -> None:
                       flag_values=values)
   flags.DEFINE_bool("skip_cnn_every_frame", False, "leave out the slowest row (~1-2 s a frame)",
                     flag_values=values)
+  flags.DEFINE_string("cnn", "dlib_cnn,mmod_jax", "CNN back ends to time (--face names)",
+                      flag_values=values)
 
 
 def main(argv=None) -> int:
@@ -127,14 +158,20 @@ def _main(args: flags.FlagValues) -> int:
   clips = ([(v, video_io.decode_video(v)[0], None) for v in args.video.split(",") if v]
            or [("built", *build_clip(args.photos, args.shot_frames))])
   setups = [("hog every frame", faces.FaceOptions(detector="dlib", min_face_fraction=0.0))]
-  if not args.skip_cnn_every_frame:
-    setups.append(("cnn every frame", faces.FaceOptions(
-        detector="dlib_cnn", keyframe_interval=1, min_face_fraction=0.0)))
-  for k in (int(v) for v in args.intervals.split(",") if v):
-    setups.append((f"cnn key frames /{k}", faces.FaceOptions(
-        detector="dlib_cnn", keyframe_interval=k, min_face_fraction=0.0)))
+  for cnn in (v for v in args.cnn.split(",") if v):
+    tag = "cnn" if cnn == "dlib_cnn" else cnn
+    if cnn != "dlib_cnn" or not args.skip_cnn_every_frame:
+      setups.append((f"{tag} every frame", faces.FaceOptions(
+          detector=cnn, keyframe_interval=1, min_face_fraction=0.0)))
+    for k in (int(v) for v in args.intervals.split(",") if v):
+      setups.append((f"{tag} key frames /{k}", faces.FaceOptions(
+          detector=cnn, keyframe_interval=k, min_face_fraction=0.0)))
   out = {"host": host_info.describe(), "date": datetime.date.today().isoformat(),
          "cpu_affinity": len(os.sched_getaffinity(0)), "clips": {}}
+  if "mmod_jax" in args.cnn.split(","):
+    out["mmod_jax_first_call_s"] = first_call_seconds(clips)
+    print("mmod_jax first call (compilation) per frame size:", out["mmod_jax_first_call_s"],
+          flush=True)
   for name, frames, visible in clips:
     out["clips"][name] = {"frames": int(len(frames)), "size": list(frames.shape[1:3])}
     for label, opts in setups:
