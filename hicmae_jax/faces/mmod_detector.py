@@ -9,6 +9,10 @@ compiled sizes, a frame whose side is not a multiple of SIZE_STEP is padded at t
 right to one, with the network's mean colour (zero after its normalisation, as the tiled
 pyramid's own padding). 640x360, 480x360, 1280x720 and 1920x1080 are multiples already, so they
 are detected exactly as dlib does.
+
+upsample n > 0 (faces under ~80 px) enlarges the frame n times with dlib's pyramid_up, as
+dlib's Python API does (mmod_jax.pyramid_up), to 2H+1 x 2W+2: not a multiple of SIZE_STEP, so
+padded, and then the detections are near dlib's rather than equal (tests/test_mmod_jax.py).
 """
 from __future__ import annotations
 
@@ -20,27 +24,13 @@ MODEL_FILE = "mmod_human_face_detector.dat"
 SIZE_STEP = 40  # px; divides 360, 480, 640, 720, 1080, 1280, 1920
 
 
-def pad_to_step(frames: np.ndarray, mean_rgb: np.ndarray, step: int = SIZE_STEP) -> np.ndarray:
-  """uint8 [B, H, W, 3] -> [B, H', W', 3] with H', W' the next multiples of step, padded at
-  the bottom and right with the mean colour (rounded)."""
-  b, h, w, _ = frames.shape
-  hp, wp = -(-h // step) * step, -(-w // step) * step
-  if (hp, wp) == (h, w):
-    return frames
-  out = np.empty((b, hp, wp, 3), np.uint8)
-  out[:] = np.round(mean_rgb).astype(np.uint8)
-  out[:, :h, :w] = frames
-  return out
-
-
 class MmodJaxDetector(dlib_detector.DlibDetector):
   """The MMOD network in JAX (scores: dlib's detection confidence) and a dlib shape
   predictor."""
 
   def __init__(self, landmarks: int = 5, upsample: int = 0):
-    if upsample != 0:
-      raise ValueError(f"--face=mmod_jax runs at upsample 0 (got {upsample}); for faces under "
-                       "~80 px use --face=dlib_cnn --face_upsample=1")
+    if not 0 <= upsample <= 2:
+      raise ValueError(f"--face=mmod_jax upsample must be 0, 1 or 2, got {upsample}")
     self.net = mmod_jax.load(dlib_detector.package_file(MODEL_FILE))
     super().__init__(landmarks, upsample, detector=self.net)
 
@@ -52,8 +42,8 @@ class MmodJaxDetector(dlib_detector.DlibDetector):
   def detect_many(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """RGB uint8 [B, H, W, 3] (one size) -> per frame (boxes [K, 4], confidences [K]), in one
     batched call."""
-    frames = np.ascontiguousarray(frames)
-    found = self.net.detect(pad_to_step(frames, self.net.net.mean_rgb))
+    found = self.net.detect(np.ascontiguousarray(frames), upsample=self.upsample,
+                            step=SIZE_STEP)
     return [(b.astype(np.float64), s) for b, s in found]
 
 

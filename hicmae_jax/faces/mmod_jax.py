@@ -185,15 +185,69 @@ class MmodJax:
       ay, by = ay * sy, by * sy - py + kh // 2
     return ax, bx, ay, by
 
-  def detect(self, frames: np.ndarray, adjust_threshold: float = 0.0
-             ) -> list[tuple[np.ndarray, np.ndarray]]:
+  def detect(self, frames: np.ndarray, adjust_threshold: float = 0.0, upsample: int = 0,
+             step: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """uint8 RGB [B, H, W, 3] -> per frame (boxes [K, 4] int as (left, top, right, bottom),
-    confidences [K]), as dlib's cnn_face_detection_model_v1 at upsample 0."""
+    confidences [K]), as dlib's cnn_face_detection_model_v1(frame, upsample): the frame
+    enlarged by dlib's pyramid_up upsample times, the boxes brought back by its rect_down.
+    step > 1: the (enlarged) frame is first padded to multiples of step (pad_to_step), which
+    changes the pyramid, so the detections are near dlib's, not equal."""
+    frames = np.asarray(frames)
+    for _ in range(upsample):
+      frames = np.stack([pyramid_up(f) for f in frames])
+    frames = pad_to_step(frames, self.net.mean_rgb, step)
     maps = self.scores(frames)
     rects, _ = layout(frames.shape[1], frames.shape[2], self.net.pyramid_padding,
                       self.net.pyramid_outer_padding)
-    return [detections(m, rects, self.output_to_input(), self.net.window, self.net.nms,
-                       adjust_threshold) for m in maps]
+    found = [detections(m, rects, self.output_to_input(), self.net.window, self.net.nms,
+                        adjust_threshold) for m in maps]
+    return [(rect_down(boxes, upsample), scores) for boxes, scores in found]
+
+
+def pad_to_step(frames: np.ndarray, mean_rgb: np.ndarray, step: int) -> np.ndarray:
+  """uint8 [B, H, W, 3] -> [B, H', W', 3] with H', W' the next multiples of step, padded at
+  the bottom and right with the mean colour (rounded; zero after the normalisation)."""
+  b, h, w, _ = frames.shape
+  hp, wp = -(-h // step) * step, -(-w // step) * step
+  if (hp, wp) == (h, w):
+    return frames
+  out = np.empty((b, hp, wp, 3), np.uint8)
+  out[:] = np.round(mean_rgb).astype(np.uint8)
+  out[:, :h, :w] = frames
+  return out
+
+
+# pyramid_down<2>'s point_down(p) = p / 2 - (1.25, 0.75) and point_up(p) = (p + (1.25, 0.75)) * 2.
+_DOWN2_OFFSET = (1.25, 0.75)
+
+
+def pyramid_up(frame: np.ndarray) -> np.ndarray:
+  """dlib's pyramid_up(img, pyramid_down<2>) of an RGB uint8 frame [H, W, 3] -> [2H+1, 2W+2, 3]:
+  the size of rect_up(the frame's rect), filled by dlib's bilinear resize (corners onto
+  corners), each value truncated to uint8 as dlib's assign_pixel does."""
+  h, w = frame.shape[:2]
+  out_w = int(np.floor((w - 1 + _DOWN2_OFFSET[0]) * 2 + 0.5)) + 1
+  out_h = int(np.floor((h - 1 + _DOWN2_OFFSET[1]) * 2 + 0.5)) + 1
+  top, bottom, fy = _resize_plan(h, out_h)
+  left, right, fx = _resize_plan(w, out_w)
+  fy, fx = fy.astype(np.float64)[:, None, None], fx.astype(np.float64)[None, :, None]
+  img = frame.astype(np.float64)
+  upper, lower = img[top], img[bottom]
+  value = (1 - fy) * ((1 - fx) * upper[:, left] + fx * upper[:, right]) + \
+      fy * ((1 - fx) * lower[:, left] + fx * lower[:, right])
+  return np.clip(np.floor(value), 0, 255).astype(np.uint8)
+
+
+def rect_down(boxes: np.ndarray, levels: int) -> np.ndarray:
+  """Boxes int [K, 4] in a frame enlarged `levels` times by pyramid_up -> in the frame (dlib's
+  pyramid_down<2>::rect_down, rounded to the nearest pixel)."""
+  if not levels:
+    return boxes
+  v = boxes.astype(np.float64)
+  offset = np.array(_DOWN2_OFFSET * 2)
+  for _ in range(levels):
+    v = v / 2 - offset
+  return np.floor(v + 0.5).astype(np.int64)
 
 
 def _nearest_rect(rects: tuple, x: float, y: float) -> int:

@@ -30,8 +30,7 @@ class FaceOptions:
   detector: "dlib" (HOG frontal face detector + shape predictor from the
     face-recognition-models package), "dlib_cnn" (dlib's MMOD CNN detector from the same
     package, on key frames, faces followed between them: keyframes.py) or "mmod_jax" (that
-    CNN's weights run by JAX, same detections, ~1/8 of the CPU time: mmod_detector.py;
-    upsample 0 only). landmarks: 5
+    CNN's weights run by JAX, same detections, ~1/8 of the CPU time: mmod_detector.py). landmarks: 5
     (default; dlib's own 5-point model) or 68 (the iBUG 300-W model, whose training data
     forbid commercial use).
   face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
