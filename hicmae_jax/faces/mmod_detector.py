@@ -10,9 +10,8 @@ right to one, with the network's mean colour (zero after its normalisation, as t
 pyramid's own padding). 640x360, 480x360, 1280x720 and 1920x1080 are multiples already, so they
 are detected exactly as dlib does.
 
-upsample n > 0 (faces under ~80 px) enlarges the frame n times with dlib's pyramid_up, as
-dlib's Python API does (mmod_jax.pyramid_up), to 2H+1 x 2W+2: not a multiple of SIZE_STEP, so
-padded, and then the detections are near dlib's rather than equal (tests/test_mmod_jax.py).
+upsample n > 0 (faces under ~80 px) enlarges the (padded) frame n times with dlib's
+pyramid_up, as dlib's Python API does (mmod_jax.pyramid_up; 2H+1 x 2W+2 each time).
 """
 from __future__ import annotations
 

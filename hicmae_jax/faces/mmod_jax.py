@@ -190,12 +190,11 @@ class MmodJax:
     """uint8 RGB [B, H, W, 3] -> per frame (boxes [K, 4] int as (left, top, right, bottom),
     confidences [K]), as dlib's cnn_face_detection_model_v1(frame, upsample): the frame
     enlarged by dlib's pyramid_up upsample times, the boxes brought back by its rect_down.
-    step > 1: the (enlarged) frame is first padded to multiples of step (pad_to_step), which
-    changes the pyramid, so the detections are near dlib's, not equal."""
-    frames = np.asarray(frames)
+    step > 1: a frame whose sides are not multiples of step is first padded to them
+    (pad_to_step), which changes the pyramid: its detections are near dlib's, not equal."""
+    frames = pad_to_step(np.asarray(frames), self.net.mean_rgb, step)
     for _ in range(upsample):
       frames = np.stack([pyramid_up(f) for f in frames])
-    frames = pad_to_step(frames, self.net.mean_rgb, step)
     maps = self.scores(frames)
     rects, _ = layout(frames.shape[1], frames.shape[2], self.net.pyramid_padding,
                       self.net.pyramid_outer_padding)
