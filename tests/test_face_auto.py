@@ -224,15 +224,15 @@ def test_predict_inputs_record_the_choice(videos, caplog):
 
 
 def test_feature_export_raw_clip_records_the_choice(videos):
+  from hicmae_jax.data import clip_loader
   from hicmae_jax.faces.options import FaceOptions
-  from hicmae_jax.representations import features
-  clip, choice = features.raw_clip_with_face(video=videos["scene"],
-                                             face=FaceOptions(face_size=64), face_mode="auto")
+  clip, choice = clip_loader.raw_clip_with_face(video=videos["scene"],
+                                                face=FaceOptions(face_size=64), face_mode="auto")
   assert (clip.height, clip.width) == (64, 64)
   assert choice["mode"] == "auto" and choice["choice"] == "align"
   assert choice["face"]["detected_frames"] == NUM_FRAMES
-  clip, choice = features.raw_clip_with_face(video=videos["crop"],
-                                             face=FaceOptions(face_size=64), face_mode="auto")
+  clip, choice = clip_loader.raw_clip_with_face(video=videos["crop"],
+                                                face=FaceOptions(face_size=64), face_mode="auto")
   assert (clip.height, clip.width) == (160, 160) and choice["choice"] == "as_is"
   assert choice["face"] is None
-  assert features.raw_clip_with_face(video=videos["crop"])[1] is None  # library default
+  assert clip_loader.raw_clip_with_face(video=videos["crop"])[1] is None  # library default
