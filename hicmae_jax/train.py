@@ -37,7 +37,7 @@ from hicmae_jax import (
   train_state,
   writers,
 )
-from hicmae_jax.checkpoints import transfer
+from hicmae_jax.checkpoints import transfer, weights as weights_lib
 from hicmae_jax.config_validation import validate_config
 from hicmae_jax.data import pipeline, schema, synthetic
 
@@ -251,31 +251,39 @@ def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_s
 
 
 def _initial_weights(config, start, ours, param_shardings):
-  """Weights-only start from `init_from`: ours (any kind) mapped by name. ours: the freshly
-  initialised flat params (sharded), which keep their values where the checkpoint has none."""
-  mngr = checkpointing.manager(start.directory, read_only=True)
-  _, meta = checkpointing.read_meta(start.directory, start.step)
-  src_kind = meta.get("kind", "")
-  if src_kind == config.kind or (src_kind != "pretrain" and config.kind == "linear_probe"):
-    target = ours
-  else:
-    # A pre-training checkpoint into the fine-tuning model: encoders and fusion by name.
-    mesh = next(iter(param_shardings.values())).mesh
-    raw = checkpointing.restore_params_as_saved(start.directory, start.step,
-                                                sharding.replicated(mesh))
-    moved = transfer.transfer_by_name(raw, ours)
-    dropped = moved.dropped
-    log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
-             src_kind, len(moved.loaded), len(dropped),
-             ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
-    log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing))
-    mngr.close()
-    return jax.device_put(moved.params, param_shardings)
-  abstract = checkpointing.abstract_like(target, param_shardings)
-  restored = checkpointing.restore(mngr, start.step, params_target=abstract)
-  mngr.close()
-  log.info("init_from %s: all %d tensors loaded (weights only)", start.directory, len(target))
-  return restored["params"]
+  """Weights-only start from `init_from`: our checkpoint, an exported folder or an original
+  .pth, read and moved in as every reader does (`weights_lib.load_weights`, then
+  `weights_lib.transfer_into` with bind's rule: a pre-training checkpoint gives a fine-tuning
+  model its encoders and fusion encoder). ours: the freshly initialised flat params (sharded),
+  which keep their values where the checkpoint has none and are never gathered. Our checkpoint
+  of a kind that gives every tensor is restored straight into the sharded target instead
+  (the same tensors, and no host holds the whole model)."""
+  if start.step is not None:  # our Orbax checkpoint (a .pth or an exported folder has none)
+    _, meta = checkpointing.read_meta(start.directory, start.step)
+    if weights_lib.required_tensors(meta.get("kind", ""), config.kind) == transfer.ALL:
+      mngr = checkpointing.manager(start.directory, read_only=True)
+      abstract = checkpointing.abstract_like(ours, param_shardings)
+      restored = checkpointing.restore(mngr, start.step, params_target=abstract)
+      mngr.close()
+      log.info("init_from %s: all %d tensors loaded (weights only)", start.directory, len(ours))
+      return restored["params"]
+  weights = weights_lib.load_weights(start.directory, start.step, model_hint=config)
+  moved = weights_lib.transfer_into(weights, ours, config.kind)
+  dropped = moved.dropped
+  log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
+           weights.kind, len(moved.loaded), len(dropped),
+           ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+  log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing) or "none")
+  loaded = set(moved.loaded)
+  return {k: _place(v, param_shardings[k]) if k in loaded else v
+          for k, v in moved.params.items()}
+
+
+def _place(value: np.ndarray, sharding) -> jax.Array:
+  """A host array (every process holds all of it) as a global array of `sharding`: each
+  device receives only its own block."""
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
