@@ -39,7 +39,7 @@ from hicmae_jax import (
 )
 from hicmae_jax.checkpoints import transfer, weights as weights_lib
 from hicmae_jax.config_validation import validate_config
-from hicmae_jax.data import pipeline, schema, synthetic
+from hicmae_jax.data import pipeline, schema, split_reader, synthetic
 
 # After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
 from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip
@@ -75,10 +75,12 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 
 # -------------------------------------------------------------------------------------- data --
 
-def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None)):
-  """The training pipeline of config.kind over config.data.train_dir. row_block: (block,
-  count) of global-batch rows this process fills (sharding.py)."""
-  return pipeline.train_dataset_from_config(config, config.data.train_dir,
+def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None),
+                  split: split_reader.Split | None = None):
+  """The training pipeline of config.kind over config.data.train_dir (`split`: that split
+  opened already, by `run`). row_block: (block, count) of global-batch rows this process
+  fills (sharding.py)."""
+  return pipeline.train_dataset_from_config(config, split or config.data.train_dir,
                                             batch_size=per_process_batch, seed=seed,
                                             shard=row_block)
 
@@ -463,7 +465,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   log.info("global batch %d, per-process batch %d", config.global_batch_size, per_process)
 
   # ---- data ----------------------------------------------------------------------------------
-  info = schema.DatasetInfo.load(config.data.train_dir)
+  train_split = split_reader.open_split(config.data.train_dir)  # read once, handed down
+  info = train_split.info
   # The evaluation splits too: a damaged shard fails now, not after training.
   for split_dir in (config.data.val_dir, config.data.test_dir):
     if split_dir:
@@ -482,7 +485,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if finished is not None:
     return finished
   ds = train_dataset(config, per_process, config.seed,
-                     sharding.process_row_block(mesh, config.global_batch_size))
+                     sharding.process_row_block(mesh, config.global_batch_size), train_split)
   writer = writers.create_writer(workdir, just_logging=not is_main)
 
   # ---- model and optimizer -------------------------------------------------------------------

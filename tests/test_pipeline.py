@@ -158,6 +158,24 @@ def test_finetune_regression_batch_contract(splits):
 
 # --- determinism and resume ---------------------------------------------------------------
 
+def test_an_opened_split_is_not_read_again(splits, monkeypatch):
+  from hicmae_jax.data import split_reader
+  reads = []
+  real = schema.DatasetInfo.load.__func__
+
+  def load(cls, split_dir, check_shards=True):
+    reads.append(split_dir)
+    return real(cls, split_dir, check_shards)
+  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  split = split_reader.open_split(splits["cls"])
+  assert reads == [splits["cls"]] and split.info.num_clips == 12 and len(split.paths) == 2
+  for make in (_pretrain, _finetune):
+    _take(make(split, batch_size=4, seed=0), 1)
+  assert reads == [splits["cls"]]  # the trainer's split: dataset_info.json read once
+  _take(_pretrain(splits["cls"], batch_size=4, seed=0), 1)
+  assert reads == [splits["cls"]] * 2  # a folder name: opened once by the factory
+
+
 def test_same_seed_same_batches_other_seed_differs(splits):
   _, a = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)
   _, b = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)

@@ -65,3 +65,34 @@ def test_the_pth_converted_starts_the_same(data_dir, tmp_path):
 def test_a_pth_is_weights_only():
   with pytest.raises(ValueError, match="config.resume=.* holds weights only.*init_from"):
     checkpointing.resolve_start("/nonexistent-workdir", __file__, "")
+
+
+@pytest.mark.slow
+def test_linear_probe_run_from_a_pth_keeps_its_encoders(data_dir, tmp_path, monkeypatch):
+  from hicmae_jax.data import schema
+  from tests.test_train_e2e import _params
+  pth = str(data_dir / "pretrain_tiny.pth")
+  config = _fixture_finetune_config()
+  config.kind = "linear_probe"
+  config.data.synthetic_dir = str(tmp_path / "synthetic")
+  config.init_from = pth
+  config.num_train_steps = 2
+  config.optim.base_lr = 1e-2
+  train.ensure_synthetic_data(config)  # sets the split folders
+  config.data.synthetic_dir = ""  # the run then reads them as a run on real data does
+  reads = []
+  real = schema.DatasetInfo.load.__func__
+
+  def load(cls, split_dir, check_shards=True):
+    reads.append(split_dir)
+    return real(cls, split_dir, check_shards)
+  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  out = str(tmp_path / "probe")
+  results = train.run(config, out)
+  assert results["test"]["num_clips"] == 8
+  assert reads.count(config.data.train_dir) == 1, reads  # the train split's dataset_info, read once
+  weights = weights_lib.load_weights(pth, model_hint=config)
+  after = _params(out, 2)
+  for k, v in after.items():
+    if k.startswith(SHARED):  # frozen in a linear probe: still the file's values
+      np.testing.assert_array_equal(v, weights.params[k], err_msg=k)

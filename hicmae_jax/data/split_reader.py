@@ -5,6 +5,7 @@ through the grain pipeline, data/records.py, and small fields through data/recor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Iterator
 
 from hicmae_jax.data import integrity, schema
@@ -12,12 +13,30 @@ from hicmae_jax.data import integrity, schema
 _READ_CHUNK = 64  # records per ArrayRecord read call
 
 
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A prepared split opened once (`open_split`): its folder, DatasetInfo and shard paths in
+  order, the shards checked against their recorded sizes. The trainer opens its train split
+  once and hands it to the pipeline factories, which open a folder name themselves."""
+  directory: str
+  info: schema.DatasetInfo
+  paths: list[str]
+
+
+def open_split(split: str | Split) -> Split:
+  """A split folder opened (a Split is returned as it is); raises FileNotFoundError for
+  unprepared splits (or a missing shard) and integrity.ShardError for shards whose size
+  differs from the recorded one (the one check, in shard_paths)."""
+  if isinstance(split, Split):
+    return split
+  info = schema.DatasetInfo.load(split, check_shards=False)
+  return Split(split, info, info.shard_paths(split))
+
+
 def read_split(split_dir: str) -> tuple[schema.DatasetInfo, list[str]]:
-  """-> (DatasetInfo, shard paths in order), for the pipelines and the tools alike; raises
-  FileNotFoundError for unprepared splits (or a missing shard) and integrity.ShardError for
-  shards whose size differs from the recorded one (the one check, in shard_paths)."""
-  info = schema.DatasetInfo.load(split_dir, check_shards=False)
-  return info, info.shard_paths(split_dir)
+  """-> (DatasetInfo, shard paths in order) of `open_split(split_dir)`, for the tools."""
+  split = open_split(split_dir)
+  return split.info, split.paths
 
 
 def iterate_records(split_dir: str) -> Iterator[tuple[str, int, bytes]]:
