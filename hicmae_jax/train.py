@@ -39,7 +39,9 @@ from hicmae_jax import (
 )
 from hicmae_jax.checkpoints import transfer, weights as weights_lib
 from hicmae_jax.config_validation import validate_config
-from hicmae_jax.data import pipeline, schema, split_reader, synthetic
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import factories as pipeline
+from hicmae_jax.data.prepare import synthetic
 
 # After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
 from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip

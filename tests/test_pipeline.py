@@ -12,7 +12,9 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-from hicmae_jax.data import batching, masks, options, pipeline, schema
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import batching, factories as pipeline, options
+from hicmae_jax.data.transforms import masks
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)
@@ -159,7 +161,7 @@ def test_finetune_regression_batch_contract(splits):
 # --- determinism and resume ---------------------------------------------------------------
 
 def test_an_opened_split_is_not_read_again(splits, monkeypatch):
-  from hicmae_jax.data import split_reader
+  from hicmae_jax.data.format import split_reader
   reads = []
   real = schema.DatasetInfo.load.__func__
 

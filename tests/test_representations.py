@@ -12,7 +12,8 @@ import pytest
 
 from configs import learning_check as learning_check_config
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import clip_loader, windows as windows_lib
+from hicmae_jax.data.pipeline import windows as windows_lib
+from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.representations import embedding, features, probe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +96,7 @@ def test_export_sees_what_evaluation_sees(check):
   import jax.numpy as jnp
   from flax import nnx
 
-  from hicmae_jax.data import pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline
   from hicmae_jax.models import params as params_lib
   from hicmae_jax.models.hicmae import PretrainModel
   c = check.config
@@ -136,7 +137,7 @@ def test_export_sees_what_evaluation_sees(check):
 
 @pytest.mark.slow
 def test_export_raw_files_and_sliding_windows(check, tmp_path):
-  from hicmae_jax.data import synthetic
+  from hicmae_jax.data.prepare import synthetic
   from hicmae_jax.representations.features import export_features
   # A frames folder + wav (the raw files the test split was prepared from): same feature.
   out = str(tmp_path / "frames")

@@ -69,7 +69,7 @@ def test_a_pth_is_weights_only():
 
 @pytest.mark.slow
 def test_linear_probe_run_from_a_pth_keeps_its_encoders(data_dir, tmp_path, monkeypatch):
-  from hicmae_jax.data import schema
+  from hicmae_jax.data.format import schema
   from tests.test_train_e2e import _params
   pth = str(data_dir / "pretrain_tiny.pth")
   config = _fixture_finetune_config()

@@ -1,10 +1,11 @@
-"""data/windows.py: a clip's windows (views), batching with padding, apply over clips."""
+"""data/pipeline/windows.py: a clip's windows (views), batching with padding, apply over clips."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hicmae_jax.data import sampling, windows as windows_lib
+from hicmae_jax.data.pipeline import windows as windows_lib
+from hicmae_jax.data.transforms import sampling
 
 
 def test_clip_windows_cover_the_clip():
@@ -52,7 +53,8 @@ def test_prefetch_passes_items_and_errors():
 
 
 def _clip(num_frames: int, fps: float = 25.0):
-  from hicmae_jax.data import schema, video_io
+  from hicmae_jax.data.format import schema
+  from hicmae_jax.data.prepare import video_io
   rng = np.random.default_rng(0)
   frames = [video_io.encode_jpeg(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
             for _ in range(num_frames)]

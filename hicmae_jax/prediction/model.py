@@ -23,7 +23,7 @@ import numpy as np
 
 from hicmae_jax import metrics
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import datasets, schema
+from hicmae_jax.data.format import datasets, schema
 
 log = logging.getLogger(__name__)
 FINETUNED_KINDS = weights_lib.FINETUNED_KINDS

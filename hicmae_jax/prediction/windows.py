@@ -1,13 +1,13 @@
 """A read input scored window by window, and its per-video result.
 
-Windows are the feature export's (`data/windows.clip_windows` / `clip_views`):
+Windows are the feature export's (`data/pipeline/windows.clip_windows` / `clip_views`):
 [s, s + window_seconds) every stride_seconds, the last one ending at the clip's end; each
 window's num_frames frames evenly spread over it and the audio of the same span, through the
 evaluation stages (PIL bilinear resize, ImageNet normalisation, Kaldi fbank, no augmentation).
 With the default window of num_frames x sampling_rate / fps (2.56 s for 16 frames at stride 4
 and 25 fps) the evaluation's 2 segments x 2 crops of that span are one and the same view, so
 one view per window is the evaluation's view average. Batches, prefetching and progress are
-`data/windows.apply`'s.
+`data/pipeline/windows.apply`'s.
 
 No face, no class: with the face step, a window whose frames have the face in fewer than
 min_face_fraction of them (--min_window_face_fraction, 0.5) is `no_face`: it gets no scores
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hicmae_jax.data import windows as windows_lib
+from hicmae_jax.data.pipeline import windows as windows_lib
 from hicmae_jax.prediction import inputs
 from hicmae_jax.prediction.model import Predictor
 

@@ -13,8 +13,9 @@ checkpoint gives it:
   * random: the pre-training model's initialisation (the starting point of pre-training), the
     baseline of the learning check.
 
-Clips become windows and model inputs in `data/windows.py` (the evaluation stages, one view per
-clip by default or windows of `window_seconds`); this module runs the encoders over them.
+Clips become windows and model inputs in `data/pipeline/windows.py` (the evaluation stages, one
+view per clip by default or windows of `window_seconds`); this module runs the encoders over
+them.
 
 Output folder (`write_features` / `load_features`):
   features.npy        float32 [N, F]      one row per window (per clip without windows)
@@ -40,7 +41,9 @@ import numpy as np
 
 from hicmae_jax import experiments, io_utils, paths
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import clip_loader, schema, split_reader, windows
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import windows
+from hicmae_jax.data.prepare import clip_loader
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The learning check: does pre-training give better features than the untrained model?
 
-On the synthetic data (`data/synthetic.py`): pre-train as the config says, export the clip
+On the synthetic data (`data/prepare/synthetic.py`): pre-train as the config says, export the clip
 features of the pre-trained model and of the same model at its initialisation (the exact
 starting point of that pre-training), train the same linear probe on each (same clips, steps,
 learning rate, seed) and compare test UAR/WAR.
@@ -32,7 +32,8 @@ from flax import nnx
 
 from hicmae_jax import io_utils, paths, train
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import schema, windows
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import windows
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.representations import embedding, features, figures, probe, reconstruction

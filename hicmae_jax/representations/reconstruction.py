@@ -10,7 +10,8 @@ import jax
 import numpy as np
 
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import clip_loader, windows
+from hicmae_jax.data.pipeline import windows
+from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.reconstruction import make_reconstruct_fn, reconstruction_figure
 from hicmae_jax.representations import features, figures

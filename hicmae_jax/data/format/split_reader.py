@@ -1,6 +1,7 @@
 """Opening a prepared split (its DatasetInfo and checked shard paths, which the pipelines use
 too) and reading it clip by clip, fully decoded (tools and tests; training reads records
-through the grain pipeline, data/records.py, and small fields through data/record_index.py).
+through the grain pipeline, data/pipeline/records.py, and small fields through
+data/format/record_index.py).
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import dataclasses
 from typing import Iterator
 
-from hicmae_jax.data import integrity, schema
+from hicmae_jax.data.format import integrity, schema
 
 _READ_CHUNK = 64  # records per ArrayRecord read call
 

@@ -11,9 +11,10 @@ import os
 import numpy as np
 
 from hicmae_jax import faces
-from hicmae_jax.data import schema, video_io
-from hicmae_jax.data.split_file import SplitEntry
-from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import video_io
+from hicmae_jax.data.prepare.split_file import SplitEntry
+from hicmae_jax.data.prepare.video_io import ClipError, read_frames_dir, read_video
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,9 @@ MAX_AV_MISMATCH_SECONDS = 0.25
 
 def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
   """The clip's audio as 16 kHz mono int16 [N], from its wav or else its video's track."""
-  # Imported here, not at the top: scipy and soundfile take seconds to import, and parsing or
-  # planning a split needs neither (prepare's mp_context imports it once before forking).
-  from hicmae_jax.data import audio as audio_lib
+  # Imported here, not at the top: soundfile takes a while to import, and parsing or planning
+  # a split needs none of it (prepare's mp_context imports it once before forking).
+  from hicmae_jax.data.prepare import audio_io as audio_lib
   sr = schema.AUDIO_SAMPLE_RATE
   try:
     if entry.audio:

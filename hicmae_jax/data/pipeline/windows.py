@@ -24,8 +24,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from hicmae_jax.data import sampling, schema, stages
-from hicmae_jax.data.options import AudioOptions, VideoOptions
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import stages
+from hicmae_jax.data.pipeline.options import AudioOptions, VideoOptions
+from hicmae_jax.data.transforms import sampling
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def clip_views(clip: schema.Clip, opts: ClipOptions) -> Iterator[tuple[dict, np.
                                                                        np.ndarray]]:
   """Yields (row, video float32 [T, S, S, 3], audio float32 [A, M]) per window of a clip.
 
-  The evaluation stages (`data/stages.py`): frames PIL bilinear to S x S and normalised;
+  The evaluation stages (`data/pipeline/stages.py`): frames PIL bilinear to S x S and normalised;
   audio: the window's span by relative position, Kaldi fbank, no augmentation. Frames are
   decoded per window, so a long video never sits decoded in memory."""
   fps = clip.fps if clip.fps > 0 else opts.default_fps

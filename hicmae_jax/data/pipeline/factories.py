@@ -34,9 +34,10 @@ import logging
 import grain
 import numpy as np
 
-from hicmae_jax.data import recipes, records, schema, split_reader
-from hicmae_jax.data.batching import GroupBatchIterDataset, PipelineDataset
-from hicmae_jax.data.options import (
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import recipes, records
+from hicmae_jax.data.pipeline.batching import GroupBatchIterDataset, PipelineDataset
+from hicmae_jax.data.pipeline.options import (
   AudioOptions,
   AugmentOptions,
   EvalOptions,
