@@ -5,6 +5,8 @@ Each `make_*_dataset` takes a few frozen option objects (`options.py`) and retur
 config:
 
     ds = train_dataset_from_config(config, split_dir, batch_size=40, seed=0)
+    # or a split opened once and handed down (the trainer does):
+    ds = train_dataset_from_config(config, split_reader.open_split(split_dir), ...)
     it = iter(ds)                 # a grain DatasetIterator: get_state()/set_state(), close()
     batch = next(it)              # {"video": f32[B,T,H,W,3], "audio": f32[B,256,128], ...}
     it.stats                      # {"records": ..., "skipped": ..., "batches": ...}
