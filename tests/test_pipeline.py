@@ -178,6 +178,13 @@ def test_an_opened_split_is_not_read_again(splits, monkeypatch):
   assert reads == [splits["cls"]] * 2  # a folder name: opened once by the factory
 
 
+def test_iterate_clips_stops_at_the_limit(splits):
+  from hicmae_jax.data.format import split_reader
+  every = [c.clip_id for c in split_reader.iterate_clips(splits["cls"])]
+  assert len(every) == 12
+  assert [c.clip_id for c in split_reader.iterate_clips(splits["cls"], 5)] == every[:5]
+
+
 def test_same_seed_same_batches_other_seed_differs(splits):
   _, a = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)
   _, b = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)

@@ -12,6 +12,7 @@ import pytest
 
 from configs import learning_check as learning_check_config
 from hicmae_jax.checkpoints import weights as weights_lib
+from hicmae_jax.data.format import split_reader
 from hicmae_jax.data.pipeline import windows as windows_lib
 from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.representations import embedding, features, probe
@@ -102,7 +103,7 @@ def test_export_sees_what_evaluation_sees(check):
   c = check.config
   m = c.model
   opts = windows_lib.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8)
+  views = [v for clip in split_reader.iterate_clips(check.test_dir, 8)
            for v in windows_lib.clip_views(clip, opts)]
   ds = pipeline.eval_dataset_from_config(c, check.test_dir, mode="val", batch_size=8,
                                          shard=(0, 1))
@@ -230,7 +231,7 @@ def test_export_from_a_finetuned_checkpoint(check, tmp_path):
   got = features.load_features(out)
   assert got.meta["kind"] == "finetune" and got.meta["weights"]["step"] == 7
   opts = windows_lib.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8)
+  views = [v for clip in split_reader.iterate_clips(check.test_dir, 8)
            for v in windows_lib.clip_views(clip, opts)]
   expected = nnx.jit(lambda mdl, v, a: mdl.features(v, a)["feature"])(
       model, np.stack([v for _, v, _ in views]), np.stack([a for _, _, a in views]))

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -88,16 +88,6 @@ class FeatureExtractor:
                        f"windows.ClipOptions.for_model(model config)")
     out = self._run(self.params, video, audio)
     return {k: np.asarray(v) for k, v in out.items()}
-
-
-# ----------------------------------------------------------------------------------- inputs --
-
-def split_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
-  """The clips of a prepared split in order (the first `limit` when > 0)."""
-  for i, clip in enumerate(split_reader.iterate_clips(split_dir)):
-    if limit and i >= limit:
-      return
-    yield clip
 
 
 # ------------------------------------------------------------------------------------ files --
@@ -218,7 +208,7 @@ def export_features(*, output_dir: str, checkpoint: str = "", step: int | None =
   if split_dir:
     info = schema.DatasetInfo.load(split_dir)  # names the folder when it is not a split
     class_names = list(info.class_names)
-    clips = split_clips(split_dir, limit)
+    clips = split_reader.iterate_clips(split_dir, limit)
     source = {"split_dir": os.path.abspath(split_dir), "dataset": info.name,
               "split": info.split}
   else:

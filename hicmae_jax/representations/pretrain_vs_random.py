@@ -32,7 +32,7 @@ from flax import nnx
 
 from hicmae_jax import io_utils, paths, train
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data.format import schema
+from hicmae_jax.data.format import schema, split_reader
 from hicmae_jax.data.pipeline import windows
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
@@ -117,7 +117,7 @@ def _features(config, workdir: str, weights: dict) -> dict[str, dict[str, Any]]:
   for split in ("train", "test"):
     split_dir = os.path.join(config.data.synthetic_dir, split)
     info_names = schema.DatasetInfo.load(split_dir).class_names
-    arrays, rows = windows.apply(extractors, features.split_clips(split_dir), opts,
+    arrays, rows = windows.apply(extractors, split_reader.iterate_clips(split_dir), opts,
                              batch_size=config.eval_batch_size)
     for name, w in weights.items():
       out_dir = os.path.join(workdir, "features", f"{name}_{split}")
@@ -161,7 +161,7 @@ def _pictures(config, workdir: str, weights: dict, sets: dict, results: dict) ->
   pretrain_step = weights["pretrained"].source["step"]
   opts = windows.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
   test_dir = os.path.join(config.data.synthetic_dir, "test")
-  views = list(itertools.islice((v for clip in features.split_clips(test_dir)
+  views = list(itertools.islice((v for clip in split_reader.iterate_clips(test_dir)
                                  for v in windows.clip_views(clip, opts)), c.recon_eval_clips))
   recon_errors, out = _reconstruction_errors(
       {"pretrained": weights["pretrained"], "random": weights["random"]}, views,

@@ -10,11 +10,12 @@ import jax
 import numpy as np
 
 from hicmae_jax.checkpoints import weights as weights_lib
+from hicmae_jax.data.format import split_reader
 from hicmae_jax.data.pipeline import windows
 from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.reconstruction import make_reconstruct_fn, reconstruction_figure
-from hicmae_jax.representations import features, figures
+from hicmae_jax.representations import figures
 
 # ---------------------------------------------------------------------------------- command --
 
@@ -47,7 +48,7 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   opts = windows.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
                                  window_seconds=window_seconds if not split_dir else 0.0)
   if split_dir:
-    clips = features.split_clips(split_dir, num_clips)
+    clips = split_reader.iterate_clips(split_dir, num_clips)
   else:
     clips = [clip_loader.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
   views = list(itertools.islice((v for c in clips for v in windows.clip_views(c, opts)),

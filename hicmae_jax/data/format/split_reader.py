@@ -65,14 +65,17 @@ def iterate_records(split_dir: str) -> Iterator[tuple[str, int, bytes]]:
     integrity.close_reader(reader, path)
 
 
-def iterate_clips(split_dir: str) -> Iterator[schema.Clip]:
-  """Yields every clip of a prepared split, in clip_index order (decode_clip on each record).
+def iterate_clips(split_dir: str, limit: int = 0) -> Iterator[schema.Clip]:
+  """Yields every clip of a prepared split (the first `limit` when > 0), in clip_index order
+  (decode_clip on each record).
 
   A shard that cannot be opened or read raises integrity.ShardError naming it; a record that
   does not decode, schema.RecordError naming the shard and record."""
   # closing: a record that fails to decode closes its shard's reader at once.
   with contextlib.closing(iterate_records(split_dir)) as records:
-    for path, index, data in records:
+    for i, (path, index, data) in enumerate(records):
+      if limit and i >= limit:
+        return
       try:
         yield schema.decode_clip(data)
       except schema.RecordError as e:

@@ -80,8 +80,8 @@ def clip_windows(num_available: int, fps: float, opts: ClipOptions) -> list[stag
   if opts.window_seconds <= 0:
     ids, (f0, _) = sampling.segment_frame_indices(n, num_frames=opts.num_frames,
                                                   sampling_rate=opts.sampling_rate)
-    bounds = [(f0, min(f0 + opts.num_frames * opts.sampling_rate, n))]
-    return [stages.View(ids, (f0, min(bounds[0][1], n - 1)), bounds[0])]
+    end = min(f0 + opts.num_frames * opts.sampling_rate, n)
+    return [stages.View(ids, (f0, min(end, n - 1)), (f0, end))]
   length = max(1, int(round(opts.window_seconds * fps)))
   stride = max(1, int(round((opts.stride_seconds or opts.window_seconds) * fps)))
   starts = list(range(0, max(n - length, 0) + 1, stride))
