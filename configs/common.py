@@ -105,7 +105,7 @@ def base_config(kind: str, size: str) -> ml_collections.ConfigDict:
   c.eval_every_epochs = 5
   c.eval_batch_size = 32
   c.resume = ""               # another run's workdir/checkpoint folder to continue from
-  c.init_from = ""            # weights only: our checkpoint or a converted original one
+  c.init_from = ""            # weights only: our checkpoint, an original .pth, an exported folder
   c.allow_config_change = False  # refuse to resume a workdir written with another config
   c.checkpoint_fallback = False   # a damaged latest checkpoint: use the previous one
   c.profile_steps = ()        # e.g. (10, 20): profiler trace window

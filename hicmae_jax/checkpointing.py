@@ -12,8 +12,8 @@ Every folder here may be local or in a bucket (gs://...): paths go through paths
 Orbax writes arrays with tensorstore's own GCS driver.
 
 Resume order (`resolve_start`): a checkpoint in the workdir (preemption), then `config.resume`
-(another run's checkpoint folder, full state), then `config.init_from` (weights only), then
-scratch.
+(another run's checkpoint folder, full state), then `config.init_from` (weights only: our
+checkpoint, an original .pth or an exported folder), then scratch.
 """
 from __future__ import annotations
 
@@ -176,6 +176,17 @@ def finished_steps(directory: str) -> list[int]:
   return list(ocp.utils.checkpoint_steps(directory)) if paths.isdir(directory) else []
 
 
+# The files of an exported folder (checkpoints/safetensors_io.py), which no Orbax checkpoint
+# folder or run workdir holds.
+_EXPORTED_FILES = ("config.json", "model.safetensors")
+
+
+def _weights_only(path: str) -> bool:
+  """A file (an original .pth) or an exported folder: weights without a training state."""
+  return paths.isfile(path) or any(paths.exists(os.path.join(path, n))
+                                    for n in _EXPORTED_FILES)
+
+
 def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
   """The resume order, written once.
 
@@ -190,6 +201,12 @@ def resolve_start(workdir: str, resume: str, init_from: str) -> Start:
   for mode, path in (("resume", resume), ("init_from", init_from)):
     if not path:
       continue
+    if _weights_only(path):
+      if mode == "resume":
+        raise ValueError(f"config.resume={path!r} holds weights only (a .pth or an exported "
+                         f"folder): resume takes a run's checkpoints (full state); start from "
+                         f"those weights with config.init_from")
+      return Start(mode, path)  # step None: read by checkpoints/weights.load_weights
     directory = resolve_checkpoint_dir(path)
     step, _ = read_meta(directory)
     return Start(mode, directory, step)

@@ -1,11 +1,12 @@
 """Fine-tuning's float augmentation inside the train step: normalisation, the random resized
 crop, the horizontal flip, random erasing and Mixup/CutMix of the video.
 
-The host draws every random choice in the order of its own path (`data/video_augment.py`,
-`data/mixing.py`) and sends them with the uint8 RandAugmented frames (a quarter of the bytes
-of the float clip): per example `aug_crop` (top, left, h, w), `aug_flip`, `aug_erase` (top,
-left, h, w; h = 0: none), `aug_seed`; per batch row `mix_weights` (lam, 1 - lam as float32)
-and `mix_box` (rows yl:yh, cols xl:xh; empty: Mixup). The arithmetic is the host's, op for op
+The host draws every random choice in the order of its own path
+(`data/transforms/video_augment.py`, `data/transforms/mixing.py`) and sends them with the uint8
+RandAugmented frames (a quarter of the bytes of the float clip): per example `aug_crop` (top,
+left, h, w), `aug_flip`, `aug_erase` (top, left, h, w; h = 0: none), `aug_seed`; per batch row
+`mix_weights` (lam, 1 - lam as float32) and `mix_box` (rows yl:yh, cols xl:xh; empty: Mixup).
+The arithmetic is the host's, op for op
 (normalisation by the same table, the crop's two-tap lerps (b - a) * w + a in float32, the mix
 x * lam + flip(x) * (1 - lam)); XLA fuses those into FMAs (one rounding instead of two), so
 the result equals the host's float clip to 1-2 ulp (tests/test_device_augment.py states the

@@ -26,7 +26,7 @@ from ml_collections import config_flags
 
 from hicmae_jax import checkpointing, cli, evaluate, io_utils, metrics, paths, runtime, sharding
 from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
-from hicmae_jax.data import schema
+from hicmae_jax.data.format import schema
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 

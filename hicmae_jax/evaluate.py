@@ -16,7 +16,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hicmae_jax import checkpointing, clip_predictions, metrics, periodic, pixels, runtime, sharding
-from hicmae_jax.data import pipeline, record_index
+from hicmae_jax.data.format import record_index
+from hicmae_jax.data.pipeline import factories as pipeline
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The masking rule shared by the device masks (`masking.py`, JAX) and the host masks
-(`data/masks.py`, numpy): how many tokens a ratio masks, the ratio's check, and the check of
-masks made outside the model.
+(`data/transforms/masks.py`, numpy): how many tokens a ratio masks, the ratio's check, and the
+check of masks made outside the model.
 
 Plain Python and numpy only, so the input pipeline's workers import it without JAX.
 """

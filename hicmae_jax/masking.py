@@ -3,7 +3,7 @@
 Masks are boolean with True = masked, in the original's form: video [B, T'*H'*W'] in
 (t, h, w) token order, audio [B, N_audio] time-major. Every sample masks exactly
 int(ratio * count) tokens (the original's count, `mask_counts.num_masked`), each sample with
-its own draw. The host (numpy) masks of the input pipeline are `data/masks.py`.
+its own draw. The host (numpy) masks of the input pipeline are `data/transforms/masks.py`.
 """
 from __future__ import annotations
 

@@ -37,9 +37,11 @@ from hicmae_jax import (
   train_state,
   writers,
 )
-from hicmae_jax.checkpoints import transfer
+from hicmae_jax.checkpoints import transfer, weights as weights_lib
 from hicmae_jax.config_validation import validate_config
-from hicmae_jax.data import pipeline, schema, synthetic
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import factories as pipeline
+from hicmae_jax.data.prepare import synthetic
 
 # After hicmae_jax.writers, which installs the TensorFlow-free writer these clu modules load.
 from clu import parameter_overview, periodic_actions  # noqa: E402  isort:skip
@@ -75,10 +77,12 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
 
 # -------------------------------------------------------------------------------------- data --
 
-def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None)):
-  """The training pipeline of config.kind over config.data.train_dir. row_block: (block,
-  count) of global-batch rows this process fills (sharding.py)."""
-  return pipeline.train_dataset_from_config(config, config.data.train_dir,
+def train_dataset(config, per_process_batch: int, seed: int, row_block=(None, None),
+                  split: split_reader.Split | None = None):
+  """The training pipeline of config.kind over config.data.train_dir (`split`: that split
+  opened already, by `run`). row_block: (block, count) of global-batch rows this process
+  fills (sharding.py)."""
+  return pipeline.train_dataset_from_config(config, split or config.data.train_dir,
                                             batch_size=per_process_batch, seed=seed,
                                             shard=row_block)
 
@@ -251,31 +255,39 @@ def initial_state(config, start: checkpointing.Start, mngr, state: dict, state_s
 
 
 def _initial_weights(config, start, ours, param_shardings):
-  """Weights-only start from `init_from`: ours (any kind) mapped by name. ours: the freshly
-  initialised flat params (sharded), which keep their values where the checkpoint has none."""
-  mngr = checkpointing.manager(start.directory, read_only=True)
-  _, meta = checkpointing.read_meta(start.directory, start.step)
-  src_kind = meta.get("kind", "")
-  if src_kind == config.kind or (src_kind != "pretrain" and config.kind == "linear_probe"):
-    target = ours
-  else:
-    # A pre-training checkpoint into the fine-tuning model: encoders and fusion by name.
-    mesh = next(iter(param_shardings.values())).mesh
-    raw = checkpointing.restore_params_as_saved(start.directory, start.step,
-                                                sharding.replicated(mesh))
-    moved = transfer.transfer_by_name(raw, ours)
-    dropped = moved.dropped
-    log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
-             src_kind, len(moved.loaded), len(dropped),
-             ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
-    log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing))
-    mngr.close()
-    return jax.device_put(moved.params, param_shardings)
-  abstract = checkpointing.abstract_like(target, param_shardings)
-  restored = checkpointing.restore(mngr, start.step, params_target=abstract)
-  mngr.close()
-  log.info("init_from %s: all %d tensors loaded (weights only)", start.directory, len(target))
-  return restored["params"]
+  """Weights-only start from `init_from`: our checkpoint, an exported folder or an original
+  .pth, read and moved in as every reader does (`weights_lib.load_weights`, then
+  `weights_lib.transfer_into` with bind's rule: a pre-training checkpoint gives a fine-tuning
+  model its encoders and fusion encoder). ours: the freshly initialised flat params (sharded),
+  which keep their values where the checkpoint has none and are never gathered. Our checkpoint
+  of a kind that gives every tensor is restored straight into the sharded target instead
+  (the same tensors, and no host holds the whole model)."""
+  if start.step is not None:  # our Orbax checkpoint (a .pth or an exported folder has none)
+    _, meta = checkpointing.read_meta(start.directory, start.step)
+    if weights_lib.required_tensors(meta.get("kind", ""), config.kind) == transfer.ALL:
+      mngr = checkpointing.manager(start.directory, read_only=True)
+      abstract = checkpointing.abstract_like(ours, param_shardings)
+      restored = checkpointing.restore(mngr, start.step, params_target=abstract)
+      mngr.close()
+      log.info("init_from %s: all %d tensors loaded (weights only)", start.directory, len(ours))
+      return restored["params"]
+  weights = weights_lib.load_weights(start.directory, start.step, model_hint=config)
+  moved = weights_lib.transfer_into(weights, ours, config.kind)
+  dropped = moved.dropped
+  log.info("init_from %s (a %s checkpoint): %d tensors loaded; dropped %d: %s", start.directory,
+           weights.kind, len(moved.loaded), len(dropped),
+           ", ".join(dropped[:12]) + (" ..." if len(dropped) > 12 else ""))
+  log.info("newly initialised (not in the checkpoint): %s", ", ".join(moved.missing) or "none")
+  loaded = set(moved.loaded)
+  return {k: _place(v, param_shardings[k]) if k in loaded else v
+          for k, v in moved.params.items()}
+
+
+def _place(value: np.ndarray, sharding) -> jax.Array:
+  """A host array (every process holds all of it) as a global array of `sharding`: each
+  device receives only its own block."""
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def _restore_with_fallback(mngr, start, targets, data_iter, fallback: bool):
@@ -455,7 +467,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   log.info("global batch %d, per-process batch %d", config.global_batch_size, per_process)
 
   # ---- data ----------------------------------------------------------------------------------
-  info = schema.DatasetInfo.load(config.data.train_dir)
+  train_split = split_reader.open_split(config.data.train_dir)  # read once, handed down
+  info = train_split.info
   # The evaluation splits too: a damaged shard fails now, not after training.
   for split_dir in (config.data.val_dir, config.data.test_dir):
     if split_dir:
@@ -474,7 +487,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if finished is not None:
     return finished
   ds = train_dataset(config, per_process, config.seed,
-                     sharding.process_row_block(mesh, config.global_batch_size))
+                     sharding.process_row_block(mesh, config.global_batch_size), train_split)
   writer = writers.create_writer(workdir, just_logging=not is_main)
 
   # ---- model and optimizer -------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Layers only point down: every folder and top-level module sits in one layer of LAYERS and
 imports only its own layer and those below; nothing in hicmae_jax imports the command-line
-tools or the repository's configs/, the trainer does not import representations, pure maths
-does not import models, and no two folders import each other. Inside layer 4 the modules follow
+tools or the repository's configs/, neither the trainer nor prediction/ imports representations,
+pure maths does not import models, and no two folders import each other; in data/, prepare/
+and pipeline/ share only format/ and transforms/. Inside layer 4 the modules follow
 LAYER4_ORDER; across the package no chain of module-level imports comes back to where it
 started. Modules stay under 600 lines, functions under 80."""
 from __future__ import annotations
@@ -118,13 +119,45 @@ def test_no_module_imports_tools_or_configs():
 
 @pytest.mark.parametrize("module, forbidden", [
     ("hicmae_jax/train.py", "hicmae_jax.representations"),
+    ("hicmae_jax/prediction", "hicmae_jax.representations"),
     ("hicmae_jax/targets.py", "hicmae_jax.models"),
     ("hicmae_jax/losses.py", "hicmae_jax.models"),
     ("hicmae_jax/masking.py", "hicmae_jax.models"),
 ])
 def test_lower_layers_do_not_import_upper_ones(module, forbidden):
   path = PACKAGE.parent / module
-  assert not [m for m in _imports(path) if m.startswith(forbidden)], (module, forbidden)
+  files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+  assert files, module
+  bad = [f"{p.relative_to(PACKAGE.parent)} imports {m}" for p in files for m in _imports(p)
+         if m.startswith(forbidden)]
+  assert not bad, "\n".join(bad)
+
+
+# data/'s sub-packages and the others each may import (docs/ARCHITECTURE.md): preparing shards
+# and reading them into batches share only the format and the transforms. The modules at
+# data/'s top are the commands' documented names (`python -m hicmae_jax.data.verify`, ...).
+DATA_SUBPACKAGES = {
+    "format": set(),
+    "transforms": set(),
+    "prepare": {"format", "transforms"},
+    "pipeline": {"format", "transforms"},
+}
+
+
+def test_data_subpackages_import_only_what_they_may():
+  """Among others, prepare/ and pipeline/ never import each other."""
+  data = PACKAGE / "data"
+  assert {p.name for p in data.iterdir() if (p / "__init__.py").is_file()} == set(
+      DATA_SUBPACKAGES), "add the new sub-package of data/ to DATA_SUBPACKAGES (and the docs)"
+  bad = []
+  for sub, allowed in DATA_SUBPACKAGES.items():
+    for p in sorted((data / sub).rglob("*.py")):
+      for m in _imports(p):
+        parts = m.split(".")
+        if parts[:2] == ["hicmae_jax", "data"] and len(parts) > 2 and parts[2] != sub:
+          if parts[2] not in allowed:
+            bad.append(f"{p.relative_to(PACKAGE.parent)} imports {m}")
+  assert not bad, "\n".join(bad)
 
 
 def test_no_import_cycle_between_folders():
@@ -160,7 +193,7 @@ def _module_level_graph() -> dict[str, set[str]]:
   for name, path in names.items():
     graph[name] = set()
     for m in _imports(path, module_level=True):
-      while m and m not in names:  # hicmae_jax.data.options.AudioOptions -> ...data.options
+      while m and m not in names:  # ...data.pipeline.options.AudioOptions -> ...pipeline.options
         m = m.rpartition(".")[0]
       if m and m != name:
         graph[name].add(m)

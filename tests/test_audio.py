@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hicmae_jax.data import audio
+from hicmae_jax.data.prepare import audio_io
+from hicmae_jax.data.transforms import fbank as audio
 from tests.tolerances import Tol, excess
 
 WAVES = ("sine440_1s", "noise_3s", "chirp_0p5s")
@@ -151,7 +152,7 @@ def test_random_roll_is_a_true_roll():
 
 def test_to_int16():
   x = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 1 / 32768, 0.49 / 32768], np.float32)
-  out = audio.to_int16(x)
+  out = audio_io.to_int16(x)
   assert out.dtype == np.int16
   np.testing.assert_array_equal(out, [0, 16384, -16384, 32767, -32768, 32767, -32768, 1, 0])
 
@@ -165,7 +166,7 @@ def test_load_audio_resamples_stereo_441(tmp_path):
   path = tmp_path / "tone.wav"
   sf.write(path, ints, sr, subtype="PCM_16")
 
-  out = audio.load_audio(path)
+  out = audio_io.load_audio(path)
   assert out.dtype == np.float32 and out.ndim == 1
   assert len(out) == 8000  # ceil(22050 * 160 / 441)
   expected = 0.5 * np.sin(2 * np.pi * f0 * np.arange(8000) / 16000) * 32767 / 32768
@@ -175,23 +176,23 @@ def test_load_audio_resamples_stereo_441(tmp_path):
   # At the native rate nothing is resampled and int16 maps to x / 32768 exactly.
   mono = tmp_path / "mono16k.wav"
   sf.write(mono, ints[:1600, 0], 16000, subtype="PCM_16")
-  np.testing.assert_array_equal(audio.load_audio(mono),
+  np.testing.assert_array_equal(audio_io.load_audio(mono),
                                 ints[:1600, 0].astype(np.float32) / 32768)
 
 
 def test_load_audio_errors(tmp_path):
   missing = tmp_path / "nope.wav"
-  with pytest.raises(audio.AudioError, match="nope.wav"):
-    audio.load_audio(missing)
+  with pytest.raises(audio_io.AudioError, match="nope.wav"):
+    audio_io.load_audio(missing)
   garbage = tmp_path / "garbage.wav"
   garbage.write_bytes(b"not a wav file at all")
-  with pytest.raises(audio.AudioError, match="garbage.wav"):
-    audio.load_audio(garbage)
+  with pytest.raises(audio_io.AudioError, match="garbage.wav"):
+    audio_io.load_audio(garbage)
   empty = tmp_path / "empty.wav"
   sf.write(empty, np.zeros(0, np.int16), 16000, subtype="PCM_16")
-  with pytest.raises(audio.AudioError, match="empty.wav"):
-    audio.load_audio(empty)
-  assert issubclass(audio.AudioError, ValueError)
+  with pytest.raises(audio_io.AudioError, match="empty.wav"):
+    audio_io.load_audio(empty)
+  assert issubclass(audio_io.AudioError, ValueError)
 
 
 def _write_mp4(path, with_audio, audio_sr=44100, seconds=0.5, f0=440.0):
@@ -228,7 +229,7 @@ def _write_mp4(path, with_audio, audio_sr=44100, seconds=0.5, f0=440.0):
 def test_load_audio_from_video(tmp_path):
   path = tmp_path / "clip.mp4"
   _write_mp4(path, with_audio=True)
-  out = audio.load_audio_from_video(path)
+  out = audio_io.load_audio_from_video(path)
   assert out.dtype == np.float32 and out.ndim == 1
   # 0.5 s at 16 kHz; AAC pads to whole 1024-sample frames, so allow a couple of frames.
   assert abs(len(out) - 8000) <= 1200, len(out)
@@ -242,7 +243,7 @@ def test_load_audio_from_video(tmp_path):
 def test_load_audio_from_video_errors(tmp_path):
   silent = tmp_path / "silent.mp4"
   _write_mp4(silent, with_audio=False)
-  with pytest.raises(audio.AudioError, match="silent.mp4"):
-    audio.load_audio_from_video(silent)
-  with pytest.raises(audio.AudioError, match="missing.mp4"):
-    audio.load_audio_from_video(tmp_path / "missing.mp4")
+  with pytest.raises(audio_io.AudioError, match="silent.mp4"):
+    audio_io.load_audio_from_video(silent)
+  with pytest.raises(audio_io.AudioError, match="missing.mp4"):
+    audio_io.load_audio_from_video(tmp_path / "missing.mp4")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hicmae_jax.data import synthetic
+from hicmae_jax.data.prepare import synthetic
 from hicmae_jax.tools import benchmark
 
 
@@ -96,7 +96,7 @@ def test_analytic_flops_base():
 
 def test_stage_timing_covers_every_pipeline(tmp_path):
   from configs import test_pretrain
-  from hicmae_jax.data import pipeline as pipeline_lib, stage_timing
+  from hicmae_jax.data.pipeline import factories as pipeline_lib, stage_timing
   synthetic.generate(str(tmp_path / "syn"), num_train=3, num_val=0, num_test=0, num_classes=2,
                      frame_size=32, num_frames=24, verbose=False)
 

@@ -9,7 +9,7 @@ import pytest
 
 from configs import test_pretrain
 from hicmae_jax import clip_predictions, eval_main, train
-from hicmae_jax.data import record_index, split_reader
+from hicmae_jax.data.format import record_index, split_reader
 
 # The report values a predictions file must give back exactly.
 METRIC_KEYS = ("uar", "war", "weighted_f1", "macro_f1", "per_class_recall", "support",

@@ -19,7 +19,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from configs import test_pretrain
 from hicmae_jax import checkpointing, eval_main, paths, runtime, train, writers
 from hicmae_jax.checkpoints.pth_reader import read_torch_checkpoint
-from hicmae_jax.data import synthetic
+from hicmae_jax.data.prepare import synthetic
 from hicmae_jax.representations import features
 from hicmae_jax.tools import convert_checkpoint as cc
 from tests import gcs_emulator

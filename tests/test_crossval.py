@@ -12,7 +12,8 @@ import pytest
 from configs import test_pretrain
 from hicmae_jax import checkpointing, io_utils
 from hicmae_jax.crossval import layout, leakage, paper, report, runner, splits
-from hicmae_jax.data import schema, synthetic
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORIGINAL_ROOT = "/data/public_datasets/CREMA-D"

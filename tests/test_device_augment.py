@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hicmae_jax import device_augment, pixels
-from hicmae_jax.data import frames, mixing, video_augment
+from hicmae_jax.data.transforms import frames, mixing, video_augment
 
 # The same float32 operations in the same order, but XLA (CPU and GPU) fuses (b - a) * w + a
 # and x * lam + y * rest into FMAs, which round once where numpy rounds twice: about a third of
@@ -106,7 +106,7 @@ def test_finetune_pipeline_with_float_on_device_equals_host(tmp_path):
   """The fine-tuning pipeline, switch on and off (no erasing, so the random streams stay
   aligned): the train step's video equals the host's, labels, targets and audio are equal;
   with erasing the regions are the host's (its noise is jax.random's)."""
-  from hicmae_jax.data import options, pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline, options
   from tests.test_device_resize import _write_clips
   split = str(tmp_path / "s")
   _write_clips(split, [(40, 48), (40, 48), (24, 20), (56, 64)] * 2)

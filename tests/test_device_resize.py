@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from hicmae_jax import pixels
-from hicmae_jax.data import stages, video_augment
-from hicmae_jax.data.options import AugmentOptions, VideoOptions
+from hicmae_jax.data.pipeline import stages
+from hicmae_jax.data.pipeline.options import AugmentOptions, VideoOptions
+from hicmae_jax.data.transforms import video_augment
 
 
 def _pil(frames: np.ndarray, h: int, w: int, out: int) -> np.ndarray:
@@ -111,7 +112,7 @@ def test_fixed_crop_done_at_prepare_is_not_applied_again(caplog):
   import logging
   import types
 
-  from hicmae_jax.data import pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline
   augment = AugmentOptions(fixed_crop=(0, 160, 32, 192), multiscale=(1.0,), num_repeats=1,
                            rand_augment="", erase_prob=0.0, resize_on_device=True)
   info = lambda crop: types.SimpleNamespace(extra={} if crop is None else {"crop": crop},
@@ -153,7 +154,7 @@ def _write_clips(split_dir, sizes, num_frames=12):
 
   from array_record.python.array_record_module import ArrayRecordWriter
 
-  from hicmae_jax.data import schema
+  from hicmae_jax.data.format import schema
   os.makedirs(split_dir)
   rng = np.random.default_rng(0)
   writer = ArrayRecordWriter(os.path.join(split_dir, schema.SHARD_PATTERN.format(
@@ -177,7 +178,7 @@ def _write_clips(split_dir, sizes, num_frames=12):
 def test_pipelines_resizing_on_device_give_the_same_model_input(tmp_path):
   """Whole pipelines, switch on and off: after the device's resize the batches are equal (and
   everything else in them too), pre-training and evaluation, with mixed frame sizes."""
-  from hicmae_jax.data import options, pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline, options
   split = str(tmp_path / "s")
   _write_clips(split, [(40, 48), (40, 48), (24, 20), (56, 64)])
   video = VideoOptions(num_frames=4, sampling_rate=2, input_size=32)

@@ -9,7 +9,8 @@ from PIL import Image
 
 from configs import demo, finetune_crema_d
 from hicmae_jax import experiments
-from hicmae_jax.data import schema, synthetic
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import synthetic
 from hicmae_jax.models.sizes import model_config_for_tests
 from hicmae_jax.representations.features import export_features
 

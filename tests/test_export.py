@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 import hicmae_jax
 from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
-from hicmae_jax.data import synthetic
+from hicmae_jax.data.prepare import synthetic
 from hicmae_jax.models.sizes import model_config_for_tests
 from hicmae_jax.prediction import model as prediction_model, runner
 from hicmae_jax.representations import features

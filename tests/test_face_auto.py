@@ -45,7 +45,7 @@ def _scene_frames() -> np.ndarray:
 
 
 def _write(path, frames):
-  from hicmae_jax.data import synthetic
+  from hicmae_jax.data.prepare import synthetic
   t = np.arange(int(len(frames) / FPS * 16000)) / 16000
   synthetic.write_mp4(str(path), frames, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32),
                       fps=FPS)
@@ -117,7 +117,8 @@ def test_real_frames_decide_as_expected():
 # ------------------------------------------------------------------------------------ prepare --
 
 def _prepare(tmp_path, lines, *flags):
-  from hicmae_jax.data import prepare, schema
+  from hicmae_jax.data.format import schema
+  from hicmae_jax.data.prepare import command as prepare
   (tmp_path / "split.txt").write_text("\n".join(lines) + "\n")
   out = tmp_path / "out"
   rc = prepare.main([f"--split_file={tmp_path / 'split.txt'}", f"--output_dir={out}",
@@ -128,7 +129,8 @@ def _prepare(tmp_path, lines, *flags):
 
 
 def test_prepare_default_auto_keeps_crops_and_aligns_the_scene(tmp_path, videos, capsys):
-  from hicmae_jax.data import split_reader, video_io
+  from hicmae_jax.data.format import split_reader
+  from hicmae_jax.data.prepare import video_io
   info, split_dir = _prepare(tmp_path, [f"{videos['crop']} - 0", f"{videos['scene']} - 1"])
   choice = info.extra["face_choice"]
   assert choice["mode"] == "auto" and choice["rule"] == auto.RULE
@@ -172,7 +174,7 @@ def test_prepare_frames_folders_keep_todays_bytes_and_fingerprints(tmp_path, vid
   fingerprint as --face=none, so an existing split is not redone)."""
   import soundfile as sf
 
-  from hicmae_jax.data import shard_writer
+  from hicmae_jax.data.prepare import shard_writer
   folder = tmp_path / "clip01"
   folder.mkdir()
   for i, frame in enumerate(_crop_frames()[:8]):
@@ -224,15 +226,15 @@ def test_predict_inputs_record_the_choice(videos, caplog):
 
 
 def test_feature_export_raw_clip_records_the_choice(videos):
+  from hicmae_jax.data.prepare import clip_loader
   from hicmae_jax.faces.options import FaceOptions
-  from hicmae_jax.representations import features
-  clip, choice = features.raw_clip_with_face(video=videos["scene"],
-                                             face=FaceOptions(face_size=64), face_mode="auto")
+  clip, choice = clip_loader.raw_clip_with_face(video=videos["scene"],
+                                                face=FaceOptions(face_size=64), face_mode="auto")
   assert (clip.height, clip.width) == (64, 64)
   assert choice["mode"] == "auto" and choice["choice"] == "align"
   assert choice["face"]["detected_frames"] == NUM_FRAMES
-  clip, choice = features.raw_clip_with_face(video=videos["crop"],
-                                             face=FaceOptions(face_size=64), face_mode="auto")
+  clip, choice = clip_loader.raw_clip_with_face(video=videos["crop"],
+                                                face=FaceOptions(face_size=64), face_mode="auto")
   assert (clip.height, clip.width) == (160, 160) and choice["choice"] == "as_is"
   assert choice["face"] is None
-  assert features.raw_clip_with_face(video=videos["crop"])[1] is None  # library default
+  assert clip_loader.raw_clip_with_face(video=videos["crop"])[1] is None  # library default

@@ -224,7 +224,7 @@ def test_clip_without_a_face_is_skipped_with_its_reason():
 
 
 def test_contact_sheet(tmp_path):
-  from hicmae_jax.data import synthetic, video_io
+  from hicmae_jax.data.prepare import synthetic, video_io
   from hicmae_jax.faces import preview
   frames, _ = _moving_clip(num_frames=6, covered=())
   synthetic.write_mp4(str(tmp_path / "a.mp4"), frames)
@@ -239,7 +239,7 @@ def test_contact_sheet(tmp_path):
 # ----------------------------------------------------------------------------- end to end --
 
 def _write_clip(path, frames, seconds, sr=44100, freq=440.0):
-  from hicmae_jax.data import synthetic
+  from hicmae_jax.data.prepare import synthetic
   t = np.arange(int(seconds * sr)) / sr
   synthetic.write_mp4(path, frames, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32),
                       sample_rate=sr)
@@ -251,7 +251,8 @@ def test_raw_videos_to_face_shards_to_finetuning(tmp_path):
   fine-tuning on the crops and its test evaluation."""
   from configs import test_pretrain
   from hicmae_jax import train
-  from hicmae_jax.data import prepare, schema, shard_writer, split_reader
+  from hicmae_jax.data.format import schema, split_reader
+  from hicmae_jax.data.prepare import command as prepare, shard_writer
   raw = tmp_path / "raw"
   raw.mkdir()
   lines = {"train": [], "test": []}

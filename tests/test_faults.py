@@ -15,7 +15,8 @@ import pytest
 
 from configs import test_pretrain
 from hicmae_jax import checkpointing, preemption, sharding, train
-from hicmae_jax.data import schema, synthetic
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

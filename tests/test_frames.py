@@ -1,7 +1,7 @@
-"""data/frames.py: the ImageNet normalisation of uint8 frames."""
+"""data/transforms/frames.py: the ImageNet normalisation of uint8 frames."""
 import numpy as np
 
-from hicmae_jax.data import frames as frames_lib
+from hicmae_jax.data.transforms import frames as frames_lib
 
 
 def test_normalize_values():

@@ -15,8 +15,9 @@ from PIL import Image
 
 from configs import test_pretrain
 from hicmae_jax import objectives, pixels
-from hicmae_jax.data import frames as frames_lib, stages, video_augment
-from hicmae_jax.data.options import VideoOptions
+from hicmae_jax.data.pipeline import stages
+from hicmae_jax.data.pipeline.options import VideoOptions
+from hicmae_jax.data.transforms import frames as frames_lib, video_augment
 from hicmae_jax.models.hicmae import PretrainModel
 
 
@@ -159,7 +160,7 @@ def test_resize_bilinear_bit_identical_to_previous(shape, out):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("batch", [4, 5])
 def test_mixup_in_place_equals_copying_mixup(seed, batch):
-  from hicmae_jax.data import mixing
+  from hicmae_jax.data.transforms import mixing
   rng = np.random.default_rng(seed)
   b = {"video": rng.normal(size=(batch, 2, 8, 8, 3)).astype(np.float32),
        "audio": rng.normal(size=(batch, 4, 5)).astype(np.float32),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hicmae_jax import mask_counts, masking
-from hicmae_jax.data import masks as host_masks
+from hicmae_jax.data.transforms import masks as host_masks
 
 
 def test_counts_match_original():

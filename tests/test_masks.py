@@ -1,7 +1,7 @@
-"""data/masks.py: the numpy masks (tube and random) have the exact counts."""
+"""data/transforms/masks.py: the numpy masks (tube and random) have the exact counts."""
 import numpy as np
 
-from hicmae_jax.data import masks as host_masks
+from hicmae_jax.data.transforms import masks as host_masks
 
 
 def test_tube_mask_exact_and_shared_over_time():

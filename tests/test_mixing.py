@@ -1,8 +1,9 @@
-"""data/mixing.py: label smoothing, Mixup/CutMix targets and lambda, and the audio switch."""
+"""data/transforms/mixing.py: label smoothing, Mixup/CutMix targets and lambda, and the audio
+switch."""
 import numpy as np
 import pytest
 
-from hicmae_jax.data import mixing
+from hicmae_jax.data.transforms import mixing
 
 
 def _batch(b=6, c=5):

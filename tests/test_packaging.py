@@ -1,5 +1,6 @@
 """The package as pip installs it (pyproject.toml): its pins are requirements.txt's, every
-console script names a function that starts a binary, and every binary has a script."""
+console script names a function that starts a binary, every binary has a script, and every
+documented `python -m` command names a module that runs."""
 from __future__ import annotations
 
 import ast
@@ -58,14 +59,23 @@ def test_ci_runs_the_readme_test_command():
 
 
 def _binaries() -> set[str]:
-  """Modules of the package with a `python -m` block (and a top-level `main`)."""
-  out = set()
+  """Modules of the package with a `python -m` block (and a top-level `main`). An entry module
+  that keeps a command's documented name (`hicmae_jax.data.verify`, `data/prepare/__main__`)
+  imports its `main` from the binary and counts as that binary."""
+  out, entries = set(), {}
   for path in PACKAGE.rglob("*.py"):
     text = path.read_text()
     if re.search(r'^if __name__ == "__main__":', text, re.M):
       tree = ast.parse(text)
-      assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), path
-      out.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+      name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+      if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+        out.add(name)
+        continue
+      imported = [n.module for n in tree.body if isinstance(n, ast.ImportFrom)
+                  and any(a.name == "main" and a.asname is None for a in n.names)]
+      assert len(imported) == 1, path  # neither a main nor one binary's main
+      entries[name] = imported[0]
+  assert set(entries.values()) <= out, (entries, "entry modules must run a binary's main")
   return out
 
 
@@ -88,6 +98,30 @@ def test_every_binary_has_a_console_script():
       f"pyproject.toml's [project.scripts]): {sorted(_binaries() - set(by_function.values()))}")
   targets = {t.partition(":")[2] for t in _pyproject()["project"]["scripts"].values()}
   assert targets == set(by_function), sorted(targets ^ set(by_function))
+
+
+def _documented_commands() -> set[str]:
+  """Every `python -m hicmae_jax...` module named in the docs, launch scripts, configs, tools
+  and the package's own messages."""
+  files = [ROOT / "README.md", ROOT / "BUILD.md", *ROOT.glob("docs/**/*.md"),
+           *ROOT.glob("docs/**/*.sh"), *ROOT.glob("launch/*.sh"), *ROOT.glob("configs/*.py"),
+           *PACKAGE.rglob("*.py")]
+  found = set()
+  for f in files:
+    found.update(re.findall(r"""-m["', ]+(hicmae_jax(?:\.[a-z_0-9]+)+)""", f.read_text()))
+  return found
+
+
+def test_every_documented_command_is_a_runnable_module():
+  commands = _documented_commands()
+  assert {"hicmae_jax.data.prepare", "hicmae_jax.data.verify", "hicmae_jax.main"} <= commands
+  missing = []
+  for name in sorted(commands):
+    spec = importlib.util.find_spec(name)
+    if spec is None or (spec.submodule_search_locations is not None and importlib.util.find_spec(
+        f"{name}.__main__") is None):
+      missing.append(name)
+  assert not missing, f"documented `python -m` commands that do not run: {missing}"
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
-from hicmae_jax.data import batching, masks, options, pipeline, schema
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import batching, factories as pipeline, options
+from hicmae_jax.data.transforms import masks
 
 SIZE = 32  # stored frames and input_size
 FRAMES = 8  # clip length (num_frames)
@@ -157,6 +159,31 @@ def test_finetune_regression_batch_contract(splits):
 
 
 # --- determinism and resume ---------------------------------------------------------------
+
+def test_an_opened_split_is_not_read_again(splits, monkeypatch):
+  from hicmae_jax.data.format import split_reader
+  reads = []
+  real = schema.DatasetInfo.load.__func__
+
+  def load(cls, split_dir, check_shards=True):
+    reads.append(split_dir)
+    return real(cls, split_dir, check_shards)
+  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  split = split_reader.open_split(splits["cls"])
+  assert reads == [splits["cls"]] and split.info.num_clips == 12 and len(split.paths) == 2
+  for make in (_pretrain, _finetune):
+    _take(make(split, batch_size=4, seed=0), 1)
+  assert reads == [splits["cls"]]  # the trainer's split: dataset_info.json read once
+  _take(_pretrain(splits["cls"], batch_size=4, seed=0), 1)
+  assert reads == [splits["cls"]] * 2  # a folder name: opened once by the factory
+
+
+def test_iterate_clips_stops_at_the_limit(splits):
+  from hicmae_jax.data.format import split_reader
+  every = [c.clip_id for c in split_reader.iterate_clips(splits["cls"])]
+  assert len(every) == 12
+  assert [c.clip_id for c in split_reader.iterate_clips(splits["cls"], 5)] == every[:5]
+
 
 def test_same_seed_same_batches_other_seed_differs(splits):
   _, a = _take(_pretrain(splits["cls"], batch_size=3, seed=7), 2)

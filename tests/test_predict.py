@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import synthetic
+from hicmae_jax.data.prepare import synthetic
 from hicmae_jax.faces.options import FaceOptions
 from hicmae_jax.prediction import runner, timeline
 from hicmae_jax.tools import convert_checkpoint as cc

@@ -1,4 +1,5 @@
-"""prepare.py: split file -> shards -> clips round trip, skipped clips, resume, parsing."""
+"""The prepare command (data/prepare/command.py): split file -> shards -> clips round trip,
+skipped clips, resume, parsing."""
 import io
 import json
 import os
@@ -8,16 +9,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from hicmae_jax.data import (
-  datasets,
-  prepare,
-  schema,
-  shard_writer,
-  split_reader,
-  synthetic,
-  video_io,
-)
-from hicmae_jax.data.split_file import PrepareError, parse_split_file
+from hicmae_jax.data.format import datasets, schema, split_reader
+from hicmae_jax.data.prepare import command as prepare, shard_writer, synthetic, video_io
+from hicmae_jax.data.prepare.split_file import PrepareError, parse_split_file
 
 SR_IN = 44100
 
@@ -314,7 +308,7 @@ def test_audio_at_another_rate_is_resampled_with_soxr_hq(tmp_path):
   two were bit-identical against librosa 0.11.0), ceil(N / 3) samples, tone preserved."""
   import soxr
 
-  from hicmae_jax.data import audio
+  from hicmae_jax.data.prepare import audio_io
   sr = 48000
   x = _tone(0.5, 1000.0, sr) + 0.05 * np.random.default_rng(0).normal(size=int(0.5 * sr))
   sf.write(tmp_path / "a.wav", x.astype(np.float32), sr, subtype="FLOAT")
@@ -325,7 +319,7 @@ def test_audio_at_another_rate_is_resampled_with_soxr_hq(tmp_path):
   clip = next(split_reader.iterate_clips(str(tmp_path / "out" / "train")))
   expected = soxr.resample(x.astype(np.float32), sr, 16000, quality="HQ")
   assert clip.num_samples == 8000 and len(expected) == 8000
-  np.testing.assert_array_equal(clip.audio, audio.to_int16(expected))
+  np.testing.assert_array_equal(clip.audio, audio_io.to_int16(expected))
 
 
 def test_video_whose_audio_and_frames_disagree_is_skipped(tmp_path):

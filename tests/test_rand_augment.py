@@ -1,10 +1,10 @@
-"""data/rand_augment.py: the RandAugment string, every op keeps the shape, one draw of ops for
-every frame."""
+"""data/transforms/rand_augment.py: the RandAugment string, every op keeps the shape, one draw of
+ops for every frame."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import rand_augment as RA
+from hicmae_jax.data.transforms import rand_augment as RA
 from tests.test_video_augment import clip
 
 

@@ -12,6 +12,9 @@ import pytest
 
 from configs import learning_check as learning_check_config
 from hicmae_jax.checkpoints import weights as weights_lib
+from hicmae_jax.data.format import split_reader
+from hicmae_jax.data.pipeline import windows as windows_lib
+from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.representations import embedding, features, probe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,14 +97,14 @@ def test_export_sees_what_evaluation_sees(check):
   import jax.numpy as jnp
   from flax import nnx
 
-  from hicmae_jax.data import pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline
   from hicmae_jax.models import params as params_lib
   from hicmae_jax.models.hicmae import PretrainModel
   c = check.config
   m = c.model
-  opts = features.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8)
-           for v in features.clip_views(clip, opts)]
+  opts = windows_lib.ClipOptions.for_model(m, sampling_rate=c.data.sampling_rate)
+  views = [v for clip in split_reader.iterate_clips(check.test_dir, 8)
+           for v in windows_lib.clip_views(clip, opts)]
   ds = pipeline.eval_dataset_from_config(c, check.test_dir, mode="val", batch_size=8,
                                          shard=(0, 1))
   batch = next(iter(ds))
@@ -135,7 +138,7 @@ def test_export_sees_what_evaluation_sees(check):
 
 @pytest.mark.slow
 def test_export_raw_files_and_sliding_windows(check, tmp_path):
-  from hicmae_jax.data import synthetic
+  from hicmae_jax.data.prepare import synthetic
   from hicmae_jax.representations.features import export_features
   # A frames folder + wav (the raw files the test split was prepared from): same feature.
   out = str(tmp_path / "frames")
@@ -227,9 +230,9 @@ def test_export_from_a_finetuned_checkpoint(check, tmp_path):
                   batch_size=8, config=check.config)
   got = features.load_features(out)
   assert got.meta["kind"] == "finetune" and got.meta["weights"]["step"] == 7
-  opts = features.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
-  views = [v for clip in features.split_clips(check.test_dir, 8)
-           for v in features.clip_views(clip, opts)]
+  opts = windows_lib.ClipOptions.for_model(cfg, sampling_rate=check.config.data.sampling_rate)
+  views = [v for clip in split_reader.iterate_clips(check.test_dir, 8)
+           for v in windows_lib.clip_views(clip, opts)]
   expected = nnx.jit(lambda mdl, v, a: mdl.features(v, a)["feature"])(
       model, np.stack([v for _, v, _ in views]), np.stack([a for _, _, a in views]))
   np.testing.assert_allclose(got.features, np.asarray(expected), atol=2e-5)
@@ -392,20 +395,8 @@ def test_embeddings(check, tmp_path):
 
 
 @pytest.mark.slow
-def test_windows_and_bad_inputs(check, tmp_path):
-  from hicmae_jax.data import sampling
+def test_bad_inputs(check, tmp_path):
   from hicmae_jax.representations.features import export_features
-  opts = features.ClipOptions(num_frames=8, sampling_rate=2, window_seconds=1.0, stride_seconds=0.5)
-  windows = features.clip_windows(100, 25.0, opts)  # 25-frame windows every 12 frames
-  assert [w.start_frame for w in windows] == [0, 12, 24, 36, 48, 60, 72, 75]
-  for w in windows:
-    assert w.end_frame == w.start_frame + 25 and w.frame_ids.shape == (8,)
-    assert w.frame_ids[0] == w.start_frame and w.frame_ids[-1] == w.end_frame - 1
-  (short,) = features.clip_windows(10, 25.0, opts)
-  assert (short.start_frame, short.end_frame) == (0, 10)
-  (whole,) = features.clip_windows(100, 25.0, features.ClipOptions(num_frames=8, sampling_rate=2))
-  ids, _ = sampling.segment_frame_indices(100, num_frames=8, sampling_rate=2)
-  np.testing.assert_array_equal(whole.frame_ids, ids)  # the evaluation sampler
 
   with pytest.raises(ValueError, match="no checkpoint given"):
     weights_lib.load_weights("")
@@ -417,11 +408,11 @@ def test_windows_and_bad_inputs(check, tmp_path):
   with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
     weights_lib.load_weights(str(tmp_path))
   with pytest.raises(ValueError, match="needs --wav"):
-    features.raw_clip(frames_dir=str(tmp_path))
+    clip_loader.raw_clip(frames_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match="--video"):
-    features.raw_clip(video=str(tmp_path / "missing.mp4"))
+    clip_loader.raw_clip(video=str(tmp_path / "missing.mp4"))
   with pytest.raises(ValueError, match="exactly one"):
-    features.raw_clip(video="a.mp4", frames_dir="b")
+    clip_loader.raw_clip(video="a.mp4", frames_dir="b")
   with pytest.raises(ValueError, match="one input"):
     export_features(output_dir=str(tmp_path / "x"), checkpoint=check.pretrain,
                     split_dir=check.test_dir, video="a.mp4")
@@ -433,7 +424,7 @@ def test_windows_and_bad_inputs(check, tmp_path):
   with pytest.raises(FileNotFoundError, match="not a finished feature export"):
     features.load_features(str(tmp_path))
   with pytest.raises(ValueError, match="stride_seconds needs"):
-    features.ClipOptions(stride_seconds=1.0).validate()
+    windows_lib.ClipOptions(stride_seconds=1.0).validate()
   extractor = features.FeatureExtractor(weights_lib.random_weights(check.config.model, 0))
   with pytest.raises(ValueError, match="do not fit the model"):
     extractor(np.zeros((1, 16, 64, 64, 3), np.float32), np.zeros((1, 64, 128), np.float32))

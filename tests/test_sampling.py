@@ -1,9 +1,9 @@
-"""data/sampling.py: frame indices of every sampler against the worked examples of SPEC 2a
-(written out by hand), and the audio span of a view."""
+"""data/transforms/sampling.py: frame indices of every sampler against the worked examples of
+SPEC 2a (written out by hand), and the audio span of a view."""
 import numpy as np
 import pytest
 
-from hicmae_jax.data import sampling
+from hicmae_jax.data.transforms import sampling
 
 
 class _FixedStart:

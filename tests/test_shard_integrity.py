@@ -17,8 +17,10 @@ import soundfile as sf
 from PIL import Image
 
 from hicmae_jax import cli
-from hicmae_jax.data import integrity, prepare, records, schema, split_reader, verify
-from hicmae_jax.data.split_file import PrepareError
+from hicmae_jax.data.format import integrity, schema, split_reader, verify
+from hicmae_jax.data.pipeline import records
+from hicmae_jax.data.prepare import command as prepare
+from hicmae_jax.data.prepare.split_file import PrepareError
 from tests.test_cli_errors import CREMA, assert_one_error_line, run_binary
 
 NUM_CLIPS = 4  # at 2 per shard: 2 shards
@@ -144,7 +146,7 @@ def test_shard_that_fails_to_open_is_named(split):
 def test_old_split_warns_once_and_record_adds_sizes(split, caplog):
   expected = schema.DatasetInfo.load(split)
   _drop_sizes(split)
-  with caplog.at_level(logging.WARNING, logger="hicmae_jax.data.integrity"):
+  with caplog.at_level(logging.WARNING, logger="hicmae_jax.data.format.integrity"):
     for _ in range(2):
       assert schema.DatasetInfo.load(split).num_clips == NUM_CLIPS
   warnings = [r.getMessage() for r in caplog.records]

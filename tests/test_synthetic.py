@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hicmae_jax.data import schema, split_reader, synthetic
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.prepare import synthetic
 
 NUM_CLASSES = 3
 

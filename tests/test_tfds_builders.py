@@ -4,7 +4,8 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from hicmae_jax.data import split_reader, synthetic, tfds_builders  # noqa: E402
+from hicmae_jax.data.format import split_reader  # noqa: E402
+from hicmae_jax.data.prepare import synthetic, tfds_builders  # noqa: E402
 
 
 def test_synthetic_builder_matches_prepare(tmp_path):

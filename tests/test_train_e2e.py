@@ -196,7 +196,7 @@ def test_finetune_with_float_augment_in_the_train_step(tmp_path, synthetic_dir):
   """finetune_float_augment='device' (what 'auto' picks on GPU/TPU): the pipeline sends uint8
   frames and the host's draws, the train step augments. The first batch's loss equals the
   host-augmented one's (the inputs agree to 1-2 ulp), and a short run trains and evaluates."""
-  from hicmae_jax.data import pipeline
+  from hicmae_jax.data.pipeline import factories as pipeline
   from hicmae_jax.models import params as params_lib
 
   def config(where):

@@ -1,8 +1,8 @@
-"""data/video_augment.py: crops, resize, flip and erasing keep shapes and dtypes and apply one
-draw to every frame."""
+"""data/transforms/video_augment.py: crops, resize, flip and erasing keep shapes and dtypes and
+apply one draw to every frame."""
 import numpy as np
 
-from hicmae_jax.data import frames as frames_lib, video_augment
+from hicmae_jax.data.transforms import frames as frames_lib, video_augment
 
 
 def clip(t=6, h=24, w=20, same=True, seed=0):

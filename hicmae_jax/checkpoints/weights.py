@@ -3,7 +3,8 @@ parameters, where they came from), read from any checkpoint (`load_weights`: a r
 its checkpoints/ folder, a converted folder, an exported safetensors folder or an original
 .pth), or drawn (`random_weights`), and `bind`: weights -> (ParamsView, params) of a model
 class, the one "weights -> model -> transfer_by_name" of feature export, predict, the exports,
-`from_pretrained` and the reconstruction picture.
+`from_pretrained` and the reconstruction picture; `transfer_into`, the same transfer into
+parameters that exist already (the trainer's `config.init_from`, into its sharded fresh ones).
 
 Binding a fine-tuning model (`FinetuneModel`): a fine-tuned checkpoint gives every tensor, any
 other its encoders and fusion encoder by name (the names line up, as for `config.init_from`);
@@ -17,7 +18,7 @@ import copy
 import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -125,15 +126,41 @@ def finetune_model_config(model_cfg):
   return cfg
 
 
+def required_tensors(source_kind: str, target_kind: str) -> tuple[str, ...]:
+  """The target tensors (name prefixes) that weights of `source_kind` must give a model of
+  `target_kind`: every one between the same kind or two fine-tuned kinds; otherwise (pre-trained
+  or random weights into a fine-tuning model) the encoders and the fusion encoder."""
+  if source_kind == target_kind or (source_kind in FINETUNED_KINDS
+                                    and target_kind in FINETUNED_KINDS):
+    return transfer.ALL
+  return transfer.SHARED_PREFIXES
+
+
+def transfer_into(weights: Weights, target: Mapping[str, Any], target_kind: str, *,
+                  required: tuple[str, ...] | None = None, target_name: str = ""
+                  ) -> transfer.Transfer:
+  """`weights` moved by name into `target` (a model's flat parameters, numpy or jax arrays,
+  sharded ones too: target values are neither moved nor gathered) with `required_tensors`'
+  rule unless `required` is given. ValueError names the weights and what does not fit
+  (`target_name`, default "the <target_kind> model")."""
+  required = required_tensors(weights.kind, target_kind) if required is None else required
+  target_name = target_name or f"{target_kind} model"
+  try:
+    return transfer.transfer_by_name(weights.params, target, required=required)
+  except mapping.MappingError as e:
+    raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
+                     f"not fit the {target_name}: {e}") from e
+
+
 def bind(weights: Weights, model_cls=FinetuneModel, *, seed: int = 0
          ) -> tuple[params_lib.ParamsView, dict[str, jax.Array]]:
   """`weights` in a `model_cls` (FinetuneModel or PretrainModel) of their model config, as
   (view, params): `view.merge(params)` is the model. The fine-tuning model takes what the
-  module docstring says; the pre-training model every tensor. ValueError names the weights
-  and what does not fit."""
+  module docstring says (`required_tensors`); the pre-training model every tensor. ValueError
+  names the weights and what does not fit."""
   if model_cls is FinetuneModel:
     cfg = finetune_model_config(weights.model)
-    required = transfer.ALL if weights.kind in FINETUNED_KINDS else transfer.SHARED_PREFIXES
+    required = required_tensors(weights.kind, "finetune")
   elif model_cls is PretrainModel:
     if weights.kind in FINETUNED_KINDS:
       raise ValueError(f"{weights.source.get('checkpoint', '')} is a {weights.kind} "
@@ -145,11 +172,8 @@ def bind(weights: Weights, model_cls=FinetuneModel, *, seed: int = 0
                      f"{model_cls!r}")
   model = model_cls(cfg, rngs=nnx.Rngs(params=seed))
   view = params_lib.ParamsView(model)
-  try:
-    moved = transfer.transfer_by_name(weights.params, view.flat(model), required=required)
-  except mapping.MappingError as e:
-    raise ValueError(f"the {weights.kind} weights {weights.source.get('checkpoint', '')} do "
-                     f"not fit the {model_cls.__name__} of their config: {e}") from e
+  moved = transfer_into(weights, view.flat(model), "", required=required,
+                        target_name=f"{model_cls.__name__} of their config")
   if moved.missing:
     log.info("%s: %d tensors from the %s weights; at their initial values: %s",
              model_cls.__name__, len(moved.loaded), weights.kind, ", ".join(moved.missing))

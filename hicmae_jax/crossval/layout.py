@@ -15,7 +15,7 @@ import dataclasses
 import os
 import re
 
-from hicmae_jax.data import schema
+from hicmae_jax.data.format import schema
 
 FOLD_DIR_RE = re.compile(r"^fold(\d+)$")
 SPLITS = ("train", "val", "test")

@@ -16,8 +16,8 @@ import os
 import re
 from typing import Iterable
 
-from hicmae_jax.data import record_index, schema
-from hicmae_jax.data.split_file import VIDEO_EXTENSIONS
+from hicmae_jax.data.format import record_index, schema
+from hicmae_jax.data.prepare.split_file import VIDEO_EXTENSIONS
 
 SPEAKER_PATTERNS = {
     "crema_d": r"^(\d{4})_[A-Z]{3}_[A-Z]{3}_[A-Z]{2}$",

@@ -41,7 +41,7 @@ def _fold_row(workdir: str, fold: layout.Fold) -> dict[str, Any]:
 
 
 def _dimension_names(fold: layout.Fold) -> list[str]:
-  from hicmae_jax.data import schema
+  from hicmae_jax.data.format import schema
   info = schema.DatasetInfo.load(fold.train)
   return list(info.extra.get("target_names") or [])
 

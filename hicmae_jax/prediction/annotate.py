@@ -16,7 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from hicmae_jax.data import schema, video_io
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import video_io
 from hicmae_jax.prediction.windows import Prediction
 
 _COPY_AUDIO_CODECS = ("aac", "mp3")

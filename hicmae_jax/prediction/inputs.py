@@ -1,7 +1,7 @@
 """The files to predict on, and each one read into the clip the model sees.
 
 A video file is read with its own audio track (or --wav), a frames folder with --wav, both
-exactly as `prepare` reads them (`representations.features.raw_clip`). With face options the
+exactly as `prepare` reads them (`data/prepare/clip_loader.raw_clip`). With face options the
 prepare face step runs on the decoded frames (`faces.get_aligner(options)(frames)`) and the
 clip holds the aligned crops as JPEG (quality 95, as prepare stores them), so the model reads
 what it was fine-tuned on; the face track (per-frame transform and status) is kept for the
@@ -19,10 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
-from hicmae_jax.data import clip_loader, schema, video_io
-from hicmae_jax.data.split_file import VIDEO_EXTENSIONS, SplitEntry
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import clip_loader, video_io
+from hicmae_jax.data.prepare.split_file import VIDEO_EXTENSIONS, SplitEntry
 from hicmae_jax.faces.options import FaceOptions
-from hicmae_jax.representations import features
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 95  # prepare's default for frames it encodes
@@ -178,7 +178,7 @@ def _decode(source: Source) -> tuple[np.ndarray, float]:
 
 
 def _load_as_is(source: Source, default_fps: float) -> Loaded:
-  clip = features.raw_clip(video=source.path if source.is_video else "",
+  clip = clip_loader.raw_clip(video=source.path if source.is_video else "",
                            frames_dir="" if source.is_video else source.path,
                            wav=source.wav, clip_id=source.name)
   fps = clip.fps if clip.fps > 0 else default_fps

@@ -2,7 +2,7 @@
 the logits, as the evaluation computes them) or regression outputs, with the names of its
 classes or targets.
 
-Every checkpoint kind the feature export reads works (`representations.weights_lib.load_weights`:
+Every checkpoint kind the feature export reads works (`checkpoints/weights.load_weights`:
 a run's workdir, its checkpoints/ folder, a converted folder, or an original .pth read
 directly); it must be fine-tuned: a pre-trained model has no classifier.
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from hicmae_jax import metrics
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import datasets, schema
+from hicmae_jax.data.format import datasets, schema
 
 log = logging.getLogger(__name__)
 FINETUNED_KINDS = weights_lib.FINETUNED_KINDS

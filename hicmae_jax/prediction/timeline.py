@@ -3,16 +3,17 @@ outputs), above the log-mel spectrogram of the whole soundtrack, above a strip o
 the model reads (the aligned face crops with --face). Windows without a face (no_face) are
 shaded grey and have no points; hard cuts are dotted lines.
 
-The spectrogram is the Kaldi fbank the model's audio comes from (data/audio.py: 128 mel bins,
-10 ms hop, natural log), drawn with matplotlib's imshow on a time axis in seconds and a mel-bin
-axis. librosa.display is not used: librosa is not a dependency of this project.
+The spectrogram is the Kaldi fbank the model's audio comes from (data/transforms/fbank.py: 128
+mel bins, 10 ms hop, natural log), drawn with matplotlib's imshow on a time axis in seconds and a
+mel-bin axis. librosa.display is not used: librosa is not a dependency of this project.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from hicmae_jax import io_utils
-from hicmae_jax.data import audio as audio_lib, schema
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.transforms import fbank as audio_lib
 from hicmae_jax.prediction.windows import Prediction
 
 NUM_THUMBNAILS = 8

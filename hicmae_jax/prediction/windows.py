@@ -1,13 +1,13 @@
 """A read input scored window by window, and its per-video result.
 
-Windows are the feature export's (`representations.features.clip_windows` / `clip_views`):
+Windows are the feature export's (`data/pipeline/windows.clip_windows` / `clip_views`):
 [s, s + window_seconds) every stride_seconds, the last one ending at the clip's end; each
 window's num_frames frames evenly spread over it and the audio of the same span, through the
 evaluation stages (PIL bilinear resize, ImageNet normalisation, Kaldi fbank, no augmentation).
 With the default window of num_frames x sampling_rate / fps (2.56 s for 16 frames at stride 4
 and 25 fps) the evaluation's 2 segments x 2 crops of that span are one and the same view, so
 one view per window is the evaluation's view average. Batches, prefetching and progress are
-`features.extract`'s.
+`data/pipeline/windows.apply`'s.
 
 No face, no class: with the face step, a window whose frames have the face in fewer than
 min_face_fraction of them (--min_window_face_fraction, 0.5) is `no_face`: it gets no scores
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from hicmae_jax.data.pipeline import windows as windows_lib
 from hicmae_jax.prediction import inputs
 from hicmae_jax.prediction.model import Predictor
-from hicmae_jax.representations import features
 
 
 def default_window_seconds(predictor: Predictor, fps: float = 25.0) -> float:
@@ -34,10 +34,10 @@ def default_window_seconds(predictor: Predictor, fps: float = 25.0) -> float:
 
 
 def clip_options(predictor: Predictor, window_seconds: float, stride_seconds: float,
-                 default_fps: float) -> features.ClipOptions:
-  opts = features.ClipOptions.for_model(predictor.model, sampling_rate=predictor.sampling_rate,
-                                        window_seconds=window_seconds,
-                                        stride_seconds=stride_seconds, default_fps=default_fps)
+                 default_fps: float) -> windows_lib.ClipOptions:
+  opts = windows_lib.ClipOptions.for_model(
+      predictor.model, sampling_rate=predictor.sampling_rate, window_seconds=window_seconds,
+      stride_seconds=stride_seconds, default_fps=default_fps)
   opts.validate()
   if window_seconds <= 0:
     raise ValueError(f"--window_seconds={window_seconds} must be > 0")
@@ -92,14 +92,14 @@ def face_fractions(loaded: inputs.Loaded, windows: list[dict[str, Any]]) -> np.n
                    for w in windows])
 
 
-def predict(predictor: Predictor, loaded: inputs.Loaded, opts: features.ClipOptions,
+def predict(predictor: Predictor, loaded: inputs.Loaded, opts: windows_lib.ClipOptions,
             min_face_fraction: float = 0.5) -> Prediction:
   """Scores every window of one input (batches of predictor.batch_size); windows with the
   face in fewer than min_face_fraction of their frames are no_face (module docstring)."""
   if not 0.0 <= min_face_fraction <= 1.0:
     raise ValueError(f"--min_window_face_fraction={min_face_fraction} must be in [0, 1]")
-  arrays, rows = features.extract({"model": predictor}, [loaded.clip], opts,
-                                  batch_size=predictor.batch_size)
+  arrays, rows = windows_lib.apply({"model": predictor}, [loaded.clip], opts,
+                                   batch_size=predictor.batch_size)
   scores = np.asarray(arrays["model"]["scores"], np.float64)
   windows = [{k: r[k] for k in ("window", "start_frame", "end_frame", "start_seconds",
                                 "end_seconds")} for r in rows]

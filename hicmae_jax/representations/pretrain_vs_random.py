@@ -1,6 +1,6 @@
 """The learning check: does pre-training give better features than the untrained model?
 
-On the synthetic data (`data/synthetic.py`): pre-train as the config says, export the clip
+On the synthetic data (`data/prepare/synthetic.py`): pre-train as the config says, export the clip
 features of the pre-trained model and of the same model at its initialisation (the exact
 starting point of that pre-training), train the same linear probe on each (same clips, steps,
 learning rate, seed) and compare test UAR/WAR.
@@ -32,7 +32,8 @@ from flax import nnx
 
 from hicmae_jax import io_utils, paths, train
 from hicmae_jax.checkpoints import weights as weights_lib
-from hicmae_jax.data import schema
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import windows
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.representations import embedding, features, figures, probe, reconstruction
@@ -110,13 +111,13 @@ def run(config, workdir: str) -> dict[str, Any]:
 def _features(config, workdir: str, weights: dict) -> dict[str, dict[str, Any]]:
   """{model name: {split: FeatureSet}} for the train and test splits, also written to
   workdir/features/<name>_<split>/."""
-  opts = features.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
+  opts = windows.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
   extractors = {name: features.FeatureExtractor(w) for name, w in weights.items()}
   sets: dict[str, dict[str, features.FeatureSet]] = {name: {} for name in weights}
   for split in ("train", "test"):
     split_dir = os.path.join(config.data.synthetic_dir, split)
     info_names = schema.DatasetInfo.load(split_dir).class_names
-    arrays, rows = features.extract(extractors, features.split_clips(split_dir), opts,
+    arrays, rows = windows.apply(extractors, split_reader.iterate_clips(split_dir), opts,
                              batch_size=config.eval_batch_size)
     for name, w in weights.items():
       out_dir = os.path.join(workdir, "features", f"{name}_{split}")
@@ -158,10 +159,10 @@ def _pictures(config, workdir: str, weights: dict, sets: dict, results: dict) ->
   reconstruction.png and embeddings.png; adds test_knn5_accuracy to `results`."""
   c = config.check
   pretrain_step = weights["pretrained"].source["step"]
-  opts = features.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
+  opts = windows.ClipOptions.for_model(config.model, sampling_rate=config.data.sampling_rate)
   test_dir = os.path.join(config.data.synthetic_dir, "test")
-  views = list(itertools.islice((v for clip in features.split_clips(test_dir)
-                                 for v in features.clip_views(clip, opts)), c.recon_eval_clips))
+  views = list(itertools.islice((v for clip in split_reader.iterate_clips(test_dir)
+                                 for v in windows.clip_views(clip, opts)), c.recon_eval_clips))
   recon_errors, out = _reconstruction_errors(
       {"pretrained": weights["pretrained"], "random": weights["random"]}, views,
       config.loss.frame_difference, config.seed)

@@ -10,9 +10,12 @@ import jax
 import numpy as np
 
 from hicmae_jax.checkpoints import weights as weights_lib
+from hicmae_jax.data.format import split_reader
+from hicmae_jax.data.pipeline import windows
+from hicmae_jax.data.prepare import clip_loader
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.reconstruction import make_reconstruct_fn, reconstruction_figure
-from hicmae_jax.representations import features, figures
+from hicmae_jax.representations import figures
 
 # ---------------------------------------------------------------------------------- command --
 
@@ -42,13 +45,13 @@ def reconstruction_png(*, checkpoint: str, output: str, config=None, step=None,
   else:
     sampling_rate = train_config.get("data", {}).get("sampling_rate", 4)
     frame_difference = train_config.get("loss", {}).get("frame_difference", True)
-  opts = features.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
+  opts = windows.ClipOptions.for_model(weights.model, sampling_rate=sampling_rate,
                                  window_seconds=window_seconds if not split_dir else 0.0)
   if split_dir:
-    clips = features.split_clips(split_dir, num_clips)
+    clips = split_reader.iterate_clips(split_dir, num_clips)
   else:
-    clips = [features.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
-  views = list(itertools.islice((v for c in clips for v in features.clip_views(c, opts)),
+    clips = [clip_loader.raw_clip(video=video, frames_dir=frames_dir, wav=wav)]
+  views = list(itertools.islice((v for c in clips for v in windows.clip_views(c, opts)),
                                 num_clips))
   if not views:
     raise ValueError("no clip to draw (empty split?)")

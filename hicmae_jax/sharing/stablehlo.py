@@ -27,7 +27,7 @@ from jax import export as jax_export
 
 from hicmae_jax import pixels
 from hicmae_jax.checkpoints import safetensors_io, weights as weights_lib
-from hicmae_jax.data import audio as audio_lib
+from hicmae_jax.data.transforms import fbank as audio_lib
 from hicmae_jax.sharing import pretrained
 
 ARTIFACT_FILENAME = "model.stablehlo"

@@ -121,7 +121,8 @@ def topology_devices(tpu_slice: accelerators.Slice, num_slices: int, libtpu_path
 def example_batches(config, frame_size: int) -> dict[str, dict[str, Any]]:
   """{'train': batch, 'eval': batch} of 2 clips as the config's pipelines make them (numpy),
   from a small synthetic split written to a temporary folder."""
-  from hicmae_jax.data import pipeline, synthetic
+  from hicmae_jax.data.pipeline import factories as pipeline
+  from hicmae_jax.data.prepare import synthetic
   m = config.model
   frames = max(48, m.num_frames * config.data.sampling_rate)
   classes = max(2, int(m.num_classes or 0))

@@ -39,7 +39,7 @@ from hicmae_jax import (
   sharding,
   train,
 )
-from hicmae_jax.data import stage_timing
+from hicmae_jax.data.pipeline import stage_timing
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.options import check_attention_impl, dtype_from_name, geometry

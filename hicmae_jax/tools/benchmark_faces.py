@@ -154,7 +154,7 @@ def main(argv=None) -> int:
 
 
 def _main(args: flags.FlagValues) -> int:
-  from hicmae_jax.data import video_io
+  from hicmae_jax.data.prepare import video_io
   clips = ([(v, video_io.decode_video(v)[0], None) for v in args.video.split(",") if v]
            or [("built", *build_clip(args.photos, args.shot_frames))])
   setups = [("hog every frame", faces.FaceOptions(detector="dlib", min_face_fraction=0.0))]

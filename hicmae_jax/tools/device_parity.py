@@ -60,7 +60,7 @@ def host_batch(config, batch_size: int, seed: int) -> dict[str, np.ndarray]:
   [B, T, S, S, 3], audio float32 [B, frames, bins], mask_video bool [B, Nv] (tube),
   mask_audio bool [B, Na]; fine-tuning: normalised float32 video, audio and label int32 [B]
   (targets float32 [B, num_targets] for regression)."""
-  from hicmae_jax.data import masks  # only the pre-training batch needs it
+  from hicmae_jax.data.transforms import masks  # only the pre-training batch needs it
 
   m = config.model
   rng = np.random.default_rng(seed)

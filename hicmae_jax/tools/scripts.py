@@ -55,31 +55,31 @@ def predict() -> None:
 
 def prepare() -> None:
   """hicmae-prepare: python -m hicmae_jax.data.prepare."""
-  from hicmae_jax.data import prepare as binary
+  from hicmae_jax.data.prepare import command as binary
   _argv(binary.main)
 
 
 def verify() -> None:
   """hicmae-verify: python -m hicmae_jax.data.verify."""
-  from hicmae_jax.data import verify as binary
+  from hicmae_jax.data.format import verify as binary
   _argv(binary.main)
 
 
 def synthetic() -> None:
   """hicmae-synthetic: python -m hicmae_jax.data.synthetic."""
-  from hicmae_jax.data import synthetic as binary
+  from hicmae_jax.data.prepare import synthetic as binary
   _argv(binary.main)
 
 
 def tfds_build() -> None:
   """hicmae-tfds-build: python -m hicmae_jax.data.tfds_builders."""
-  from hicmae_jax.data import tfds_builders
+  from hicmae_jax.data.prepare import tfds_builders
   _argv(tfds_builders.main)
 
 
 def pipeline_benchmark() -> None:
   """hicmae-pipeline-benchmark: python -m hicmae_jax.data.pipeline_benchmark."""
-  from hicmae_jax.data import pipeline_benchmark as binary
+  from hicmae_jax.data.pipeline import pipeline_benchmark as binary
   _absl(binary)
 
 

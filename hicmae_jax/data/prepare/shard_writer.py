@@ -20,8 +20,9 @@ from typing import Callable, Sequence
 from array_record.python import array_record_data_source
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from hicmae_jax.data import clip_loader, integrity, schema, video_io
-from hicmae_jax.data.split_file import Skipped, SplitEntry
+from hicmae_jax.data.format import integrity, schema
+from hicmae_jax.data.prepare import clip_loader, video_io
+from hicmae_jax.data.prepare.split_file import Skipped, SplitEntry
 
 SKIPPED_FILENAME = "skipped.txt"
 PROGRESS_DIRNAME = ".prepare"

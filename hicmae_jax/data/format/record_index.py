@@ -12,7 +12,7 @@ from typing import Sequence
 
 import msgpack
 
-from hicmae_jax.data import schema, split_reader
+from hicmae_jax.data.format import schema, split_reader
 
 
 def _fields_of(record: bytes, names: Sequence[str]) -> dict[str, object]:

@@ -3,7 +3,7 @@
   python -m hicmae_jax.data.prepare --split_file=split01/train.csv --output_dir=data/crema_d \
       --split=train --dataset=crema_d [--root=/data/CREMA-D] [--num_workers=16]
 
-Input: the original's split format (data/split_file.py), one clip per line, space-separated:
+Input: the original's split format (data/prepare/split_file.py), one clip per line, space-separated:
   `<frames_dir_or_video> <audio_wav> <label>`      classification (int class index)
   `<frames_dir_or_video> <audio_wav> <t1> <t2> ..` regression (floats)
   `<video> [<audio_wav>]` or `<video> 0`          unlabeled (--label_type=none; VoxCeleb2 lists)
@@ -16,14 +16,14 @@ not written, with its line number and the reason), and `dataset_info.json`, writ
 records every shard's byte size and SHA-256, so readers catch a truncated copy at start-up and
 `python -m hicmae_jax.data.verify --split_dir=<output_dir>/<split>` checks a copy completely.
 Frames folders keep their source JPEG/PNG bytes (so decoded pixels equal the original's);
-videos are decoded and each frame stored as JPEG (data/clip_loader.py). Audio is stored as
+videos are decoded and each frame stored as JPEG (data/prepare/clip_loader.py). Audio is stored as
 16 kHz mono int16.
 
-Resuming (data/shard_writer.py): every shard is written to `<name>.tmp` and renamed when
+Resuming (data/prepare/shard_writer.py): every shard is written to `<name>.tmp` and renamed when
 complete, with a small progress file in `.prepare/`; a re-run keeps every shard whose file,
 progress file, fingerprint, byte size and read-back record count agree, and redoes the rest,
 so an interrupted run can simply be started again, and a deleted (e.g. damaged) shard is
-written anew. Shards are written in parallel by data/worker_pool.py. The output folder is
+written anew. Shards are written in parallel by data/prepare/worker_pool.py. The output folder is
 local: prepare there and copy the split to a bucket (BUILD.md, "Data on a bucket").
 
 This module holds the steps of one split (labels from the dataset preset, options checked,
@@ -42,16 +42,9 @@ from typing import Callable, Sequence
 from absl import flags
 
 from hicmae_jax import cli, faces, paths
-from hicmae_jax.data import (
-  clip_loader,
-  datasets,
-  schema,
-  shard_writer,
-  split_reader,
-  video_io,
-  worker_pool,
-)
-from hicmae_jax.data.split_file import (
+from hicmae_jax.data.format import datasets, schema, split_reader
+from hicmae_jax.data.prepare import clip_loader, shard_writer, video_io, worker_pool
+from hicmae_jax.data.prepare.split_file import (
   LABEL_TYPES,
   PrepareError,
   Skipped,

@@ -16,7 +16,8 @@ from typing import Callable
 import grain
 import numpy as np
 
-from hicmae_jax.data import batching, records, schema
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import batching, records
 
 
 def _timed(totals: dict[str, float] | None, name: str, fn: Callable, *args):

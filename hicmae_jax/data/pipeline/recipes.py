@@ -6,7 +6,7 @@ A recipe turns one decoded record into its examples:
     examples = recipe.examples(decoded, rng, index)
 
 `examples` runs `recipe.view_stages()`, named per-view stages ("augment", "fbank"[, "mask"]), on
-each view in order; the grain pipelines (`pipeline.py`) and the stage timer
+each view in order; the grain pipelines (`factories.py`) and the stage timer
 (`stage_timing.py`) both run exactly these. `batch_transform` (Mixup/CutMix) runs on a
 finished batch; `check_batch` checks a batch as it leaves the pipeline.
 """
@@ -19,8 +19,9 @@ from typing import Callable
 import numpy as np
 
 from hicmae_jax import mask_counts
-from hicmae_jax.data import mixing, schema, stages
-from hicmae_jax.data.options import (
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline import stages
+from hicmae_jax.data.pipeline.options import (
   AudioOptions,
   AugmentOptions,
   EvalOptions,
@@ -28,6 +29,7 @@ from hicmae_jax.data.options import (
   MaskOptions,
   VideoOptions,
 )
+from hicmae_jax.data.transforms import mixing
 
 # (decoded, view, rng) -> fields of the view's example
 StageFn = Callable[["Decoded", stages.View, np.random.Generator], dict]

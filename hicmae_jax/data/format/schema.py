@@ -35,7 +35,7 @@ import msgpack
 import numpy as np
 
 from hicmae_jax import paths
-from hicmae_jax.data import integrity
+from hicmae_jax.data.format import integrity
 
 SCHEMA_VERSION = 1
 AUDIO_SAMPLE_RATE = 16000

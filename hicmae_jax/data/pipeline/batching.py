@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import grain
 import numpy as np
 
-from hicmae_jax.data.options import LoaderOptions
-from hicmae_jax.data.records import TAG_BATCH
+from hicmae_jax.data.pipeline.options import LoaderOptions
+from hicmae_jax.data.pipeline.records import TAG_BATCH
 
 
 class TooManySkippedRecords(RuntimeError):

@@ -11,9 +11,10 @@ import os
 import numpy as np
 
 from hicmae_jax import faces
-from hicmae_jax.data import schema, video_io
-from hicmae_jax.data.split_file import SplitEntry
-from hicmae_jax.data.video_io import ClipError, read_frames_dir, read_video
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.prepare import video_io
+from hicmae_jax.data.prepare.split_file import SplitEntry
+from hicmae_jax.data.prepare.video_io import ClipError, read_frames_dir, read_video
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,9 @@ MAX_AV_MISMATCH_SECONDS = 0.25
 
 def read_audio(entry: SplitEntry, video_is_file: bool) -> np.ndarray:
   """The clip's audio as 16 kHz mono int16 [N], from its wav or else its video's track."""
-  # Imported here, not at the top: scipy and soundfile take seconds to import, and parsing or
-  # planning a split needs neither (prepare's mp_context imports it once before forking).
-  from hicmae_jax.data import audio as audio_lib
+  # Imported here, not at the top: soundfile takes a while to import, and parsing or planning
+  # a split needs none of it (prepare's mp_context imports it once before forking).
+  from hicmae_jax.data.prepare import audio_io as audio_lib
   sr = schema.AUDIO_SAMPLE_RATE
   try:
     if entry.audio:
@@ -154,3 +155,55 @@ def check_face_none(clip: schema.Clip, source: str):
   if warning:
     log.warning("%s", warning)
   return decision
+
+
+def raw_clip(*, video: str = "", frames_dir: str = "", wav: str = "", label: int = -1,
+             clip_id: str = "", face=None, face_mode: str = "") -> schema.Clip:
+  """One clip from raw files: a video file (its own audio track unless `wav` is given) or a
+  frames folder with a wav. Read by prepare's own reader (`load_clip_with_report`), so exactly
+  as `prepare` reads it (face, face_mode: as raw_clip_with_face)."""
+  return raw_clip_with_face(video=video, frames_dir=frames_dir, wav=wav, label=label,
+                            clip_id=clip_id, face=face, face_mode=face_mode)[0]
+
+
+def raw_clip_with_face(*, video: str = "", frames_dir: str = "", wav: str = "",
+                       label: int = -1, clip_id: str = "", face=None, face_mode: str = ""
+                       ) -> tuple[schema.Clip, dict | None]:
+  """raw_clip and the --face record {mode, choice, reason, ..., face: the face step's report}
+  (None without face options and mode). face: faces.FaceOptions; face_mode: the --face value
+  ("auto": aligned only when the sampled frames are not face crops, faces/auto.py; "none":
+  kept, with a warning when they are not face crops; "dlib" or "": as `face` says)."""
+  if bool(video) == bool(frames_dir):
+    raise ValueError("give exactly one of --video (a video file) or --frames_dir (a folder of "
+                     "frames, with --wav)")
+  source = video or frames_dir
+  if video and not os.path.isfile(video):
+    raise FileNotFoundError(f"--video {video!r} not found (a video file, e.g. .mp4)")
+  if frames_dir and not os.path.isdir(frames_dir):
+    raise FileNotFoundError(f"--frames_dir {frames_dir!r} not found (a folder of .jpg/.png "
+                            f"frames)")
+  if frames_dir and not wav:
+    raise ValueError(f"--frames_dir {frames_dir!r} needs --wav: a frames folder has no audio")
+  if wav and not os.path.isfile(wav):
+    raise FileNotFoundError(f"--wav {wav!r} not found")
+  stem = os.path.basename(os.path.normpath(source))
+  if video:
+    stem = os.path.splitext(stem)[0]
+  entry = SplitEntry(line_no=0, video=source, audio=wav, label=label, clip_id=clip_id or stem)
+  try:
+    clip, report = load_clip_with_report(
+        entry, face=face, face_auto=face is not None and face_mode == "auto")
+  except ClipError as e:
+    raise ValueError(str(e)) from None
+  report = dict(report or {})
+  choice = report.pop("auto", None)
+  if choice is None and face_mode == "none":
+    decision = check_face_none(clip, source)
+    choice = decision.to_dict() if decision is not None else None
+  if choice is None and (face is not None or face_mode):
+    choice = {"choice": "align" if face is not None else "as_is",
+              "reason": f"--face={face_mode or face.detector}"}
+  if choice is None:
+    return clip, None
+  return clip, {"mode": face_mode or ("dlib" if face is not None else "none"), **choice,
+                "face": report or None}

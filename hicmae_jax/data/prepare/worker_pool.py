@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from hicmae_jax.data import shard_writer
-from hicmae_jax.data.shard_writer import ShardResult, ShardTask
+from hicmae_jax.data.prepare import shard_writer
+from hicmae_jax.data.prepare.shard_writer import ShardResult, ShardTask
 
 _WORKER_COUNTER = None
 
@@ -72,7 +72,7 @@ def mp_context():
     # Imported here, only when forking: once in the parent, inherited by every worker.
     from PIL import Image  # noqa: F401
 
-    from hicmae_jax.data import audio  # noqa: F401
+    from hicmae_jax.data.prepare import audio_io  # noqa: F401
     return multiprocessing.get_context("fork")
   return multiprocessing.get_context("spawn")
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hicmae_jax.data import schema
-from hicmae_jax.data.audio import FBANK_MEAN, FBANK_STD
-from hicmae_jax.data.rand_augment import parse_rand_augment
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.transforms.fbank import FBANK_MEAN, FBANK_STD
+from hicmae_jax.data.transforms.rand_augment import parse_rand_augment
 from hicmae_jax.mask_counts import check_ratio
 from hicmae_jax.pixels import IMAGENET_MEAN, IMAGENET_STD
 

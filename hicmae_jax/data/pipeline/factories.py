@@ -5,6 +5,8 @@ Each `make_*_dataset` takes a few frozen option objects (`options.py`) and retur
 config:
 
     ds = train_dataset_from_config(config, split_dir, batch_size=40, seed=0)
+    # or a split opened once and handed down (the trainer does):
+    ds = train_dataset_from_config(config, split_reader.open_split(split_dir), ...)
     it = iter(ds)                 # a grain DatasetIterator: get_state()/set_state(), close()
     batch = next(it)              # {"video": f32[B,T,H,W,3], "audio": f32[B,256,128], ...}
     it.stats                      # {"records": ..., "skipped": ..., "batches": ...}
@@ -34,9 +36,10 @@ import logging
 import grain
 import numpy as np
 
-from hicmae_jax.data import recipes, records, schema, split_reader
-from hicmae_jax.data.batching import GroupBatchIterDataset, PipelineDataset
-from hicmae_jax.data.options import (
+from hicmae_jax.data.format import schema, split_reader
+from hicmae_jax.data.pipeline import recipes, records
+from hicmae_jax.data.pipeline.batching import GroupBatchIterDataset, PipelineDataset
+from hicmae_jax.data.pipeline.options import (
   AudioOptions,
   AugmentOptions,
   EvalOptions,
@@ -130,18 +133,18 @@ def _assemble(groups: grain.MapDataset, recipe: recipes.Recipe, paths: list[str]
                          num_records=num_records, num_batches=num_batches, loader=loader)
 
 
-def _train_dataset(split_dir: str, recipe: recipes.Recipe, *, batch_size: int, seed: int,
-                   loader: LoaderOptions) -> PipelineDataset:
-  """A repeating training pipeline over `split_dir`; see records.BatchSlices.
+def _train_dataset(split: split_reader.Split, recipe: recipes.Recipe, *, batch_size: int,
+                   seed: int, loader: LoaderOptions) -> PipelineDataset:
+  """A repeating training pipeline over `split`; see records.BatchSlices.
 
   loader.shard_index/shard_count: which block of `shard_count` equal blocks of global-batch
   rows this process fills (train.py derives it from the mesh; default: jax's process
   index/count)."""
-  _, paths = split_reader.read_split(split_dir)
+  paths = split.paths
   p, c = records.process_slice(loader.shard_index, loader.shard_count)
   total = records.count_records(paths)
   if total < c:
-    raise ValueError(f"{split_dir!r} has {total} records, fewer than the {c} processes")
+    raise ValueError(f"{split.directory!r} has {total} records, fewer than the {c} processes")
   per_record = recipe.examples_per_record
   if batch_size % per_record:
     if c > 1:
@@ -187,9 +190,9 @@ def _fixed_crop_done_at_prepare(info: schema.DatasetInfo, augment: AugmentOption
   return augment
 
 
-def make_pretrain_dataset(split_dir: str, *, batch_size: int, seed: int, video: VideoOptions,
-                          audio: AudioOptions, augment: AugmentOptions, masks: MaskOptions,
-                          loader: LoaderOptions) -> PipelineDataset:
+def make_pretrain_dataset(split: str | split_reader.Split, *, batch_size: int, seed: int,
+                          video: VideoOptions, audio: AudioOptions, augment: AugmentOptions,
+                          masks: MaskOptions, loader: LoaderOptions) -> PipelineDataset:
   """Pre-training batches: video uint8 [B, T, S, S, 3] (with augment.resize_on_device the
   unresized crop at the top left, and video_crop_size int32 [B, 2]: `pixels.batch_video`),
   audio f32 [B, audio_frames, mel] (+ mask_video bool [B, (T/tubelet)(S/patch)^2],
@@ -202,14 +205,16 @@ def make_pretrain_dataset(split_dir: str, *, batch_size: int, seed: int, video: 
   multi-scale crop resized to input_size; no flip; normalisation on the device. Audio: the
   clip's frame span (AudioOptions.span); waveform augmentation; fbank. augment.num_repeats
   clips are drawn from each decoded record (repeated sampling: they follow each other in the
-  stream).
+  stream). split: a folder, or the Split the caller opened already (its DatasetInfo is not
+  read again).
   """
-  augment = _fixed_crop_done_at_prepare(schema.DatasetInfo.load(split_dir), augment)
+  split = split_reader.open_split(split)
+  augment = _fixed_crop_done_at_prepare(split.info, augment)
   recipe = recipes.PretrainRecipe(video, audio, augment, masks)
-  return _train_dataset(split_dir, recipe, batch_size=batch_size, seed=seed, loader=loader)
+  return _train_dataset(split, recipe, batch_size=batch_size, seed=seed, loader=loader)
 
 
-def make_finetune_train_dataset(split_dir: str, *, batch_size: int, seed: int,
+def make_finetune_train_dataset(split: str | split_reader.Split, *, batch_size: int, seed: int,
                                 video: VideoOptions, audio: AudioOptions,
                                 augment: AugmentOptions, labels: LabelOptions,
                                 loader: LoaderOptions) -> PipelineDataset:
@@ -222,16 +227,17 @@ def make_finetune_train_dataset(split_dir: str, *, batch_size: int, seed: int,
   every frame), normalisation, one random resized crop for the clip, horizontal flip, random
   erasing (one region for all frames, timm 'pixel' mode); waveform augmentation. The task is
   labels.task or 'regression' when the split has targets; num_classes 0 = the split's count.
-  Set mixup_alpha = cutmix_alpha = 0 for smoothing only.
+  Set mixup_alpha = cutmix_alpha = 0 for smoothing only. split: as make_pretrain_dataset's.
   """
-  info = schema.DatasetInfo.load(split_dir)
-  recipe = recipes.FinetuneRecipe.for_split(info, split_dir, video, audio, augment, labels)
-  return _train_dataset(split_dir, recipe, batch_size=batch_size, seed=seed, loader=loader)
+  split = split_reader.open_split(split)
+  recipe = recipes.FinetuneRecipe.for_split(split.info, split.directory, video, audio, augment,
+                                            labels)
+  return _train_dataset(split, recipe, batch_size=batch_size, seed=seed, loader=loader)
 
 
-def make_eval_dataset(split_dir: str, *, batch_size: int, seed: int, video: VideoOptions,
-                      audio: AudioOptions, views: EvalOptions, labels: LabelOptions,
-                      loader: LoaderOptions) -> PipelineDataset:
+def make_eval_dataset(split: str | split_reader.Split, *, batch_size: int, seed: int,
+                      video: VideoOptions, audio: AudioOptions, views: EvalOptions,
+                      labels: LabelOptions, loader: LoaderOptions) -> PipelineDataset:
   """Eval batches, one finite pass: video, audio, label i32 [B] (+ targets f32 [B, K] for
   regression), clip_index i32 [B] (record index in the split), view_index i32 [B],
   valid bool [B].
@@ -246,7 +252,8 @@ def make_eval_dataset(split_dir: str, *, batch_size: int, seed: int, video: Vide
   (`num_batches`); padding and bad records come as rows with valid=False, clip_index=-1,
   view_index=-1.
   """
-  info, paths = split_reader.read_split(split_dir)
+  split = split_reader.open_split(split)
+  info, paths = split.info, split.paths
   p, c = records.process_slice(loader.shard_index, loader.shard_count)
   total = records.count_records(paths)
   local = np.arange(total)[p::c]
@@ -268,19 +275,21 @@ def make_eval_dataset(split_dir: str, *, batch_size: int, seed: int, video: Vide
 # From a config: the options built once, then the pipeline.
 # ----------------------------------------------------------------------------------------------
 
-def train_dataset_from_config(config, split_dir: str, *, batch_size: int, seed: int,
+def train_dataset_from_config(config, split: str | split_reader.Split, *, batch_size: int,
+                              seed: int,
                               shard: tuple[int | None, int | None] = (None, None),
                               ) -> PipelineDataset:
-  """The training pipeline of config.kind (pre-training, else fine-tuning) over split_dir;
-  shard = (block, count) of global-batch rows this process fills (default: jax's)."""
+  """The training pipeline of config.kind (pre-training, else fine-tuning) over `split` (a
+  folder or an opened Split); shard = (block, count) of global-batch rows this process fills
+  (default: jax's)."""
   video, audio = VideoOptions.from_config(config), AudioOptions.from_config(config)
   augment = AugmentOptions.from_config(config)
   loader = LoaderOptions.from_config(config, shard_index=shard[0], shard_count=shard[1])
   if config.kind == "pretrain":
-    return make_pretrain_dataset(split_dir, batch_size=batch_size, seed=seed, video=video,
+    return make_pretrain_dataset(split, batch_size=batch_size, seed=seed, video=video,
                                  audio=audio, augment=augment,
                                  masks=MaskOptions.from_config(config), loader=loader)
-  return make_finetune_train_dataset(split_dir, batch_size=batch_size, seed=seed, video=video,
+  return make_finetune_train_dataset(split, batch_size=batch_size, seed=seed, video=video,
                                      audio=audio, augment=augment,
                                      labels=LabelOptions.from_config(config), loader=loader)
 

@@ -15,7 +15,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from hicmae_jax.data import integrity
+from hicmae_jax.data.format import integrity
 
 TAG_SHUFFLE, TAG_EXAMPLE, TAG_BATCH, TAG_EVAL = 11, 23, 37, 41
 

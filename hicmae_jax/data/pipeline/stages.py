@@ -11,8 +11,8 @@
     labels   a clip's label (and regression targets)
 
 `recipes.py` composes them into pre-training, fine-tuning and evaluation; the grain pipelines
-and the stage timer run those recipes, and `representations.features.clip_views` composes
-the evaluation stages per window. A random stage takes the example's np.random.Generator and
+and the stage timer run those recipes, and `data/pipeline/windows.clip_views` composes the
+evaluation stages per window. A random stage takes the example's np.random.Generator and
 draws from it in a fixed order, so an example is a pure function of (seed, position).
 """
 from __future__ import annotations
@@ -23,25 +23,29 @@ from typing import Mapping
 
 import numpy as np
 
-from hicmae_jax.data import audio as audio_lib, frames, masks, sampling, schema, video_augment
-from hicmae_jax.data.options import (
+from hicmae_jax.data.format import schema
+from hicmae_jax.data.pipeline.options import (
   AudioOptions,
   AugmentOptions,
   EvalOptions,
   MaskOptions,
   VideoOptions,
 )
-from hicmae_jax.data.rand_augment import rand_augment
+from hicmae_jax.data.transforms import fbank as audio_lib, frames, masks, sampling, video_augment
+from hicmae_jax.data.transforms.rand_augment import rand_augment
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class View:
-  """One model input's frames: frame_ids int64 [num_frames] (stored frame indices) and the
-  frame span (f0, f1) its audio is cut to."""
+  """One model input's frames: frame_ids int64 [num_frames] (stored frame indices), the
+  frame span (f0, f1) its audio is cut to and, for one window of a longer clip
+  (`data/pipeline/windows.py`), the stored frames [start, end) it was cut from (None for the
+  samplers' views)."""
   frame_ids: np.ndarray
   span: tuple[int, int]
+  window: tuple[int, int] | None = None
 
 
 # ------------------------------------------------------------------------------------ sample --

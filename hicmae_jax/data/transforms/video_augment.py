@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from hicmae_jax.data.frames import RESAMPLE
+from hicmae_jax.data.transforms.frames import RESAMPLE
 
 
 def fixed_crop(frames: np.ndarray, crop: tuple[int, int, int, int] | None) -> np.ndarray:

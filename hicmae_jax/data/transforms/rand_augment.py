@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from hicmae_jax.data.frames import RESAMPLE
+from hicmae_jax.data.transforms.frames import RESAMPLE
 
 _MAX_LEVEL = 10.0
 RAND_INCREASING_OPS = (
