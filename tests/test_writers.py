@@ -6,10 +6,14 @@ import textwrap
 
 import numpy as np
 import pytest
+
+# Before clu.metric_writers: importing writers installs the shim that lets it load without
+# TensorFlow (this file must collect on its own, not only after another test imported it).
+from hicmae_jax import writers
+
+# isort: split
 from clu import metric_writers  # noqa: E402
 from tensorboardX.proto import plugin_hparams_pb2  # noqa: E402
-
-from hicmae_jax import writers  # first: installs the shim before clu.metric_writers loads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
