@@ -238,3 +238,24 @@ def test_feature_export_raw_clip_records_the_choice(videos):
   assert (clip.height, clip.width) == (160, 160) and choice["choice"] == "as_is"
   assert choice["face"] is None
   assert clip_loader.raw_clip_with_face(video=videos["crop"])[1] is None  # library default
+
+
+def test_auto_looks_with_hog_and_aligns_with_the_cnn(monkeypatch, videos):
+  """auto's rule was measured with HOG boxes, so its look at frames uses HOG; the face step it
+  then runs is dlib's CNN (run by JAX) on key frames, which finds faces HOG misses."""
+  from absl import flags
+
+  from hicmae_jax import faces
+  from hicmae_jax.data.prepare import clip_loader
+  from hicmae_jax.faces import options
+  values = flags.FlagValues()
+  options.define_flags(values)
+  values(["prog"])
+  assert values.face == options.AUTO
+  assert options.from_flags(values).detector == options.AUTO_DETECTOR == "dlib_cnn"
+  used = []
+  real = faces.get_aligner
+  monkeypatch.setattr(faces, "get_aligner",
+                      lambda face: used.append(face.detector) or real(face))
+  clip_loader._inspect_detect(options.from_flags(values))
+  assert used == [options.INSPECT_DETECTOR] == ["dlib"]

@@ -224,12 +224,12 @@ def test_cnn_finds_the_squeezed_face_that_hog_misses():
   dlib's CNN on key frames in every one."""
   frames, truth = talking("biden", 16, (40, 80, 140), face_px=100, squeeze=0.6)
   hog = faces.FaceAligner(faces.FaceOptions(face_size=48, min_face_fraction=0.0))(frames)
-  cnn = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn", face_size=48,
+  cnn = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn_reference", face_size=48,
                                             keyframe_interval=8))(frames)
   assert hog.report.detection_rate < 0.25
   assert cnn.report.detection_rate >= 0.9 and cnn.report.detector_frames <= 4
   assert np.abs(box_centres(cnn)[cnn.has_face] - truth[cnn.has_face]).max() < 20
-  assert step_lib.KEYFRAME_DEFAULTS["dlib_cnn"] > 1
+  assert step_lib.KEYFRAME_DEFAULTS["dlib_cnn_reference"] > 1
 
 
 @pytest.mark.slow

@@ -110,13 +110,13 @@ def test_batch_and_threshold():
 
 def test_back_end_in_the_face_step():
   frames, truth = talking("biden", 12, (40, 80, 140), face_px=100, squeeze=0.6)
-  result = faces.FaceAligner(faces.FaceOptions(detector="mmod_jax", face_size=48,
+  result = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn", face_size=48,
                                                keyframe_interval=6))(frames)
   assert result.report.detection_rate >= 0.9 and result.report.detector_frames <= 6
   centres = (result.track.boxes[:, :2] + result.track.boxes[:, 2:]) / 2
   assert np.abs(centres[result.has_face] - truth[result.has_face]).max() < 20
   with pytest.raises(ValueError, match="upsample must be 0, 1 or 2"):
-    detector_lib.make_detector("mmod_jax", upsample=3)
+    detector_lib.make_detector("dlib_cnn", upsample=3)
 
 
 def test_upsample_as_dlib():
@@ -127,7 +127,7 @@ def test_upsample_as_dlib():
     (mine,) = net.detect(frame[None], upsample=1)
     _assert_same(mine, _dlib(frame, 1))
     assert len(mine[0]) == 1
-    boxes, scores = detector_lib.make_detector("mmod_jax", upsample=1).detect(frame)
+    boxes, scores = detector_lib.make_detector("dlib_cnn", upsample=1).detect(frame)
     _assert_same((boxes, scores), mine)  # 200x160: a multiple of 40, not padded
 
 
@@ -136,7 +136,7 @@ def test_padding_keeps_boxes_in_place():
   padded = mmod_jax.pad_to_step(frame[None], mmod_weights.read(_path()).mean_rgb, 40)
   assert padded.shape[1:3] == (240, 320)
   np.testing.assert_array_equal(padded[0, :230, :310], frame)
-  boxes, _ = detector_lib.make_detector("mmod_jax").detect(frame)
+  boxes, _ = detector_lib.make_detector("dlib_cnn").detect(frame)
   ref, _ = _dlib(frame)
   assert len(boxes) == len(ref) == 1
   assert track_lib.iou(boxes[0], ref.astype(float))[0] > 0.8
@@ -147,8 +147,8 @@ def test_face_step_like_dlib_cnn():
   where the whole frame was searched, near ones where a region was (padded for mmod_jax)."""
   frames, _ = talking("obama", 12, (90, 60, 40), face_px=90, covered=(5, 6))
   opts = dict(face_size=48, keyframe_interval=6, min_face_fraction=0.0)
-  ref = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn", **opts))(frames)
-  got = faces.FaceAligner(faces.FaceOptions(detector="mmod_jax", **opts))(frames)
+  ref = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn_reference", **opts))(frames)
+  got = faces.FaceAligner(faces.FaceOptions(detector="dlib_cnn", **opts))(frames)
   np.testing.assert_array_equal(got.has_face, ref.has_face)
   assert got.report.detected_frames == ref.report.detected_frames
   np.testing.assert_array_equal(got.track.boxes[0], ref.track.boxes[0])  # a whole-frame run

@@ -8,8 +8,9 @@ face-recognition-models); the stand-in for the OpenFace 2.2 step of the original
   result.report                       # detection rate, held frames, mean score, skip reason
 
 Modules: options (settings and flags), detector (interface + registry), dlib_detector (dlib's
-HOG back end), dlib_cnn (dlib's MMOD CNN back end), mmod_weights (that CNN's .dat read without
-dlib), mmod_jax (the CNN and its detection in JAX), mmod_detector (the mmod_jax back end),
+HOG back end), dlib_cnn (dlib's own MMOD CNN: the dlib_cnn_reference back end), mmod_weights
+(that CNN's .dat read without dlib), mmod_jax (the CNN and its detection in JAX), mmod_detector
+(the dlib_cnn back end),
 shots (hard cuts), keyframes (a slow detector on key frames, faces followed between), tracks
 (every face within its shot), select (the face a shot is about), track (the clip's per-frame
 track), align (template, Umeyama fit, smoothing, warp), step (the whole step), report,

@@ -40,8 +40,9 @@ class FaceDetector(Protocol):
 
 _FACTORIES: dict[str, Callable[..., FaceDetector]] = {}
 # The back ends shipped here, imported when first asked for (dlib loads in ~1 s).
-_BUILT_IN = {"dlib": "hicmae_jax.faces.dlib_detector", "dlib_cnn": "hicmae_jax.faces.dlib_cnn",
-             "mmod_jax": "hicmae_jax.faces.mmod_detector"}
+_BUILT_IN = {"dlib": "hicmae_jax.faces.dlib_detector",
+             "dlib_cnn": "hicmae_jax.faces.mmod_detector",
+             "dlib_cnn_reference": "hicmae_jax.faces.dlib_cnn"}
 
 
 def register(name: str, factory: Callable[..., FaceDetector]) -> None:

@@ -38,4 +38,4 @@ class DlibCnnDetector(dlib_detector.DlibDetector):
     return boxes, np.array([d.confidence for d in found], np.float64).reshape(-1)
 
 
-detector_lib.register("dlib_cnn", DlibCnnDetector)
+detector_lib.register("dlib_cnn_reference", DlibCnnDetector)

@@ -1,7 +1,7 @@
-"""`--face=mmod_jax`: dlib's MMOD CNN face detector (the weights of the installed
+"""`--face=dlib_cnn`: dlib's MMOD CNN face detector (the weights of the installed
 `mmod_human_face_detector.dat`) run by JAX (mmod_jax.py), with dlib's shape predictors for the
-landmarks. Same boxes and confidences as `--face=dlib_cnn` (tests/test_mmod_jax.py) at ~1/4
-of its CPU time on this machine at 640x360 (README "Throughput per detector").
+landmarks. Same boxes and confidences as `--face=dlib_cnn_reference` (tests/test_mmod_jax.py)
+at ~1/8 of its CPU time on this machine at 640x360 (README "Throughput per detector").
 
 Frames are compiled for once per size (the first call at a size takes a few seconds, then is
 cached). So that the key-frame schedule's region checks (crops of many sizes) share a few
@@ -29,7 +29,7 @@ class MmodJaxDetector(dlib_detector.DlibDetector):
 
   def __init__(self, landmarks: int = 5, upsample: int = 0):
     if not 0 <= upsample <= 2:
-      raise ValueError(f"--face=mmod_jax upsample must be 0, 1 or 2, got {upsample}")
+      raise ValueError(f"--face=dlib_cnn upsample must be 0, 1 or 2, got {upsample}")
     self.net = mmod_jax.load(dlib_detector.package_file(MODEL_FILE))
     super().__init__(landmarks, upsample, detector=self.net)
 
@@ -46,4 +46,4 @@ class MmodJaxDetector(dlib_detector.DlibDetector):
     return [(b.astype(np.float64), s) for b, s in found]
 
 
-detector_lib.register("mmod_jax", MmodJaxDetector)
+detector_lib.register("dlib_cnn", MmodJaxDetector)

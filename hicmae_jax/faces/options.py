@@ -9,15 +9,19 @@ from absl import flags
 
 from hicmae_jax.faces.select import SELECT_RULES
 
-DETECTORS = ("none", "dlib", "dlib_cnn", "mmod_jax")
+DETECTORS = ("none", "dlib", "dlib_cnn_reference", "dlib_cnn")
 # --face: "auto" looks at a few frames and runs the face step only when they are not face crops
 # already (faces/auto.py), with AUTO_DETECTOR and the other face flags.
-AUTO, AUTO_DETECTOR = "auto", "dlib"
+AUTO, AUTO_DETECTOR = "auto", "dlib_cnn"
+# The detector auto's look at sampled frames uses: its rule's thresholds were measured with HOG
+# (faces/auto.py), whatever detector then aligns.
+INSPECT_DETECTOR = "dlib"
 FACE_CHOICES = (AUTO,) + DETECTORS
 FACE_HELP = ("auto (default): a video whose sampled frames are face crops already is used as "
              "it is, any other is aligned (frames folders: as they are); none: the frames as "
-             "they are (a warning when they are not face crops); dlib (HOG), dlib_cnn (dlib's CNN "
-             "on key frames) or mmod_jax (the same CNN run by JAX, ~8x cheaper, on key frames): "
+             "they are (a warning when they are not face crops); dlib (HOG), dlib_cnn (dlib's MMOD "
+             "CNN run by JAX, on key frames) or dlib_cnn_reference (the same CNN run by dlib, "
+             "~8x dearer, for comparison): "
              "detect, track and align every clip")
 LANDMARK_COUNTS = (5, 68)
 SMOOTHING_METHODS = ("centred", "ema", "none")
@@ -28,9 +32,10 @@ class FaceOptions:
   """How raw frames become aligned face crops (see hicmae_jax/faces/__init__.py).
 
   detector: "dlib" (HOG frontal face detector + shape predictor from the
-    face-recognition-models package), "dlib_cnn" (dlib's MMOD CNN detector from the same
-    package, on key frames, faces followed between them: keyframes.py) or "mmod_jax" (that
-    CNN's weights run by JAX, same detections, ~1/8 of the CPU time: mmod_detector.py). landmarks: 5
+    face-recognition-models package), "dlib_cnn" (dlib's MMOD CNN face detector from the same
+    package, its weights run by JAX: mmod_detector.py; on key frames, faces followed between
+    them: keyframes.py) or "dlib_cnn_reference" (the same CNN run by dlib itself: same
+    detections at ~8x the CPU time, for comparison). landmarks: 5
     (default; dlib's own 5-point model) or 68 (the iBUG 300-W model, whose training data
     forbid commercial use).
   face_size: side of the square crop in pixels. face_scale: size of the face in the crop,
@@ -53,7 +58,7 @@ class FaceOptions:
     placed between them (shots.py); tracks never cross a cut. Above 1: no cuts.
   keyframe_interval: frames between two runs of the detector, faces followed between them
     (keyframes.py); 0: the detector's default (dlib: 1, every frame; dlib_cnn,
-    mmod_jax: see step.KEYFRAME_DEFAULTS).
+    dlib_cnn_reference: see step.KEYFRAME_DEFAULTS).
   """
   detector: str = "dlib"
   landmarks: int = 5

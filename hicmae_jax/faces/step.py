@@ -3,8 +3,8 @@ frames have a face, and a per-clip report. One function for every caller (prepar
 export, predictions).
 
 1. Shots: hard cuts from colour histograms (shots.py).
-2. Detections: per frame, on a copy shrunk to detect_max_side; or, with key frames (dlib_cnn's
-   and mmod_jax's default), on key frames with the faces followed between them (keyframes.py).
+2. Detections: per frame, on a copy shrunk to detect_max_side; or, with key frames (the CNN
+   back ends' default), on key frames with the faces followed between them (keyframes.py).
 3. Tracks: every face followed through its shot, short misses held (tracks.py); never across
    a cut.
 4. The face the shot is about (select.py: face_select).
@@ -39,7 +39,7 @@ from hicmae_jax.faces.report import FaceReport
 
 # Frames between detector runs when keyframe_interval is 0 (chosen by tools/benchmark_faces:
 # README "Faces in the wild").
-KEYFRAME_DEFAULTS = {"dlib": 1, "dlib_cnn": 60, "mmod_jax": 30}
+KEYFRAME_DEFAULTS = {"dlib": 1, "dlib_cnn_reference": 60, "dlib_cnn": 30}
 PAD_COLOUR = (124, 116, 104)  # ImageNet mean (0.485, 0.456, 0.406) x 255, rounded
 
 

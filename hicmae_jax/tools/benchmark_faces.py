@@ -1,7 +1,7 @@
 r"""Face detectors side by side on in-the-wild-like test videos: dlib's HOG on every frame,
 dlib's CNN (MMOD) on every frame, and the CNN on key frames with the faces followed between
-them (--face=dlib_cnn); the same CNN run by JAX (--face=mmod_jax) every frame and on key
-frames, and the time its first call at a frame size takes (compilation). Prints ms per frame
+them (--face=dlib_cnn_reference); the same CNN run by JAX (--face=dlib_cnn) every frame and on
+key frames, and the time its first call at a frame size takes (compilation). Prints ms per frame
 (the whole face step: detection, tracking, landmarks, alignment, warp), in CPU time of this
 process and in wall time (which other jobs on the machine inflate), and how often
 the face was found, with the machine and the date.
@@ -91,7 +91,7 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
   aligner = faces.FaceAligner(options)
   aligner(frames[:2])  # loads the models and warms the caches
   first = None
-  if options.detector == "mmod_jax":  # compiles once per frame and region size: timed apart
+  if options.detector == "dlib_cnn":  # compiles once per frame and region size: timed apart
     c0 = time.process_time()
     aligner(frames)
     first = round(1000 * (time.process_time() - c0) / len(frames), 1)
@@ -114,7 +114,7 @@ def run_one(frames: np.ndarray, visible: np.ndarray | None, options: faces.FaceO
 
 
 def first_call_seconds(clips) -> dict:
-  """Wall and CPU seconds of --face=mmod_jax's first detection at each clip's frame size (the
+  """Wall and CPU seconds of --face=dlib_cnn's first detection at each clip's frame size (the
   compilation; later calls at that size reuse it)."""
   from hicmae_jax.faces import mmod_jax
   from hicmae_jax.faces.dlib_detector import package_file
@@ -144,7 +144,7 @@ def _define_flags(values: flags.FlagValues) -> None:
                       flag_values=values)
   flags.DEFINE_bool("skip_cnn_every_frame", False, "leave out the slowest row (~1-2 s a frame)",
                     flag_values=values)
-  flags.DEFINE_string("cnn", "dlib_cnn,mmod_jax", "CNN back ends to time (--face names)",
+  flags.DEFINE_string("cnn", "dlib_cnn_reference,dlib_cnn", "CNN back ends to time (--face names)",
                       flag_values=values)
 
 
@@ -159,8 +159,8 @@ def _main(args: flags.FlagValues) -> int:
            or [("built", *build_clip(args.photos, args.shot_frames))])
   setups = [("hog every frame", faces.FaceOptions(detector="dlib", min_face_fraction=0.0))]
   for cnn in (v for v in args.cnn.split(",") if v):
-    tag = "cnn" if cnn == "dlib_cnn" else cnn
-    if cnn != "dlib_cnn" or not args.skip_cnn_every_frame:
+    tag = "cnn" if cnn == "dlib_cnn_reference" else cnn
+    if cnn != "dlib_cnn_reference" or not args.skip_cnn_every_frame:
       setups.append((f"{tag} every frame", faces.FaceOptions(
           detector=cnn, keyframe_interval=1, min_face_fraction=0.0)))
     for k in (int(v) for v in args.intervals.split(",") if v):
@@ -168,9 +168,9 @@ def _main(args: flags.FlagValues) -> int:
           detector=cnn, keyframe_interval=k, min_face_fraction=0.0)))
   out = {"host": host_info.describe(), "date": datetime.date.today().isoformat(),
          "cpu_affinity": len(os.sched_getaffinity(0)), "clips": {}}
-  if "mmod_jax" in args.cnn.split(","):
-    out["mmod_jax_first_call_s"] = first_call_seconds(clips)
-    print("mmod_jax first call (compilation) per frame size:", out["mmod_jax_first_call_s"],
+  if "dlib_cnn" in args.cnn.split(","):
+    out["dlib_cnn_first_call_s"] = first_call_seconds(clips)
+    print("dlib_cnn (JAX) first call (compilation) per frame size:", out["dlib_cnn_first_call_s"],
           flush=True)
   for name, frames, visible in clips:
     out["clips"][name] = {"frames": int(len(frames)), "size": list(frames.shape[1:3])}

@@ -5,6 +5,7 @@ predict all read clips through here.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -115,6 +116,13 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
   return clip, report
 
 
+def _inspect_detect(face: faces.FaceOptions):
+  """The detector --face=auto's look at sampled frames uses: INSPECT_DETECTOR, whose boxes its
+  rule was measured with (faces/auto.py), whichever detector `face` then aligns with."""
+  from hicmae_jax.faces import options
+  return faces.get_aligner(dataclasses.replace(face, detector=options.INSPECT_DETECTOR)).detect
+
+
 def _auto_choice(path: str, is_file: bool, face: faces.FaceOptions, fixed_geometry: bool
                  ) -> tuple[faces.FaceOptions | None, np.ndarray | None, float, dict]:
   """--face=auto for one clip -> (the face options to apply, None to keep the frames; the
@@ -123,7 +131,7 @@ def _auto_choice(path: str, is_file: bool, face: faces.FaceOptions, fixed_geomet
   if not is_file:
     return None, None, 0.0, auto.frames_folder().to_dict()
   pixels, fps = video_io.decode_video(path)
-  decision = auto.inspect(pixels, faces.get_aligner(face).detect)
+  decision = auto.inspect(pixels, _inspect_detect(face))
   if decision.choice == auto.AS_IS:
     return None, None, 0.0, decision.to_dict()  # read again as without --face: same bytes
   if fixed_geometry:
@@ -144,7 +152,7 @@ def check_face_none(clip: schema.Clip, source: str):
   detector is installed."""
   from hicmae_jax.faces import auto, options
   try:
-    detect = faces.get_aligner(faces.FaceOptions(detector=options.AUTO_DETECTOR)).detect
+    detect = faces.get_aligner(faces.FaceOptions(detector=options.INSPECT_DETECTOR)).detect
   except (ImportError, OSError) as e:
     log.warning("--face=none: frames not checked for faces (%s)", e)
     return None
