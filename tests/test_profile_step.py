@@ -92,3 +92,27 @@ def test_matmul_layouts_compute_the_same_product(layout):
 def test_matmul_throughput_refuses_an_unknown_layout(capsys):
   assert matmul_throughput.main(["--layouts=nn,xy", "--reps=1"]) == 2
   assert "'xy' is not one of nn, nt, tn" in capsys.readouterr().err
+
+
+def test_standalone_comparison_times_the_traced_dots(tmp_path):
+  """A real trace of a dot followed by tanh (XLA may fuse it) and a plain dot: both found,
+  timed alone with their own shapes and dimension numbers, and grouped by fused work."""
+  compiled, args = _compiled_mlp()
+  jax.block_until_ready(compiled(*args))
+  jax.profiler.start_trace(str(tmp_path))
+  jax.block_until_ready(compiled(*args))
+  jax.profiler.stop_trace()
+  events = profile_step.trace_op_events(str(tmp_path))
+  ops = profile_step.hlo_ops(compiled.as_text())
+  events = [e for e in events if e[0] in ops]
+  kind_of = {e[0]: profile_step.op_kind(e[0], ops[e[0]]) for e in events}
+  matmuls = [e[0] for e in events if kind_of[e[0]] == "matmul"]
+  assert matmuls
+  specs = {s for name in matmuls for s in ops[name]["specs"]}
+  assert {(s[0], s[1]) for s in specs} <= {((64, 96), (96, 128)), ((64, 128), (128, 32))}
+  result = profile_step.standalone_comparison(events, ops, kind_of, 1, reps=2)
+  total = sum(g["in_step_ms"] for g in result.values())
+  assert total > 0
+  for group in result.values():
+    if group["in_step_ms"]:
+      assert group["alone_ms"] > 0 and group["alone_gflops_per_s"] > 0

@@ -25,9 +25,12 @@ import re
 import statistics
 import sys
 import tempfile
+import time
 
 import absl.logging
 import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import flags
 
 from hicmae_jax import cli, host_info, sharding
@@ -42,11 +45,12 @@ def _dims(shape: str) -> list[int]:
   return [int(d) for d in m.group(1).split(",") if d] if m else []
 
 
-def hlo_ops(hlo_text: str) -> dict[str, dict]:
-  """{instruction name: {opcode, shape, calls, flops, dots}} from a compiled module's text.
+# Ops a fusion may hold beside its dots and still count as a plain matmul.
+_PLAIN = {"parameter", "dot", "bitcast", "constant"}
 
-  A dot's FLOPs are 2 x output elements x contracted size; a fusion's are its computation's
-  dots (recursively through `calls=`)."""
+
+def _parse(hlo_text: str) -> dict[str, list[dict]]:
+  """{computation name: its instructions} of a compiled module's text."""
   computations: dict[str, list[dict]] = {}
   current = None
   for line in hlo_text.splitlines():
@@ -61,41 +65,64 @@ def hlo_ops(hlo_text: str) -> dict[str, dict]:
     calls = re.search(r"(?:calls|to_apply|branch_computations|body)=\{?%?([\w.\-]+)", rest)
     computations[current].append({"name": name, "opcode": opcode, "shape": shape, "rest": rest,
                                   "calls": calls.group(1) if calls else None, "flops": 0.0,
-                                  "dots": []})
+                                  "dots": [], "specs": [], "epilogue": set()})
+  return computations
+
+
+def _index_list(rest: str, key: str) -> tuple[int, ...]:
+  m = re.search(key + r"=\{([\d,]*)\}", rest)
+  return tuple(int(i) for i in m.group(1).split(",") if i) if m else ()
+
+
+def _describe_dot(e: dict, shapes: dict[str, str]) -> None:
+  """Sets a dot's flops (2 x output elements x contracted size), its text and its spec
+  (lhs dims, rhs dims, contracting and batch dims of each) from its operands' shapes."""
+  operands = re.findall(r"%([\w.\-]+)", e["rest"].split(")")[0])
+  if len(operands) < 2 or operands[0] not in shapes or operands[1] not in shapes:
+    return
+  lhs, rhs = _dims(shapes[operands[0]]), _dims(shapes[operands[1]])
+  lc, rc = _index_list(e["rest"], "lhs_contracting_dims"), _index_list(e["rest"],
+                                                                         "rhs_contracting_dims")
+  e["flops"] = 2.0 * math.prod(_dims(e["shape"])) * math.prod(lhs[i] for i in lc)
+  e["specs"] = [(tuple(lhs), tuple(rhs), lc, rc, _index_list(e["rest"], "lhs_batch_dims"),
+                 _index_list(e["rest"], "rhs_batch_dims"))]
+  e["dots"] = [f"{shapes[operands[0]].split('{')[0]} x {shapes[operands[1]].split('{')[0]} -> "
+               f"{e['shape'].split('{')[0]} (contract {','.join(map(str, lc))}|"
+               f"{','.join(map(str, rc))})"]
+
+
+def hlo_ops(hlo_text: str) -> dict[str, dict]:
+  """{instruction name: {opcode, shape, calls, flops, dots, specs, epilogue}} from a compiled
+  module's text.
+
+  A dot's FLOPs are 2 x output elements x contracted size; a fusion's are its computation's
+  dots (recursively through `calls=`), and its `epilogue` the other ops fused with them (a
+  softmax, a bias): a matmul fusion with none is a plain matmul."""
+  computations = _parse(hlo_text)
   for entries in computations.values():
     shapes = {e["name"]: e["shape"] for e in entries}
     for e in entries:
-      if e["opcode"] != "dot":
-        continue
-      operands = re.findall(r"%([\w.\-]+)", e["rest"].split(")")[0])
-      contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", e["rest"])
-      if len(operands) < 2 or not contracting or operands[0] not in shapes:
-        continue
-      lhs = _dims(shapes[operands[0]])
-      k = math.prod(lhs[int(i)] for i in contracting.group(1).split(",") if i)
-      e["flops"] = 2.0 * math.prod(_dims(e["shape"])) * k
-      rhs_c = re.search(r"rhs_contracting_dims=\{([\d,]*)\}", e["rest"])
-      e["dots"] = [f"{shapes[operands[0]].split('{')[0]} x "
-                   f"{shapes.get(operands[1], '?').split('{')[0]} -> {e['shape'].split('{')[0]}"
-                   f" (contract {contracting.group(1)}|{rhs_c.group(1) if rhs_c else '?'})"]
+      if e["opcode"] == "dot":
+        _describe_dot(e, shapes)
 
-  def fused(comp: str | None, depth: int = 0) -> tuple[float, list[str]]:
+  def fused(comp: str | None, depth: int = 0) -> tuple[float, list[str], list, set]:
     if comp is None or comp not in computations or depth > 4:
-      return 0.0, []
-    flops, dots = 0.0, []
+      return 0.0, [], [], set()
+    flops, dots, specs, other = 0.0, [], [], set()
     for e in computations[comp]:
-      flops += e["flops"]
-      dots += e["dots"]
+      flops, dots, specs = flops + e["flops"], dots + e["dots"], specs + e["specs"]
       if e["opcode"] == "fusion":
-        f, d = fused(e["calls"], depth + 1)
-        flops, dots = flops + f, dots + d
-    return flops, dots
+        f, d, sp, o = fused(e["calls"], depth + 1)
+        flops, dots, specs, other = flops + f, dots + d, specs + sp, other | o
+      elif e["opcode"] not in _PLAIN:
+        other.add(e["opcode"])
+    return flops, dots, specs, other
 
   ops = {}
   for entries in computations.values():
     for e in entries:
       if e["opcode"] == "fusion":
-        e["flops"], e["dots"] = fused(e["calls"])
+        e["flops"], e["dots"], e["specs"], e["epilogue"] = fused(e["calls"])
       ops[e["name"]] = e
   return ops
 
@@ -192,7 +219,8 @@ def _clip(merged, starts, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
-            options: dict[str, str], top: int, hlo_out: str = "") -> dict:
+            options: dict[str, str], top: int, hlo_out: str = "",
+            standalone_reps: int = 0) -> dict:
   """Compile, time and trace the step; the per-op table grouped by kind."""
   with config.unlocked():
     config.global_batch_size = batch
@@ -213,9 +241,11 @@ def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
     events = trace_op_events(trace_dir)
   kind_of = {name: op_kind(name, ops.get(name)) for name in {e[0] for e in events}}
   shared = concurrent_ns(events, lambda n: kind_of[n].startswith("control flow"))
+  alone = (standalone_comparison(events, ops, kind_of, trace_steps, standalone_reps)
+           if standalone_reps else None)
   return {"host": host_info.describe(), "batch": batch, "xla_options": options,
-          "compile_s": round(compile_s, 1), "step_s_median": round(statistics.median(times), 4),
-          "step_s_min": round(min(times), 4), "steps": steps,
+          "standalone": alone, "compile_s": round(compile_s, 1),
+          "step_s_median": round(statistics.median(times), 4), "step_s_min": round(min(times), 4), "steps": steps,
           **summarize(events, shared, ops, kind_of, trace_steps, top)}
 
 
@@ -262,6 +292,52 @@ def summarize(events, shared: list[int], ops: dict, kind_of: dict[str, str], tra
   }
 
 
+def time_dot(spec, reps: int) -> float:
+  """Median wall seconds of one dot of `spec` (lhs dims, rhs dims, contracting and batch
+  dims) alone, jitted, on random float32 operands, after 2 untimed runs."""
+  lhs, rhs, lc, rc, lb, rb = spec
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.random(lhs, dtype=np.float32))
+  b = jnp.asarray(rng.random(rhs, dtype=np.float32))
+  f = jax.jit(lambda x, y: jax.lax.dot_general(x, y, ((lc, rc), (lb, rb))))
+  for _ in range(2):
+    f(a, b).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def standalone_comparison(events, ops: dict, kind_of: dict[str, str], trace_steps: int,
+                          reps: int) -> dict:
+  """The traced matmul ops against the same dots (shapes, contracting and batch dims) timed
+  alone right after, split into plain matmul fusions and those with fused elementwise work
+  (softmax, its backward): ms per step in the step vs alone, and GFLOP/s of each."""
+  seconds: dict = {}
+  groups = {"plain": [0.0, 0.0, 0.0], "with fused elementwise": [0.0, 0.0, 0.0]}
+  for name, _, start, end in events:
+    op = ops.get(name)
+    if kind_of[name] != "matmul" or not op["specs"]:
+      continue
+    alone = 0.0
+    for spec in op["specs"]:
+      if spec not in seconds:
+        seconds[spec] = time_dot(spec, reps)
+      alone += seconds[spec]
+    group = groups["with fused elementwise" if op["epilogue"] else "plain"]
+    group[0] += op["flops"]
+    group[1] += (end - start) / 1e9
+    group[2] += alone
+  return {k: {"in_step_ms": round(1e3 * t / trace_steps, 1),
+              "alone_ms": round(1e3 * t_alone / trace_steps, 1),
+              "in_step_gflops_per_s": round(f / t / 1e9, 1) if t else None,
+              "alone_gflops_per_s": round(f / t_alone / 1e9, 1) if t_alone else None,
+              "distinct_dots": len(seconds)}
+          for k, (f, t, t_alone) in groups.items()}
+
+
 def _print(result: dict) -> None:
   print(f"host: {result['host']}")
   print(f"step: median {result['step_s_median']} s (min {result['step_s_min']} s, "
@@ -275,6 +351,10 @@ def _print(result: dict) -> None:
   for group, fig in result["matmul_split"].items():
     print(f"matmuls {group:6s} (another op beside them > {SHARED_FRACTION:.0%} of their time): "
           f"{fig['ms']} ms at {fig['gflops_per_s']} GFLOP/s")
+  for group, fig in (result.get("standalone") or {}).items():
+    print(f"matmuls {group}: in the step {fig['in_step_ms']} ms at "
+          f"{fig['in_step_gflops_per_s']} GFLOP/s; the same dots alone {fig['alone_ms']} ms at "
+          f"{fig['alone_gflops_per_s']} GFLOP/s")
   print("top ops (ms per step, share of it beside another op, GFLOP/s for matmuls):")
   for r in result["top_ops"]:
     gf = f"{r['gflops_per_s']:8.1f}" if r["gflops_per_s"] else " " * 8
@@ -293,6 +373,8 @@ def _define_flags(values: flags.FlagValues) -> None:
   flags.DEFINE_multi_string("xla_option", [], "name=value compiler option for the step "
                             "(repeatable), e.g. xla_cpu_use_onednn=true", flag_values=values)
   flags.DEFINE_string("out", "", "JSON file for the full table", flag_values=values)
+  flags.DEFINE_integer("standalone_reps", 0, "time every traced dot alone too (median of this "
+                       "many runs) and compare", flag_values=values)
   flags.DEFINE_string("hlo_out", "", "text file for the compiled step's HLO (layouts, fusions)",
                       flag_values=values)
 
@@ -312,7 +394,7 @@ def _main(args: flags.FlagValues) -> None:
     options[key] = value
   config = benchmark.load_experiment(args.config)
   result = profile(config, args.batch_size, args.steps, args.warmup, args.trace_steps, options,
-                   args.top, args.hlo_out)
+                   args.top, args.hlo_out, args.standalone_reps)
   _print(result)
   if args.out:
     with open(args.out, "w") as f:
