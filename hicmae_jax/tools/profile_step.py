@@ -245,7 +245,8 @@ def profile(config, batch: int, steps: int, warmup: int, trace_steps: int,
            if standalone_reps else None)
   return {"host": host_info.describe(), "batch": batch, "xla_options": options,
           "standalone": alone, "compile_s": round(compile_s, 1),
-          "step_s_median": round(statistics.median(times), 4), "step_s_min": round(min(times), 4), "steps": steps,
+          "step_s_median": round(statistics.median(times), 4),
+          "step_s_min": round(min(times), 4), "steps": steps,
           **summarize(events, shared, ops, kind_of, trace_steps, top)}
 
 
