@@ -1,0 +1,86 @@
+"""Before/after a model change, each against the PyTorch stand-in, in ONE process on a shared
+machine: both versions of our step compiled once, then rounds of
+(ours before, the stand-in, ours after), so each round's two ratios share one stand-in run.
+
+"before" is the step with `layers.gelu_exact` replaced by jax.nn.gelu(approximate=False) (the
+code before this change); "after" is the code as it is.
+
+  PYTHONPATH=. python docs/bench_cpu_2026-12-07/before_after_vs_standin.py \
+      --torch_python=$HOME/.cache/hicmae_jax/torch-venv/bin/python --rounds=3
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import absl.logging
+import jax
+from absl import app, flags
+
+from hicmae_jax import host_info
+from hicmae_jax.models import layers
+from hicmae_jax.tools import benchmark, side_by_side
+
+flags.DEFINE_string("config", "configs/pretrain_base.py", "config file")
+flags.DEFINE_string("torch_python", "", "python of a venv with torch")
+flags.DEFINE_integer("batch_size", 2, "global batch")
+flags.DEFINE_integer("steps", 3, "timed steps per version per round (median)")
+flags.DEFINE_integer("standin_steps", 3, "stand-in timed steps per round (after 1 warm-up)")
+flags.DEFINE_integer("rounds", 3, "rounds")
+flags.DEFINE_string("out", "", "JSON of the rounds")
+FLAGS = flags.FLAGS
+
+
+def _compiled(config, before: bool):
+  original = layers.gelu_exact
+  if before:
+    layers.gelu_exact = lambda x: jax.nn.gelu(x, approximate=False)
+  try:
+    compiled, state, data, compile_s = benchmark.compiled_step(
+        config.copy_and_resolve_references(), FLAGS.batch_size)
+  finally:
+    layers.gelu_exact = original
+  _, state = benchmark.time_steps(compiled, state, data, 0, 1)
+  return {"compiled": compiled, "state": state, "data": data, "compile_s": compile_s}
+
+
+def _time(run) -> float:
+  times, run["state"] = benchmark.time_steps(run["compiled"], run["state"], run["data"],
+                                             FLAGS.steps, 0)
+  return statistics.median(times)
+
+
+def main(_):
+  absl.logging.set_verbosity(absl.logging.WARNING)
+  python = side_by_side.check_interpreter(FLAGS.torch_python)
+  config = benchmark.load_experiment(FLAGS.config)
+  with config.unlocked():
+    config.loss.contrastive_group_size = 0
+  size = side_by_side.check_config(config)
+  runs = {"before": _compiled(config, True), "after": _compiled(config, False)}
+  print({k: round(v["compile_s"], 1) for k, v in runs.items()}, "s compile", flush=True)
+  rows = []
+  for r in range(FLAGS.rounds):
+    before = _time(runs["before"])
+    standin = side_by_side.run_standin(python, size, FLAGS.batch_size, FLAGS.standin_steps,
+                                       1)["median_s"]
+    after = _time(runs["after"])
+    rows.append({"round": r + 1, "before_s": round(before, 3), "standin_s": round(standin, 3),
+                 "after_s": round(after, 3), "ratio_before": round(standin / before, 3),
+                 "ratio_after": round(standin / after, 3), "load": os.getloadavg()[0]})
+    print(rows[-1], flush=True)
+  print(f"host {host_info.describe()}, {time.strftime('%Y-%m-%d %H:%M')}")
+  for key in ("before_s", "after_s", "standin_s", "ratio_before", "ratio_after"):
+    values = [row[key] for row in rows]
+    print(f"{key:13s} median {statistics.median(values):.3f} ({min(values):.3f}-"
+          f"{max(values):.3f})")
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump({"host": host_info.describe(), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+  sys.exit(app.run(main))
