@@ -75,7 +75,8 @@ def test_the_stand_in_needs_the_original_geometry(capsys):
 
 def test_alternation_order_ratio_and_summary():
   """Real work on both sides (numpy matmuls of two sizes): rounds alternate ours then theirs,
-  the ratio is theirs / ours of the measured times, and the summary takes the medians."""
+  the ratio is theirs / ours of the measured times (which side is faster is not asserted: a
+  shared machine can stall either), and the summary takes the medians."""
   calls = []
   a, b = np.ones((128, 128), np.float32), np.ones((256, 256), np.float32)
 
@@ -93,8 +94,7 @@ def test_alternation_order_ratio_and_summary():
   assert calls == ["ours", "theirs"] * 3
   assert [r["round"] for r in rows] == [1, 2, 3]
   for r in rows:
-    assert r["ratio"] == pytest.approx(r["theirs_s"] / r["ours_s"], rel=1e-2)
-    assert r["ratio"] > 1  # 20 products of 256^2 take longer than 3 of 128^2
+    assert r["ratio"] == pytest.approx(r["theirs_s"] / r["ours_s"], rel=1e-3)
   summary = side_by_side.summarize(rows)
   assert summary["ratio"]["median"] == sorted(r["ratio"] for r in rows)[1]
   assert summary["ratio"]["min"] <= summary["ratio"]["median"] <= summary["ratio"]["max"]

@@ -106,7 +106,7 @@ def alternate(ours: Callable[[], float], theirs: Callable[[], float], rounds: in
     ours_s = ours()
     theirs_s = theirs()
     rows.append({"round": i + 1, "ours_s": float(f"{ours_s:.5g}"),
-                 "theirs_s": float(f"{theirs_s:.5g}"), "ratio": round(theirs_s / ours_s, 3),
+                 "theirs_s": float(f"{theirs_s:.5g}"), "ratio": float(f"{theirs_s / ours_s:.4g}"),
                  "load": round(load(), 2)})
   return rows
 
