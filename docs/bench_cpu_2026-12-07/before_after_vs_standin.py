@@ -28,7 +28,8 @@ flags.DEFINE_string("config", "configs/pretrain_base.py", "config file")
 flags.DEFINE_string("torch_python", "", "python of a venv with torch")
 flags.DEFINE_integer("batch_size", 2, "global batch")
 flags.DEFINE_integer("steps", 3, "timed steps per version per round (median)")
-flags.DEFINE_integer("standin_steps", 3, "stand-in timed steps per round (after 1 warm-up)")
+flags.DEFINE_integer("standin_steps", 3, "stand-in timed steps per round (after 1 warm-up); "
+                     "0: no stand-in, ours before/after only")
 flags.DEFINE_integer("rounds", 3, "rounds")
 flags.DEFINE_string("out", "", "JSON of the rounds")
 FLAGS = flags.FLAGS
@@ -47,15 +48,18 @@ def _compiled(config, before: bool):
   return {"compiled": compiled, "state": state, "data": data, "compile_s": compile_s}
 
 
-def _time(run) -> float:
+def _time(run) -> tuple[float, float]:
+  """(median wall s/step, process CPU s/step) of FLAGS.steps steps."""
+  cpu = time.process_time()
   times, run["state"] = benchmark.time_steps(run["compiled"], run["state"], run["data"],
                                              FLAGS.steps, 0)
-  return statistics.median(times)
+  return statistics.median(times), (time.process_time() - cpu) / FLAGS.steps
 
 
 def main(_):
   absl.logging.set_verbosity(absl.logging.WARNING)
-  python = side_by_side.check_interpreter(FLAGS.torch_python)
+  python = (side_by_side.check_interpreter(FLAGS.torch_python) if FLAGS.standin_steps
+            else None)
   config = benchmark.load_experiment(FLAGS.config)
   with config.unlocked():
     config.loss.contrastive_group_size = 0
@@ -64,16 +68,18 @@ def main(_):
   print({k: round(v["compile_s"], 1) for k, v in runs.items()}, "s compile", flush=True)
   rows = []
   for r in range(FLAGS.rounds):
-    before = _time(runs["before"])
-    standin = side_by_side.run_standin(python, size, FLAGS.batch_size, FLAGS.standin_steps,
-                                       1)["median_s"]
-    after = _time(runs["after"])
+    before, before_cpu = _time(runs["before"])
+    standin = (side_by_side.run_standin(python, size, FLAGS.batch_size, FLAGS.standin_steps,
+                                        1)["median_s"] if python else float("nan"))
+    after, after_cpu = _time(runs["after"])
     rows.append({"round": r + 1, "before_s": round(before, 3), "standin_s": round(standin, 3),
                  "after_s": round(after, 3), "ratio_before": round(standin / before, 3),
-                 "ratio_after": round(standin / after, 3), "load": os.getloadavg()[0]})
+                 "ratio_after": round(standin / after, 3), "before_cpu_s": round(before_cpu, 3),
+                 "after_cpu_s": round(after_cpu, 3), "load": os.getloadavg()[0]})
     print(rows[-1], flush=True)
   print(f"host {host_info.describe()}, {time.strftime('%Y-%m-%d %H:%M')}")
-  for key in ("before_s", "after_s", "standin_s", "ratio_before", "ratio_after"):
+  for key in ("before_s", "after_s", "before_cpu_s", "after_cpu_s", "standin_s",
+              "ratio_before", "ratio_after"):
     values = [row[key] for row in rows]
     print(f"{key:13s} median {statistics.median(values):.3f} ({min(values):.3f}-"
           f"{max(values):.3f})")
