@@ -331,8 +331,8 @@ def standalone_comparison(events, ops: dict, kind_of: dict[str, str], trace_step
     group[0] += op["flops"]
     group[1] += (end - start) / 1e9
     group[2] += alone
-  return {k: {"in_step_ms": round(1e3 * t / trace_steps, 1),
-              "alone_ms": round(1e3 * t_alone / trace_steps, 1),
+  return {k: {"in_step_ms": round(1e3 * t / trace_steps, 3),
+              "alone_ms": round(1e3 * t_alone / trace_steps, 3),
               "in_step_gflops_per_s": round(f / t / 1e9, 1) if t else None,
               "alone_gflops_per_s": round(f / t_alone / 1e9, 1) if t_alone else None,
               "distinct_dots": len(seconds)}
