@@ -5,6 +5,8 @@ writes JSON.
       --batch_size=2 [--steps=20] [--peak_tflops=989] [--find_max_batch] [--memory_batch=40] \
       [--out=bench.json]
   python -m hicmae_jax.tools.benchmark --config=configs/demo.py:pretrain --what=all --split_dir=...
+  python -m hicmae_jax.tools.benchmark --config=configs/pretrain_base.py --what=step \
+      --against=original --torch_python=~/.cache/hicmae_jax/torch-venv/bin/python [--rounds=3]
 
 Figures: compile time, steady-state step time (median after warm-up), clips/s, model FLOPs per
 clip (analytic, from the config; cross-checked with XLA's cost analysis), achieved FLOP/s and MFU
@@ -13,7 +15,9 @@ largest batch that fits (optional; --memory_limit_gib where the device reports n
 compiled peak memory at another batch with and without rematerialisation (--memory_batch),
 eval forward clips/s, the input pipeline's time per stage (read, decode, augment, fbank, mask or
 mixup) on one core and clips/s per grain worker count, and how many input processes / cores one
-device needs at the measured step rate.
+device needs at the measured step rate. With --against=original the step is timed in rounds
+alternated with the PyTorch stand-in of the original's step (`tools/side_by_side.py`) run in
+--torch_python, and the per-round times and ratios are printed with the machine.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from hicmae_jax.data.pipeline import stage_timing
 from hicmae_jax.models import params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.options import check_attention_impl, dtype_from_name, geometry
+from hicmae_jax.tools import side_by_side
 
 # Dense bf16 peaks (TFLOP/s) of common accelerators, by substring of jax's device_kind.
 KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0, "L4": 121.0,
@@ -177,6 +182,30 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
       "peak_memory_gib": (round(_compiled_memory(compiled) / 2**30, 3)
                           if _compiled_memory(compiled) is not None else None),
   }
+
+
+def bench_side_by_side(config, a: absl_flags.FlagValues) -> dict[str, Any]:
+  """Our step compiled once, then --rounds rounds of (--steps of ours, one stand-in run of
+  --steps after --warmup in --torch_python); medians per round and their ratio."""
+  compiled, state, data, compile_s = compiled_step(config, a.batch_size)
+  _, state = time_steps(compiled, state, data, 0, a.warmup)
+  held = {"state": state}
+  standin: dict[str, Any] = {}
+
+  def ours() -> float:
+    times, held["state"] = time_steps(compiled, held["state"], data, a.steps, 0)
+    return statistics.median(times)
+
+  def theirs() -> float:
+    standin.update(side_by_side.run_standin(a.torch_python, config.model.size, a.batch_size,
+                                            a.steps, a.warmup))
+    return standin["median_s"]
+
+  rows = side_by_side.alternate(ours, theirs, a.rounds)
+  return {"compile_s": round(compile_s, 2), "batch": a.batch_size, "steps": a.steps,
+          "rows": rows, "summary": side_by_side.summarize(rows),
+          "standin": {k: standin[k] for k in ("what", "torch", "threads", "cpu_capability",
+                                              "parameters") if k in standin}}
 
 
 def bench_eval(config, batch: int, steps: int, warmup: int) -> dict[str, Any]:
@@ -371,6 +400,12 @@ def _define_flags(values: absl_flags.FlagValues) -> None:
                          "override data.finetune_float_augment: 'device' times the fine-tuning "
                          "pipeline an accelerator host runs (the float steps in the train "
                          "step)", flag_values=values)
+  absl_flags.DEFINE_enum("against", "", ["", "original"],
+                         "with --what=step: alternate our step with the PyTorch stand-in of "
+                         "the original's (tools/torch_standin_step.py) in --torch_python",
+                         flag_values=values)
+  string("torch_python", "", "the python of a venv with torch, for --against=original")
+  integer("rounds", 3, "rounds of ours / the stand-in for --against=original")
   string("out", "benchmark.json", "where the JSON report goes")
 
 
@@ -396,6 +431,15 @@ def _config_and_sections(a: absl_flags.FlagValues):
     raise ValueError("--what=pipeline needs --split_dir=<prepared split>")
   dtype_from_name(config.model.dtype)
   check_attention_impl(config.model.attention_impl)
+  if a.against:
+    if what != {"step"}:
+      raise ValueError(f"--against={a.against} goes with --what=step, not --what={a.what}")
+    side_by_side.check_config(config)
+    a.torch_python = side_by_side.check_interpreter(a.torch_python)
+    if a.rounds < 1:
+      raise ValueError(f"--rounds={a.rounds}: give at least 1")
+  elif a.torch_python:
+    raise ValueError("--torch_python is only used with --against=original; add it")
   return config, what
 
 
@@ -421,7 +465,9 @@ def run_benchmarks(config, what: set[str], a: absl_flags.FlagValues) -> dict[str
                             "dtype": config.model.dtype,
                             "attention_impl": config.model.attention_impl,
                             "date": time.strftime("%Y-%m-%d")}
-  if "step" in what:
+  if "step" in what and a.against:
+    report["side_by_side"] = bench_side_by_side(fresh(), a)
+  elif "step" in what:
     report["train_step"] = bench_step(fresh(), a.batch_size, a.steps, a.warmup, a.peak_tflops)
     if a.find_max_batch:
       report["train_step"]["max_batch"] = find_max_batch(
@@ -454,7 +500,13 @@ def _main(a: absl_flags.FlagValues) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   report = run_benchmarks(config, what, a)
-  print(_table(report))
+  if "side_by_side" in report:
+    sbs = report["side_by_side"]
+    print(side_by_side.table(sbs["rows"], sbs["summary"], report["host"], report["date"]))
+    print(f"ours: compile {sbs['compile_s']} s, batch {sbs['batch']}, median of {sbs['steps']} "
+          f"steps a round; stand-in: {sbs['standin']}")
+  else:
+    print(_table(report))
   with open(a.out, "w") as f:
     json.dump(report, f, indent=2)
   print(f"written to {a.out}")
