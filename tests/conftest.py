@@ -24,3 +24,18 @@ DATA_DIR = pathlib.Path(__file__).parent / "data"
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
   return DATA_DIR
+
+
+@pytest.fixture
+def dataset_info_reads(monkeypatch) -> list:
+  """The split folders whose dataset_info.json is read (DatasetInfo.load) while the test runs,
+  in order: a test asserts how often a split is opened."""
+  from hicmae_jax.data.format import schema
+  reads = []
+  real = schema.DatasetInfo.load.__func__
+
+  def load(cls, split_dir, check_shards=True):
+    reads.append(split_dir)
+    return real(cls, split_dir, check_shards)
+  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  return reads

@@ -160,15 +160,9 @@ def test_finetune_regression_batch_contract(splits):
 
 # --- determinism and resume ---------------------------------------------------------------
 
-def test_an_opened_split_is_not_read_again(splits, monkeypatch):
+def test_an_opened_split_is_not_read_again(splits, dataset_info_reads):
   from hicmae_jax.data.format import split_reader
-  reads = []
-  real = schema.DatasetInfo.load.__func__
-
-  def load(cls, split_dir, check_shards=True):
-    reads.append(split_dir)
-    return real(cls, split_dir, check_shards)
-  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  reads = dataset_info_reads
   split = split_reader.open_split(splits["cls"])
   assert reads == [splits["cls"]] and split.info.num_clips == 12 and len(split.paths) == 2
   for make in (_pretrain, _finetune):

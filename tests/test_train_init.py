@@ -68,8 +68,7 @@ def test_a_pth_is_weights_only():
 
 
 @pytest.mark.slow
-def test_linear_probe_run_from_a_pth_keeps_its_encoders(data_dir, tmp_path, monkeypatch):
-  from hicmae_jax.data.format import schema
+def test_linear_probe_run_from_a_pth_keeps_its_encoders(data_dir, tmp_path, dataset_info_reads):
   from tests.test_train_e2e import _params
   pth = str(data_dir / "pretrain_tiny.pth")
   config = _fixture_finetune_config()
@@ -80,13 +79,8 @@ def test_linear_probe_run_from_a_pth_keeps_its_encoders(data_dir, tmp_path, monk
   config.optim.base_lr = 1e-2
   train.ensure_synthetic_data(config)  # sets the split folders
   config.data.synthetic_dir = ""  # the run then reads them as a run on real data does
-  reads = []
-  real = schema.DatasetInfo.load.__func__
-
-  def load(cls, split_dir, check_shards=True):
-    reads.append(split_dir)
-    return real(cls, split_dir, check_shards)
-  monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
+  reads = dataset_info_reads
+  reads.clear()  # the reads of writing the synthetic splits do not count
   out = str(tmp_path / "probe")
   results = train.run(config, out)
   assert results["test"]["num_clips"] == 8
