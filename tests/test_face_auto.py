@@ -257,5 +257,8 @@ def test_auto_looks_with_hog_and_aligns_with_the_cnn(monkeypatch, videos):
   real = faces.get_aligner
   monkeypatch.setattr(faces, "get_aligner",
                       lambda face: used.append(face.detector) or real(face))
-  clip_loader._inspect_detect(options.from_flags(values))
-  assert used == [options.INSPECT_DETECTOR] == ["dlib"]
+  aligning, *_ = clip_loader._auto_choice(videos["scene"], True, options.from_flags(values),
+                                         False)
+  assert aligning.detector == "dlib_cnn"
+  assert used[0] == options.INSPECT_DETECTOR == "dlib"  # the look
+  assert options.for_inspection().detector == "dlib"     # --face=none's check

@@ -162,3 +162,10 @@ def from_flags(values: flags.FlagValues = flags.FLAGS) -> FaceOptions | None:
     return None
   return FaceOptions(detector=AUTO_DETECTOR if values.face == AUTO else values.face, **{
       field: values[flag[2:]].value for flag, (field, _) in _FLAGS.items()})
+
+
+def for_inspection(face: FaceOptions | None = None) -> FaceOptions:
+  """The options of --face=auto's look at sampled frames (and --face=none's check): `face`'s
+  (default ones when None) with INSPECT_DETECTOR, whose boxes auto's rule was measured with,
+  whichever detector then aligns."""
+  return dataclasses.replace(face or FaceOptions(), detector=INSPECT_DETECTOR)

@@ -22,7 +22,7 @@ import numpy as np
 from hicmae_jax.data.format import schema
 from hicmae_jax.data.prepare import clip_loader, video_io
 from hicmae_jax.data.prepare.split_file import VIDEO_EXTENSIONS, SplitEntry
-from hicmae_jax.faces.options import FaceOptions
+from hicmae_jax.faces.options import FaceOptions, for_inspection
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 95  # prepare's default for frames it encodes
@@ -144,7 +144,7 @@ def load(source: Source, face: FaceOptions | None, default_fps: float, face_mode
   if face is not None and face_mode == "auto":
     if source.is_video:
       pixels, fps = _decode(source)
-      decision = auto.inspect(pixels, _aligner(face, inspect=True).detect)
+      decision = auto.inspect(pixels, _aligner(for_inspection(face)).detect)
     else:
       decision = auto.frames_folder()
     if decision.choice == auto.AS_IS:
@@ -162,13 +162,8 @@ def load(source: Source, face: FaceOptions | None, default_fps: float, face_mode
   return loaded
 
 
-def _aligner(face: FaceOptions, inspect: bool = False):
-  """The face step for `face`; inspect: the one --face=auto's look at sampled frames uses (its
-  rule was measured with faces/options.INSPECT_DETECTOR)."""
+def _aligner(face: FaceOptions):
   from hicmae_jax import faces
-  from hicmae_jax.faces import options
-  if inspect:
-    face = dataclasses.replace(face, detector=options.INSPECT_DETECTOR)
   return faces.get_aligner(face)
 
 

@@ -5,7 +5,6 @@ predict all read clips through here.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 
@@ -116,22 +115,15 @@ def load_clip_with_report(entry: SplitEntry, *, jpeg_quality: int = 95, max_side
   return clip, report
 
 
-def _inspect_detect(face: faces.FaceOptions):
-  """The detector --face=auto's look at sampled frames uses: INSPECT_DETECTOR, whose boxes its
-  rule was measured with (faces/auto.py), whichever detector `face` then aligns with."""
-  from hicmae_jax.faces import options
-  return faces.get_aligner(dataclasses.replace(face, detector=options.INSPECT_DETECTOR)).detect
-
-
 def _auto_choice(path: str, is_file: bool, face: faces.FaceOptions, fixed_geometry: bool
                  ) -> tuple[faces.FaceOptions | None, np.ndarray | None, float, dict]:
   """--face=auto for one clip -> (the face options to apply, None to keep the frames; the
   decoded frames when they go to the face step; their fps; the decision as a dict)."""
-  from hicmae_jax.faces import auto
+  from hicmae_jax.faces import auto, options
   if not is_file:
     return None, None, 0.0, auto.frames_folder().to_dict()
   pixels, fps = video_io.decode_video(path)
-  decision = auto.inspect(pixels, _inspect_detect(face))
+  decision = auto.inspect(pixels, faces.get_aligner(options.for_inspection(face)).detect)
   if decision.choice == auto.AS_IS:
     return None, None, 0.0, decision.to_dict()  # read again as without --face: same bytes
   if fixed_geometry:
@@ -152,7 +144,7 @@ def check_face_none(clip: schema.Clip, source: str):
   detector is installed."""
   from hicmae_jax.faces import auto, options
   try:
-    detect = faces.get_aligner(faces.FaceOptions(detector=options.INSPECT_DETECTOR)).detect
+    detect = faces.get_aligner(options.for_inspection()).detect
   except (ImportError, OSError) as e:
     log.warning("--face=none: frames not checked for faces (%s)", e)
     return None

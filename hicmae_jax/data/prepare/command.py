@@ -249,7 +249,7 @@ def _check_face_none(entries: Sequence[SplitEntry], split_file: str, log: Log) -
   --face=auto would; one warning line when they are not face crops. -> the record."""
   record = {"mode": "none", "rule": face_auto.RULE, "checked": {}, "warning": None}
   try:
-    detect = faces.get_aligner(faces.FaceOptions(detector=face_options.INSPECT_DETECTOR)).detect
+    detect = faces.get_aligner(face_options.for_inspection()).detect
   except (ImportError, OSError) as e:
     record["warning"] = f"not checked: {e}"
     return record
