@@ -13,7 +13,7 @@ from flax import nnx
 from hicmae_jax import objectives
 from hicmae_jax.checkpoints import mapping
 from hicmae_jax.checkpoints.pth_reader import read_torch_checkpoint
-from hicmae_jax.models import params as params_lib
+from hicmae_jax.models import layers, params as params_lib
 from hicmae_jax.models.classifier import FinetuneModel
 from hicmae_jax.models.hicmae import PretrainModel
 from hicmae_jax.models.sizes import model_config_for_tests
@@ -130,8 +130,7 @@ def test_tolerances_catch_a_wrong_layernorm_eps(ref, data_dir):
 
 def test_tolerances_catch_tanh_gelu(ref, data_dir, monkeypatch):
   """... and a tanh-approximated GELU instead of the exact one."""
-  exact_gelu = jax.nn.gelu
-  monkeypatch.setattr(jax.nn, "gelu", lambda x, approximate=False: exact_gelu(x, True))
+  monkeypatch.setattr(layers, "gelu_exact", lambda x: jax.nn.gelu(x, approximate=True))
   config = fixture_model_config("float32")
   bad = (_out_of_tolerance(_pretrain_comparisons(ref, data_dir, config, ""), F32)
          + _out_of_tolerance(_finetune_comparisons(ref, data_dir, config, ""), F32))

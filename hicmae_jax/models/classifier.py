@@ -14,7 +14,7 @@ from flax import nnx
 from hicmae_jax import pixels
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder
-from hicmae_jax.models.layers import LayerNorm, torch_default_uniform, xavier_uniform
+from hicmae_jax.models.layers import LayerNorm, linear, torch_default_uniform, xavier_uniform
 from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 
 HEAD_ACTIVATIONS = {"none": lambda x: x, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
@@ -89,7 +89,7 @@ class FinetuneModel(nnx.Module):
     self.fc_norm = LayerNorm(feature_dim, eps=cfg.layer_norm_eps, param_dtype=pdtype, rngs=rngs)
     self.head_dropout = nnx.Dropout(cfg.head_dropout)
     head_init = torch_default_uniform(feature_dim)  # PyTorch's default Linear init
-    self.head = nnx.Linear(feature_dim, num_outputs, kernel_init=head_init, bias_init=head_init,
+    self.head = linear(feature_dim, num_outputs, kernel_init=head_init, bias_init=head_init,
                            dtype=dtype, param_dtype=pdtype, rngs=rngs)
     self.head_activation = cfg.head_activation
 

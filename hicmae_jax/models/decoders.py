@@ -11,6 +11,7 @@ from hicmae_jax.models.layers import (
   BlockOptions,
   CSBlock,
   LayerNorm,
+  linear,
   run_block,
   xavier_uniform,
   zeros,
@@ -33,7 +34,7 @@ class HierarchicalDecoder(nnx.Module):
         + [CSBlock(dim, num_heads, opts, context_dim=dim, drop_path=0.0, rngs=rngs)
            for _ in range(depth - 1)])
     self.norm = LayerNorm(dim, eps=opts.eps, param_dtype=opts.param_dtype, rngs=rngs)
-    self.head = nnx.Linear(dim, out_dim, kernel_init=xavier_uniform, bias_init=zeros,
+    self.head = linear(dim, out_dim, kernel_init=xavier_uniform, bias_init=zeros,
                            dtype=opts.dtype, param_dtype=opts.param_dtype, rngs=rngs)
     self.remat = remat
 

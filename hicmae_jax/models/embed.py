@@ -8,11 +8,11 @@ one-to-one onto the original's Conv3d/Conv2d weight.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from hicmae_jax.models.layers import torch_default_uniform
+from hicmae_jax.models.matmul import matmul
 from hicmae_jax.patches import patchify_audio, patchify_video
 
 
@@ -44,7 +44,7 @@ class PatchProjection(nnx.Module):
     """patches [B, N, prod(kernel)*C_in] -> [B, N, D]."""
     k = self.kernel[...]
     k = k.reshape(-1, k.shape[-1]).astype(self.dtype)
-    return jnp.dot(patches.astype(self.dtype), k) + self.bias[...].astype(self.dtype)
+    return matmul(patches.astype(self.dtype), k) + self.bias[...].astype(self.dtype)
 
 
 class VideoPatchEmbed(nnx.Module):

@@ -11,7 +11,7 @@ from hicmae_jax import masking, pixels
 from hicmae_jax.models.decoders import HierarchicalDecoder
 from hicmae_jax.models.embed import AudioPatchEmbed, VideoPatchEmbed
 from hicmae_jax.models.encoders import Encoder, FusionEncoder, gather_tokens, positions
-from hicmae_jax.models.layers import xavier_uniform
+from hicmae_jax.models.layers import linear, xavier_uniform
 from hicmae_jax.models.options import block_options, dtype_from_name, geometry
 
 CONTRASTIVE_FEATURES_SCOPE = "contrastive_features"
@@ -68,8 +68,8 @@ class PretrainModel(nnx.Module):
     self.decoder_audio = HierarchicalDecoder(out_dim=geo.audio_patch_dim, **dec)
     proj = dict(use_bias=False, kernel_init=xavier_uniform, dtype=dtype, param_dtype=pdtype,
                 rngs=rngs)
-    self.encoder_to_decoder = nnx.Linear(cfg.dim, cfg.decoder_dim, **proj)
-    self.encoder_to_decoder_audio = nnx.Linear(cfg.dim, cfg.decoder_dim, **proj)
+    self.encoder_to_decoder = linear(cfg.dim, cfg.decoder_dim, **proj)
+    self.encoder_to_decoder_audio = linear(cfg.dim, cfg.decoder_dim, **proj)
     self.mask_token = nnx.Param(_mask_token_init(rngs.params(), (1, 1, cfg.decoder_dim), pdtype))
     self.mask_token_audio = nnx.Param(
         _mask_token_init(rngs.params(), (1, 1, cfg.decoder_dim), pdtype))
