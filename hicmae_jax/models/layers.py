@@ -26,8 +26,8 @@ zeros = nnx.initializers.zeros_init()
 
 
 def linear(in_features: int, out_features: int, **kw) -> nnx.Linear:
-  """`nnx.Linear` (kernel [in, out], bias [out]) whose matmul has the CPU-friendly backward of
-  `models.matmul`; same parameters, same numbers."""
+  """`nnx.Linear` (kernel [in, out], bias [out]) whose matmul flattens the leading dimensions
+  first (`models.matmul`: a backward without transposes on CPU); same parameters, same numbers."""
   return nnx.Linear(in_features, out_features, dot_general=linear_dot_general, **kw)
 
 
@@ -36,8 +36,8 @@ def gelu_exact(x: jax.Array) -> jax.Array:
 
   Not `jax.nn.gelu(approximate=False)`, which goes through erfc: its backward recomputes erfc's
   piecewise approximation (three loop fusions over each [tokens, 4D] activation on CPU); erf is
-  one polynomial. Same function (float32 difference < 1e-6); the Base pre-training
-  forward+backward measured 2-3 % faster with it (docs/bench_cpu_2026-12-07b)."""
+  one polynomial. Same function (float32 difference < 1e-6); the Base pre-training step measured
+  about 1 % faster with it, within the noise (docs/bench_cpu_2026-12-07b)."""
   return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
