@@ -70,7 +70,30 @@ def fwd_fold(q, k, v):
   probs = jax.nn.softmax(logits, axis=-1)
   out = jnp.einsum("bhqk,bhkd->bhqd", probs, vh)
   return th(out), (qh, kh, vh, probs, out)
+def _one_fwd(q, k, v):
+  # one (batch, head): q, k, v [n, d]
+  logits = q @ k.T
+  p = jax.nn.softmax(logits, axis=-1)
+  o = p @ v
+  return o, (q, k, v, p, o)
+def _one_bwd(res, do):
+  q, k, v, p, o = res
+  dv = jnp.einsum("qk,qd->kd", p, do)
+  dp = do @ v.T
+  ds = p * (dp - jnp.sum(do * o, -1, keepdims=True))
+  return ds @ k, jnp.einsum("qk,qd->kd", ds, q), dv
+one = make(_one_fwd, _one_bwd)
+def mapped(chunk):
+  def f(q, k, v):
+    b, n, h, d = q.shape
+    qh, kh, vh = (th(t).reshape(b * h // chunk, chunk, n, d) for t in (q, k, v))
+    o = jax.lax.map(lambda a: jax.vmap(one)(*a), (qh, kh, vh))
+    return th(o.reshape(b, h, n, d))
+  return f
 variants = {
+  "map1": mapped(1),
+  "map2": mapped(2),
+  "map6": mapped(6),
   "eig_fwd": make(fwd_eig, layers._native_attention_bwd),
   "fold_fwd": make(fwd_fold, layers._native_attention_bwd),
   "bwd_t": make(layers._native_attention_fwd, bwd_t),
