@@ -39,3 +39,11 @@ def dataset_info_reads(monkeypatch) -> list:
     return real(cls, split_dir, check_shards)
   monkeypatch.setattr(schema.DatasetInfo, "load", classmethod(load))
   return reads
+
+
+@pytest.fixture
+def x64():
+  """Float64 enabled for one test (parity runs), and disabled again after it."""
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", False)

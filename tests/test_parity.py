@@ -37,13 +37,6 @@ def ref(data_dir):
   return dict(np.load(data_dir / "tiny_reference.npz"))
 
 
-@pytest.fixture
-def x64():
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", False)
-
-
 def _load(model, path, **kw):
   state_dict = read_torch_checkpoint(str(path))["model"]
   params, dropped = mapping.state_dict_to_params(state_dict, params_lib.param_shapes(model), **kw)

@@ -90,7 +90,7 @@ class FinetuneModel(nnx.Module):
     self.head_dropout = nnx.Dropout(cfg.head_dropout)
     head_init = torch_default_uniform(feature_dim)  # PyTorch's default Linear init
     self.head = linear(feature_dim, num_outputs, kernel_init=head_init, bias_init=head_init,
-                           dtype=dtype, param_dtype=pdtype, rngs=rngs)
+                       dtype=dtype, param_dtype=pdtype, rngs=rngs)
     self.head_activation = cfg.head_activation
 
   def features(self, video: jax.Array | None, audio: jax.Array | None, *,

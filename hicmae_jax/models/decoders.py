@@ -35,7 +35,7 @@ class HierarchicalDecoder(nnx.Module):
            for _ in range(depth - 1)])
     self.norm = LayerNorm(dim, eps=opts.eps, param_dtype=opts.param_dtype, rngs=rngs)
     self.head = linear(dim, out_dim, kernel_init=xavier_uniform, bias_init=zeros,
-                           dtype=opts.dtype, param_dtype=opts.param_dtype, rngs=rngs)
+                       dtype=opts.dtype, param_dtype=opts.param_dtype, rngs=rngs)
     self.remat = remat
 
   def __call__(self, x: jax.Array, hierarchy: Sequence[jax.Array], num_masked: int, *,

@@ -37,7 +37,8 @@ def gelu_exact(x: jax.Array) -> jax.Array:
   Not `jax.nn.gelu(approximate=False)`, which goes through erfc: its backward recomputes erfc's
   piecewise approximation (three loop fusions over each [tokens, 4D] activation on CPU); erf is
   one polynomial. Same function (float32 difference < 1e-6); the Base pre-training step measured
-  about 1 % faster with it, within the noise (docs/bench_cpu_2026-12-07b)."""
+  about 1 % faster with it, within the noise (Intel Xeon model 167, AVX-512, 2026-12-07;
+  docs/bench_cpu_2026-12-07b)."""
   return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
 
 
@@ -134,11 +135,11 @@ class Attention(nnx.Module):
     self.dtype = dtype
     self.attention_impl = attention_impl
     self.qkv = linear(dim, 3 * dim, use_bias=False, kernel_init=kernel_init, dtype=dtype,
-                          param_dtype=param_dtype, rngs=rngs)
+                      param_dtype=param_dtype, rngs=rngs)
     self.q_bias = nnx.Param(jnp.zeros((dim,), param_dtype))
     self.v_bias = nnx.Param(jnp.zeros((dim,), param_dtype))
     self.proj = linear(dim, dim, kernel_init=kernel_init, bias_init=zeros, dtype=dtype,
-                           param_dtype=param_dtype, rngs=rngs)
+                       param_dtype=param_dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x [B, N, D] -> [B, N, D]."""
@@ -165,13 +166,13 @@ class CrossAttention(nnx.Module):
     self.dtype = dtype
     self.attention_impl = attention_impl
     self.q = linear(dim, dim, use_bias=False, kernel_init=kernel_init, dtype=dtype,
-                        param_dtype=param_dtype, rngs=rngs)
+                    param_dtype=param_dtype, rngs=rngs)
     self.kv = linear(context_dim, 2 * dim, use_bias=False, kernel_init=kernel_init,
-                         dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                     dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.q_bias = nnx.Param(jnp.zeros((dim,), param_dtype))
     self.v_bias = nnx.Param(jnp.zeros((dim,), param_dtype))
     self.proj = linear(dim, dim, kernel_init=kernel_init, bias_init=zeros, dtype=dtype,
-                           param_dtype=param_dtype, rngs=rngs)
+                       param_dtype=param_dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
     """x [B, Nq, D], context [B, Nk, C] -> [B, Nq, D]."""
@@ -192,9 +193,9 @@ class Mlp(nnx.Module):
   def __init__(self, dim: int, hidden: int, *, kernel_init: Initializer, dtype, param_dtype,
                rngs: nnx.Rngs):
     self.fc1 = linear(dim, hidden, kernel_init=kernel_init, bias_init=zeros, dtype=dtype,
-                          param_dtype=param_dtype, rngs=rngs)
+                      param_dtype=param_dtype, rngs=rngs)
     self.fc2 = linear(hidden, dim, kernel_init=kernel_init, bias_init=zeros, dtype=dtype,
-                          param_dtype=param_dtype, rngs=rngs)
+                      param_dtype=param_dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.fc2(gelu_exact(self.fc1(x)))

@@ -4,13 +4,13 @@
 autodiff, a weight gradient that contracts dy and x over two dimensions (B and N). XLA:CPU
 lowers that as `dot(x, transpose(dy))` with the transposed copy of dy fused into whatever
 produced dy (a LayerNorm backward, a GELU backward, the loss gradient): a transpose inside an
-elementwise loop fusion, which XLA:CPU emits 5-20x slower than a plain transpose (a
-[1600, 1536] float32 one: 4-5 ms plain, 18-26 ms fused with a multiply; Intel Xeon AVX-512,
-2026-12-07). Flattened to `[B*N, K] @ [K, N']` first, autodiff's weight gradient is
+elementwise loop fusion, which XLA:CPU emits 3-5x slower than a plain transpose (a
+[1600, 1536] float32 one: 4.9 ms plain, 22-26 ms fused with a multiply).
+Flattened to `[B*N, K] @ [K, N']` first, autodiff's weight gradient is
 `dot_general(x2, dy2)` contracting dimension 0 of both, which XLA runs directly on the stored
 operands, with no copy. Same products, same numbers in every dtype; measured on the Base
-pre-training step (batch 2): 1.34 -> 1.19 s (docs/bench_cpu_2026-12-07b). The reshapes are free
-(bitcasts) on every backend.
+pre-training step (batch 2): 1.34 -> 1.19 s. The reshapes are free (bitcasts) on every backend.
+Figures: Intel Xeon family 6 model 167, AVX-512, 2 cores, 2026-12-07 (docs/bench_cpu_2026-12-07b).
 """
 from __future__ import annotations
 
