@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import re
-from typing import Any
+from typing import Any, Callable
 
 from hicmae_jax import accelerators
 
@@ -234,3 +234,60 @@ def fits(peak_bytes: int, chip: accelerators.Chip) -> dict[str, Any]:
   return {"hbm_bytes": chip.hbm_bytes, "fits": peak_bytes <= chip.hbm_bytes,
           "headroom_bytes": chip.hbm_bytes - peak_bytes,
           "used_fraction": peak_bytes / chip.hbm_bytes}
+
+
+def search_max_batch(peak: Callable[[int], int], limit: int, step: int, start: int,
+                     cap: int = 1 << 20, known: dict[int, int] | None = None) -> int | None:
+  """The largest multiple of `step` whose `peak(batch)` (bytes, increasing in the batch) is at
+  most `limit`, or None if not even `step` fits. `peak` is a compile (minutes for a Base step),
+  so each batch is asked once and as few as possible; `known` holds peaks already compiled
+  ({batch: bytes}, e.g. the reported batch's), asked never.
+
+  Growing from `start`: while a batch fits, the next is where the line through the last two
+  fits crosses the limit (the first multiple past it), else twice the batch. Then, between the
+  last fit and the first miss: where the line through their peaks crosses the limit (peak
+  memory is close to linear in the batch, so this usually settles it in one or two compiles),
+  with the Illinois rule (an end kept twice has its distance to the limit halved) so that a
+  curved or stepped memory profile still closes in a few compiles, not one step at a time.
+  """
+  peaks: dict[int, int] = dict(known or {})
+
+  def fits(batch: int) -> bool:
+    if batch not in peaks:
+      peaks[batch] = peak(batch)
+    return peaks[batch] <= limit
+
+  def multiple_below(b0: int, b1: int, over0: float, over1: float) -> int:
+    """The multiple of `step` at or below where the line through (b0, over0), (b1, over1)
+    (peak minus limit) is zero."""
+    return int(b0 - over0 * (b1 - b0) / (over1 - over0)) // step * step
+
+  lo, hi = 0, max(step, start // step * step)
+  while fits(hi):
+    if hi >= cap:
+      return hi
+    prev, lo = lo, hi
+    if prev and peaks[lo] > peaks[prev]:
+      guess = multiple_below(prev, lo, peaks[prev] - limit, peaks[lo] - limit)
+      hi = min(cap, max(lo + step, guess + step))
+    else:
+      hi = min(cap, 2 * lo)
+  if lo == 0:  # even `start` does not fit
+    if hi == step or not fits(step):
+      return None
+    lo = step
+  over_lo, over_hi, kept = peaks[lo] - limit, peaks[hi] - limit, None
+  while hi - lo > step:
+    probe = multiple_below(lo, hi, over_lo, over_hi) if over_hi > over_lo else lo
+    probe = min(hi - step, max(lo + step, probe))
+    if fits(probe):
+      lo, over_lo = probe, peaks[probe] - limit
+      if kept == "hi":
+        over_hi /= 2
+      kept = "hi"
+    else:
+      hi, over_hi = probe, peaks[probe] - limit
+      if kept == "lo":
+        over_lo /= 2
+      kept = "lo"
+  return lo

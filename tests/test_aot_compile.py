@@ -63,6 +63,44 @@ def test_collectives_are_read_from_hlo():
   assert summary["all-gather"]["result_bytes"] == 8 * 512 * 2 + 16 * 2 * 32 * 4
 
 
+def _largest_fitting(peak, limit, step, cap=1 << 12):
+  fitting = [b for b in range(step, cap + 1, step) if peak(b) <= limit]
+  return max(fitting) if fitting else None
+
+
+@pytest.mark.parametrize("name, peak", [
+    ("linear", lambda b: 1000 + 37 * b),
+    ("big fixed cost", lambda b: 5000 + 2 * b),
+    ("convex", lambda b: 1000 + 3 * b + b * b // 40),
+    ("concave", lambda b: 1000 + int(400 * b ** 0.5)),
+    ("jumps", lambda b: 1000 + 30 * b + (2000 if b > 96 else 0)),
+])
+@pytest.mark.parametrize("start", [4, 8, 64, 4096])
+def test_batch_search_finds_the_largest_fit_in_few_compiles(name, peak, start):
+  limit, step = 6000, 4
+  asked = []
+
+  def counted(batch):
+    asked.append(batch)
+    return peak(batch)
+
+  best = compiled_report.search_max_batch(counted, limit, step, start)
+  assert best == _largest_fitting(peak, limit, step), (name, asked)
+  assert len(asked) == len(set(asked)), asked  # a batch is compiled once
+  assert all(b % step == 0 for b in asked)
+  if best is not None:
+    assert best + step in asked  # the next multiple was tried and did not fit
+  # a straight line is settled by its first crossing: 4 compiles (doubling then bisecting took
+  # 8-10); a curved or stepped one in at most 10
+  assert len(asked) <= (4 if name in ("linear", "big fixed cost") else 10), asked
+
+
+def test_batch_search_when_nothing_or_everything_fits():
+  assert compiled_report.search_max_batch(lambda b: 10 * b, 5, 4, 8) is None
+  assert compiled_report.search_max_batch(lambda b: 10 * b, 5, 4, 4) is None
+  assert compiled_report.search_max_batch(lambda b: 10 * b, 10**9, 4, 8, cap=64) == 64
+
+
 def test_roofline_and_fit():
   chip = accelerators.CHIPS["v5e"]
   r = compiled_report.roofline(chip, flops_per_chip=197e12, bytes_per_chip=819e9 / 2,
@@ -182,7 +220,9 @@ def test_missing_libtpu_names_the_install_command(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_find_max_batch_gives_the_largest_batch_that_fits(tmp_path):
   _require_libtpu()
-  r = _report(tmp_path, "max", "--topology=v5e:2x2", "--config.global_batch_size=4",
+  # from a batch near the answer (56 of 0.08 GiB here), so that it takes 2-3 compiles, not 9:
+  # the search itself is tested on memory profiles above
+  r = _report(tmp_path, "max", "--topology=v5e:2x2", "--config.global_batch_size=48",
               "--steps=train", "--find_max_batch", "--hbm_gib=0.08")
   best, limit = r["max_global_batch"], int(0.08 * 2**30)
   searched = {int(b): p for b, p in r["max_batch_search"].items()}
@@ -190,3 +230,5 @@ def test_find_max_batch_gives_the_largest_batch_that_fits(tmp_path):
   above = [b for b in searched if b > best]
   assert above and all(searched[b] > limit for b in above)
   assert best + 4 in searched  # the next multiple of the chip count was tried and did not fit
+  # the reported batch's compile is the search's first point, not compiled again
+  assert searched[48] == r["train"]["memory"]["peak_bytes"]

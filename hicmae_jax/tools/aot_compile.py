@@ -219,42 +219,23 @@ def report_of(compiled, chip, *, batch: int, num_chips: int, model_flops_per_cli
 SEARCHED: dict[int, int] = {}  # the last search's {global batch: peak bytes per chip}
 
 
-def find_max_batch(config, mesh, example, chip, num_chips: int, start: int) -> int | None:
+def find_max_batch(config, mesh, example, chip, num_chips: int, start: int,
+                   known: dict[int, int] | None = None) -> int | None:
   """The largest global batch (a multiple of the chip count) whose train step fits the chip's
-  HBM: growing from `start` until a batch does not fit, then bisection between the last fit
-  and the first miss (batches per compile: {batch: peak bytes} in SEARCHED)."""
+  HBM (`compiled_report.search_max_batch` from `start`; `known`: {batch: peak bytes per chip}
+  already compiled; every batch's peak in SEARCHED)."""
   from hicmae_jax import compiled_report as cr
-  peaks: dict[int, int] = SEARCHED
-  peaks.clear()
+  SEARCHED.clear()
+  SEARCHED.update(known or {})
 
   def peak(batch: int) -> int:
-    if batch not in peaks:
-      compiled, _, _ = compile_train(config.copy_and_resolve_references(), mesh, example, batch)
-      peaks[batch] = (cr.memory(compiled) or {}).get("peak_bytes", 1 << 62)
-      print(f"  batch {batch}: peak {peaks[batch] / 2**30:.2f} GiB per chip "
-            f"({'fits' if peaks[batch] <= chip.hbm_bytes else 'over'})", flush=True)
-    return peaks[batch]
+    compiled, _, _ = compile_train(config.copy_and_resolve_references(), mesh, example, batch)
+    SEARCHED[batch] = (cr.memory(compiled) or {}).get("peak_bytes", 1 << 62)
+    print(f"  batch {batch}: peak {SEARCHED[batch] / 2**30:.2f} GiB per chip "
+          f"({'fits' if SEARCHED[batch] <= chip.hbm_bytes else 'over'})", flush=True)
+    return SEARCHED[batch]
 
-  def fits(batch: int) -> bool:
-    return peak(batch) <= chip.hbm_bytes
-
-  lo, hi = 0, max(num_chips, start - start % num_chips)
-  while fits(hi) and hi < (1 << 20):
-    # Peak memory is close to linear in the batch: after two fits, try where the line crosses
-    # the HBM (the first multiple of the chip count past it), else double.
-    prev, lo = lo, hi
-    slope = (peaks[lo] - peaks[prev]) / (lo - prev) if prev else 0.0
-    if slope > 0:
-      crossing = lo + (chip.hbm_bytes - peaks[lo]) / slope
-      hi = max(lo + num_chips, (int(crossing) // num_chips + 1) * num_chips)
-    else:
-      hi = 2 * lo
-  while hi - lo > num_chips:
-    mid = (lo + hi) // 2 // num_chips * num_chips
-    if mid <= lo:
-      break
-    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-  return lo or None
+  return cr.search_max_batch(peak, chip.hbm_bytes, num_chips, start, known=known)
 
 
 # ------------------------------------------------------------------------------------ main --
@@ -317,8 +298,10 @@ def run(config, tpu_slice: accelerators.Slice, num_slices: int, steps: list[str]
                                name="eval", dump_hlo=dump_hlo)
   if max_batch:
     print("searching the largest global batch that fits ...", flush=True)
+    peak = (report.get("train", {}).get("memory") or {}).get("peak_bytes")
     report["max_global_batch"] = find_max_batch(config, mesh, examples["train"], chip,
-                                                num_chips, batch)
+                                                num_chips, batch,
+                                                known={batch: peak} if peak else None)
     report["max_batch_search"] = {str(b): p for b, p in sorted(SEARCHED.items())}
   return report
 
