@@ -3,6 +3,7 @@ end into summary.json, the parity tool fails beyond its tolerance, the environme
 the CUDA install when the GPU is missing, and the summary names a failed step."""
 import json
 import math
+import os
 import pathlib
 import subprocess
 
@@ -25,8 +26,12 @@ STEP_MODULES = {"environment": "hicmae_jax.tools.device_env",
 
 
 def _script(*args, cwd=REPO, timeout=60):
+  # the tests' compilation cache: the input-pipeline step's benchmark compiles the same train
+  # step as the benchmark step before it
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.environ.get(
+      "HICMAE_TEST_JAX_CACHE", "/tmp/hicmae_jax_test_cache"))
   return subprocess.run(["bash", str(SCRIPT), *map(str, args)], cwd=cwd, capture_output=True,
-                        text=True, timeout=timeout)
+                        text=True, timeout=timeout, env=env)
 
 
 def _dry_run_commands(*args) -> dict[str, str]:
