@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from hicmae_jax import log_noise, paths
+from hicmae_jax import log_noise, paths, runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ def manager(directory: str, *, max_to_keep: int | None = None, async_save: bool 
     log_noise.drop_orbax_read_only_notes()
   best = dict(best_fn=lambda m: m[best_metric], best_mode="max",
               keep_checkpoints_without_metrics=False) if best_metric else {}
+  # Orbax's barriers are device collectives, and XLA:CPU's gloo gives the other processes
+  # only 30 s to join the communicator its first collective creates (later ones wait as long
+  # as needed). A manager is usually the first collective of a job, reached by each process
+  # after its own compiles: meet at the coordination service's barrier first.
+  runtime.barrier("checkpoint_manager")
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
       enable_async_checkpointing=async_save, **best)

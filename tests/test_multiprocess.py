@@ -269,3 +269,41 @@ def test_an_error_in_one_process_stops_the_job(reference, tmp_path):
   assert "process 1 exits on RuntimeError" in log1 and "injected failure" in log1, log1[-4000:]
   log0 = _log(logs, 0)
   assert "Another process most likely died" in log0 or "another task died" in log0, log0[-4000:]
+
+
+# Two processes make a checkpoint manager, process 1 this much later than process 0: past the
+# 30 s XLA:CPU's gloo gives the others to join the communicator of a job's first collective.
+LATE_S = 36
+_LATE_MANAGER = """
+import sys, time
+import jax
+from hicmae_jax import checkpointing, runtime
+port, process, directory, late_s = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+runtime.initialize_distributed(f"127.0.0.1:{port}", 2, process)
+jax.devices()  # the backend is up: from here on nothing waits for the other process
+if process == 1:
+  time.sleep(late_s)  # e.g. compiling the model while process 0 loaded it from the cache
+checkpointing.manager(directory).close()
+print(f"process {process}: manager made", flush=True)
+"""
+
+
+def test_a_late_process_still_makes_the_checkpoint_manager(tmp_path):
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _LATE_MANAGER, str(port), str(i), str(tmp_path / "ckpt"),
+       str(LATE_S)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True, start_new_session=True) for i in range(2)]
+  outs = []
+  for proc in procs:
+    try:
+      outs.append(proc.communicate(timeout=LATE_S + 120)[0])
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+      pytest.fail(f"the late-process job did not finish:\n{proc.communicate()[0][-4000:]}")
+  for i, (proc, out) in enumerate(zip(procs, outs)):
+    assert proc.returncode == 0, out[-4000:]  # without the barrier: "Gloo context ... failed"
+    assert f"process {i}: manager made" in out
