@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from hicmae_jax import log_noise, paths, runtime
+from hicmae_jax import barriers, log_noise, paths
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def manager(directory: str, *, max_to_keep: int | None = None, async_save: bool 
   # only 30 s to join the communicator its first collective creates (later ones wait as long
   # as needed). A manager is usually the first collective of a job, reached by each process
   # after its own compiles: meet at the coordination service's barrier first.
-  runtime.barrier("checkpoint_manager")
+  barriers.barrier("checkpoint_manager")
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
       enable_async_checkpointing=async_save, **best)

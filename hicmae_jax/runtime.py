@@ -18,6 +18,7 @@ from typing import Callable
 import jax
 
 from hicmae_jax import errors
+from hicmae_jax.barriers import barrier
 from hicmae_jax.log_noise import quiet_known_noise
 
 log = logging.getLogger("hicmae_jax")
@@ -46,24 +47,6 @@ def initialize_distributed(coordinator: str = "", num_processes: int = 0,
     if int(os.environ.get("SLURM_NTASKS", os.environ.get("OMPI_COMM_WORLD_SIZE", "2"))) > 1 \
         or "TPU_WORKER_HOSTNAMES" in os.environ:
       jax.distributed.initialize(**timeouts)
-
-
-# How long a process waits at a barrier for the others. It must cover the slowest process
-# compiling a Base step from scratch while a faster one loaded it from the compilation cache.
-BARRIER_TIMEOUT_S = 1800
-_barriers_passed = 0
-
-
-def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
-  """Every process waits here until all have arrived: the coordination service's barrier, so
-  no device collective runs and no communicator is created. A no-op on one process."""
-  if jax.process_count() == 1:
-    return
-  import orbax.checkpoint as ocp
-  global _barriers_passed
-  _barriers_passed += 1  # a barrier id is single-use; every process counts the same way
-  ocp.multihost.get_barrier_sync_fn()(key=f"hicmae_{name}_{_barriers_passed}",
-                                      timeout_ms=timeout_s * 1000)
 
 
 def compile_then_meet(jitted: Callable, name: str) -> Callable:

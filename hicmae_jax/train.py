@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from hicmae_jax import (
+  barriers,
   checkpointing,
   device_augment,
   evaluate,
@@ -66,7 +67,7 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> None:
                        num_classes=d.synthetic_num_classes, frame_size=d.synthetic_frame_size,
                        num_frames=d.synthetic_num_frames, seed=config.seed, verbose=True)
   # not a device collective: the others may wait longer than gloo gives a new communicator
-  runtime.barrier("synthetic_data_ready")
+  barriers.barrier("synthetic_data_ready")
   with config.unlocked():
     split = "pretrain" if config.kind == "pretrain" else "train"
     d.train_dir = d.train_dir or os.path.join(d.synthetic_dir, split)

@@ -22,7 +22,7 @@ MAX_FUNCTION_LINES = 80
 LAYERS = (
     ("foundations", {"errors", "log_noise", "cli", "paths", "io_utils", "experiments",
                      "host_info", "preemption", "mask_counts", "patches", "pixels",
-                     "device_augment", "accelerators"}),
+                     "device_augment", "accelerators", "barriers"}),
     ("models and maths; faces", {"models", "masking", "targets", "losses", "faces"}),
     ("data", {"data"}),
     ("checkpoints", {"checkpointing", "checkpoints"}),

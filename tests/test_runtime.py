@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hicmae_jax import runtime
+from hicmae_jax import barriers, runtime
 
 
 def test_one_process_gets_the_jitted_function_itself():
   f = jax.jit(lambda x: x + 1)
   assert runtime.compile_then_meet(f, "f") is f
-  runtime.barrier("nothing_to_wait_for")  # no distributed client: must not touch one
+  barriers.barrier("nothing_to_wait_for")  # no distributed client: must not touch one
 
 
 def test_first_call_compiles_then_meets_once(monkeypatch):
