@@ -29,7 +29,12 @@ def test_benchmark_reports_every_figure(tmp_path):
   mem = r["memory"]
   assert mem["batch"] == 4 and mem["peak_memory_gib"] > step["peak_memory_gib"] > 0
   assert 0 < mem["peak_memory_gib_remat"] <= mem["peak_memory_gib"]
-  assert step["max_batch"] >= 2
+  # the largest batch (1 device: any batch) under 0.006 GiB, from the timed step's compile
+  best, limit = step["max_batch"], int(0.006 * 2**30)
+  searched = {int(b): p for b, p in step["max_batch_search"].items()}
+  assert best >= 2 and searched[best] <= limit and searched[best + 1] > limit, searched
+  assert all(p > limit for b, p in searched.items() if b > best), searched
+  assert searched[2] == step["peak_memory_bytes"]  # reused: batch 2 is not compiled again
   # the analytic count and XLA's agree within a factor (XLA also counts elementwise work)
   ratio = step["xla_gflops_per_clip_train"] / step["model_gflops_per_clip_train"]
   assert 0.5 < ratio < 2.0, ratio

@@ -35,6 +35,7 @@ from flax import nnx
 
 from hicmae_jax import (
   cli,
+  compiled_report,
   evaluate,
   experiments,
   host_info,
@@ -56,6 +57,7 @@ KNOWN_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "V100": 125.0,
 # The step is input-bound when the step fed by its pipeline is more than this fraction slower
 # than the same step on a fixed batch (the margin absorbs timing noise of a few steps).
 INPUT_BOUND_MARGIN = 0.1
+MAX_SEARCHED_BATCH = 4096  # --find_max_batch stops there: far past any device's memory at Base
 
 
 # ------------------------------------------------------------------------- analytic FLOPs --
@@ -181,6 +183,7 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
       "mfu": round(achieved / peak, 4) if peak else None, "peak_source": peak_src,
       "peak_memory_gib": (round(_compiled_memory(compiled) / 2**30, 3)
                           if _compiled_memory(compiled) is not None else None),
+      "peak_memory_bytes": _compiled_memory(compiled),
   }
 
 
@@ -344,21 +347,39 @@ def memory_at_batch(config, batch: int) -> dict[str, Any]:
   return out
 
 
-def find_max_batch(config, start: int, limit_bytes: int | None = None) -> int | None:
-  """Doubles the batch until the compiled step no longer fits: the device's memory limit, or
-  `limit_bytes` per device (CPU reports no limit; give one to plan for another device)."""
-
+def find_max_batch(config, start: int, limit_bytes: int | None = None,
+                   known: dict[int, int] | None = None) -> tuple[int | None, dict[str, int]]:
+  """(the largest global batch, a multiple of the device count, whose compiled step fits,
+  {str(batch): compiled peak bytes, all devices} of every batch looked at). The budget is the
+  device's memory limit, or `limit_bytes` per device (CPU reports no limit; give one to plan for
+  another device). Each batch is a compile, so the search is compiled_report.search_max_batch's,
+  from `start`; `known` holds peaks already compiled (the timed step's), compiled never again.
+  (None, {}) when there is no budget or the backend reports no compiled memory."""
   if not limit_bytes:
     limit_bytes = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
   if not limit_bytes:
-    return None
-  best, batch = None, start
-  while batch <= 4096:
+    return None, {}
+  searched = {b: m for b, m in (known or {}).items() if m is not None}
+
+  def peak(batch: int) -> int:
     mem = compiled_step_memory(config.copy_and_resolve_references(), batch)
-    if mem is None or mem > limit_bytes * jax.device_count():
-      break
-    best, batch = batch, batch * 2
-  return best
+    if mem is None:
+      raise _NoMemoryAnalysis
+    searched[batch] = mem
+    return mem
+
+  step = jax.device_count()
+  try:
+    best = compiled_report.search_max_batch(
+        peak, limit_bytes * jax.device_count(), step, max(step, start // step * step),
+        cap=MAX_SEARCHED_BATCH, known=dict(searched))
+  except _NoMemoryAnalysis:  # this backend does not say: nothing to search with
+    return None, {}
+  return best, {str(b): m for b, m in sorted(searched.items())}  # JSON's keys are strings
+
+
+class _NoMemoryAnalysis(Exception):
+  """The backend reports no compiled memory (not every one implements memory_analysis)."""
 
 
 def _define_flags(values: absl_flags.FlagValues) -> None:
@@ -384,7 +405,8 @@ def _define_flags(values: absl_flags.FlagValues) -> None:
   string("attention_impl", "", "override model.attention_impl: native | xla | cudnn (fused, "
                                "GPU)")
   switch("remat", "rematerialise the blocks (config.model.remat)")
-  switch("find_max_batch", "double the batch until the compiled step no longer fits")
+  switch("find_max_batch", "the largest global batch whose compiled step fits (a few compiles, "
+                           "from --batch_size)")
   number("memory_limit_gib", 0.0, "per-device budget for --find_max_batch where the device "
                                   "reports none")
   integer("memory_batch", 0, "also report the compiled step's peak memory at this global batch "
@@ -470,8 +492,10 @@ def run_benchmarks(config, what: set[str], a: absl_flags.FlagValues) -> dict[str
   elif "step" in what:
     report["train_step"] = bench_step(fresh(), a.batch_size, a.steps, a.warmup, a.peak_tflops)
     if a.find_max_batch:
-      report["train_step"]["max_batch"] = find_max_batch(
-          fresh(), a.batch_size, int(a.memory_limit_gib * 2**30) or None)
+      step = report["train_step"]
+      step["max_batch"], step["max_batch_search"] = find_max_batch(
+          fresh(), a.batch_size, int(a.memory_limit_gib * 2**30) or None,
+          known={a.batch_size: step["peak_memory_bytes"]})
     if a.memory_batch:
       report["memory"] = memory_at_batch(fresh(), a.memory_batch)
   if "eval" in what:
