@@ -72,6 +72,19 @@ def _finish(proc, timeout=420):
   return proc.returncode, out.decode()
 
 
+def _outputs(procs, timeout, what) -> list[str]:
+  """The text output of processes started by hand; all are killed if one runs past `timeout`."""
+  outs = []
+  for proc in procs:
+    try:
+      outs.append(proc.communicate(timeout=timeout)[0])
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+      pytest.fail(f"{what} did not finish within {timeout} s:\n{proc.communicate()[0][-4000:]}")
+  return outs
+
+
 def _log(log_dir, process) -> str:
   path = pathlib.Path(log_dir) / f"process_{process}.log"
   return path.read_text() if path.exists() else ""
@@ -196,14 +209,7 @@ def test_per_process_local_workdirs_stop_the_job(tmp_path):
        f"--config.data.synthetic_dir={synthetic_dir}", f"--heartbeat_timeout_s={HEARTBEAT_S}"],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       start_new_session=True) for i in range(2)]
-  outs = []
-  for proc in procs:
-    try:
-      outs.append(proc.communicate(timeout=180)[0])
-    except subprocess.TimeoutExpired:
-      for p in procs:
-        os.killpg(p.pid, signal.SIGKILL)
-      pytest.fail("the job with unshared workdirs did not stop within 180 s")
+  outs = _outputs(procs, timeout=180, what="the job with unshared workdirs")
   for i, (proc, out) in enumerate(zip(procs, outs)):
     assert proc.returncode == 2, out[-4000:]
     assert f"--workdir={tmp_path / f'host{i}'} is not shared by the job's 2 processes" in out
@@ -296,14 +302,7 @@ def test_a_late_process_still_makes_the_checkpoint_manager(tmp_path):
       [sys.executable, "-c", _LATE_MANAGER, str(port), str(i), str(tmp_path / "ckpt"),
        str(LATE_S)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True, start_new_session=True) for i in range(2)]
-  outs = []
-  for proc in procs:
-    try:
-      outs.append(proc.communicate(timeout=LATE_S + 120)[0])
-    except subprocess.TimeoutExpired:
-      for p in procs:
-        os.killpg(p.pid, signal.SIGKILL)
-      pytest.fail(f"the late-process job did not finish:\n{proc.communicate()[0][-4000:]}")
+  outs = _outputs(procs, timeout=LATE_S + 120, what="the late-process job")
   for i, (proc, out) in enumerate(zip(procs, outs)):
     assert proc.returncode == 0, out[-4000:]  # without the barrier: "Gloo context ... failed"
     assert f"process {i}: manager made" in out

@@ -174,6 +174,7 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
   xla = _xla_flops(compiled)
   peak, peak_src = _peak_flops(peak_tflops)
   achieved = train_flops * batch / median
+  memory = _compiled_memory(compiled)
   return {
       "batch": batch, "compile_s": round(compile_s, 2), "step_s_median": round(median, 4),
       "step_s_min": round(min(times), 4), "clips_per_s": round(batch / median, 2),
@@ -181,9 +182,8 @@ def bench_step(config, batch: int, steps: int, warmup: int, peak_tflops: float) 
       "xla_gflops_per_clip_train": round(xla / batch / 1e9, 6) if xla else None,
       "achieved_tflops": round(achieved / 1e12, 6),
       "mfu": round(achieved / peak, 4) if peak else None, "peak_source": peak_src,
-      "peak_memory_gib": (round(_compiled_memory(compiled) / 2**30, 3)
-                          if _compiled_memory(compiled) is not None else None),
-      "peak_memory_bytes": _compiled_memory(compiled),
+      "peak_memory_gib": round(memory / 2**30, 3) if memory is not None else None,
+      "peak_memory_bytes": memory,
   }
 
 
@@ -371,7 +371,7 @@ def find_max_batch(config, start: int, limit_bytes: int | None = None,
   step = jax.device_count()
   try:
     best = compiled_report.search_max_batch(
-        peak, limit_bytes * jax.device_count(), step, max(step, start // step * step),
+        peak, limit_bytes * step, step, max(step, start // step * step),
         cap=MAX_SEARCHED_BATCH, known=dict(searched))
   except _NoMemoryAnalysis:  # this backend does not say: nothing to search with
     return None, {}
